@@ -1,0 +1,43 @@
+# Two commands for a newcomer on a fresh Debian 12 machine (as root):
+#   make apply   set up, then apply the formula to this host with a demo pillar
+#   make test    set up, then run the whole test suite (what .ci/run runs)
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+BUILD := .build
+
+# What `make apply` needs: a venv that can build salt's sdist deps (timelib).
+APPLY_DEBS := python3-venv python3-dev gcc ca-certificates openssl
+# What the suites need on top: the real broker, clients, Prometheus,
+# scanners and the test-host tooling.
+TEST_DEBS  := mosquitto mosquitto-clients prometheus nmap debootstrap \
+              systemd-container iproute2 curl python3-paho-mqtt \
+              python3-prometheus-client util-linux
+
+.PHONY: apply test setup-apply setup-test clean-venv
+
+apply: setup-apply
+	$(PY) scripts/demo_apply.py
+
+test: setup-test
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+setup-apply: $(BUILD)/debs-apply.stamp $(VENV)/.installed
+setup-test: setup-apply $(BUILD)/debs-test.stamp
+
+# apt-get must not start daemons it installs (prometheus, mosquitto) on
+# this machine: the tests start their own. A policy-rc.d that we add is
+# removed again.
+$(BUILD)/debs-%.stamp: Makefile
+	@mkdir -p $(BUILD)
+	scripts/apt-install $(if $(filter apply,$*),$(APPLY_DEBS),$(TEST_DEBS))
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip wheel
+	$(PY) -m pip install --quiet '.[test]'
+	@touch $@
+
+clean-venv:
+	rm -rf $(VENV) $(BUILD)/*.stamp

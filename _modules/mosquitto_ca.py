@@ -1,0 +1,742 @@
+"""
+A small certificate authority for Mosquitto's TLS listeners.
+
+Everything is done with the ``cryptography`` library (no openssl CLI), so the
+module behaves the same on every platform and never leaks keys through
+command lines or temp files owned by someone else.
+
+Rules this module keeps:
+
+- The CA is never replaced: clients trust it, so a new CA would cut them all
+  off. ``create_ca`` refuses when a CA cert or key already exists.
+- Server keys are readable by the broker after it drops privileges
+  (root:mosquitto 0640 by default); the CA key is root-only (0600).
+- Files are written atomically (temp file in the same directory + rename),
+  with mode and owner set before the file appears under its name.
+- ``sign_csr`` takes only the public key from a CSR; names, validity and
+  extensions come from its arguments (the requester's pillar), and the result
+  is always a leaf (CA=False) server certificate.
+"""
+import datetime
+import grp
+import ipaddress
+import os
+import pwd
+import re
+import tempfile
+
+from salt.exceptions import CommandExecutionError
+
+try:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    HAS_CRYPTOGRAPHY = True
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+
+__virtualname__ = "mosquitto_ca"
+
+EC_CURVES = {256: "SECP256R1", 384: "SECP384R1", 521: "SECP521R1"}
+# Issue certs a little in the past so hosts with a slightly slow clock accept them.
+BACKDATE = datetime.timedelta(minutes=5)
+DNS_RE = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$")
+
+
+def __virtual__():
+    if not HAS_CRYPTOGRAPHY:
+        return (False, "mosquitto_ca needs the python 'cryptography' library")
+    return __virtualname__
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _key_spec(key_type, key_size):
+    """Normalise the wanted key to ("ec", bits) or ("rsa", bits).
+
+    For EC, key_size picks the curve when it names one (256/384/521); any
+    other value (such as the RSA-minded default 2048) means P-256.
+    """
+    key_type = str(key_type).lower()
+    key_size = int(key_size)
+    if key_type == "ec":
+        return "ec", key_size if key_size in EC_CURVES else 256
+    if key_type == "rsa":
+        if key_size < 2048:
+            raise CommandExecutionError(f"RSA key_size {key_size} is too small (minimum 2048)")
+        return "rsa", key_size
+    raise CommandExecutionError(f"key_type must be 'ec' or 'rsa', not {key_type!r}")
+
+
+def _new_key(key_type, key_size):
+    kind, bits = _key_spec(key_type, key_size)
+    if kind == "ec":
+        return ec.generate_private_key(getattr(ec, EC_CURVES[bits])())
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def _describe_key(key):
+    """("ec"|"rsa"|other, bits) of a public or private key."""
+    if isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
+        return "ec", key.curve.key_size
+    if isinstance(key, (rsa.RSAPublicKey, rsa.RSAPrivateKey)):
+        return "rsa", key.key_size
+    return type(key).__name__, None
+
+
+def _public_der(key):
+    if hasattr(key, "public_key"):
+        key = key.public_key()
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _key_matches(cert, key):
+    return _public_der(cert.public_key()) == _public_der(key)
+
+
+def _read(path, what):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def _load_cert(path, what="certificate"):
+    try:
+        return x509.load_pem_x509_certificate(_read(path, what))
+    except ValueError as exc:
+        raise CommandExecutionError(f"{what} {path} is not a PEM certificate: {exc}") from exc
+
+
+def _load_cert_pem(pem, what="certificate"):
+    try:
+        return x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+    except (ValueError, TypeError) as exc:
+        raise CommandExecutionError(f"{what} is not a PEM certificate: {exc}") from exc
+
+
+def _load_key(path, what="private key"):
+    try:
+        return serialization.load_pem_private_key(_read(path, what), password=None)
+    except (ValueError, TypeError) as exc:
+        # TypeError: the key is encrypted; we only manage unencrypted keys.
+        raise CommandExecutionError(f"{what} {path} is not an unencrypted PEM key: {exc}") from exc
+
+
+def _key_pem(key):
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _cert_pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _ids(user, group):
+    """uid/gid by name; raises before anything is written when one is unknown."""
+    try:
+        uid = pwd.getpwnam(user).pw_uid if not isinstance(user, int) else user
+    except KeyError as exc:
+        raise CommandExecutionError(f"user {user!r} does not exist") from exc
+    try:
+        gid = grp.getgrnam(group).gr_gid if not isinstance(group, int) else group
+    except KeyError as exc:
+        raise CommandExecutionError(f"group {group!r} does not exist") from exc
+    return uid, gid
+
+
+def _mode(mode):
+    return int(str(mode), 8) if not isinstance(mode, int) else mode
+
+
+def _write(path, data, mode, uid=None, gid=None, overwrite=True):
+    """Write atomically: the file appears complete, with its final mode and owner.
+
+    With overwrite=False the final step is a hard link, which fails if the
+    name exists: no race can replace a CA file created meanwhile.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CommandExecutionError(f"directory {directory} does not exist (manage it before {path})")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".mosquitto_ca-")
+    try:
+        # Mode and owner first, then the content: a private key is never
+        # readable by anyone else, not even for an instant.
+        os.fchmod(fd, mode)
+        if uid is not None or gid is not None:
+            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError as exc:
+                raise CommandExecutionError(f"{path} appeared meanwhile; not overwriting it") from exc
+            os.unlink(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _as_list(value, what):
+    """Pillar/CLI friendly: None, a list, or a comma separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple, set)):
+        return [str(v).strip() for v in value]
+    raise CommandExecutionError(f"{what} must be a list, not {type(value).__name__}")
+
+
+def _dns_list(names):
+    out = []
+    for name in _as_list(names, "dns_names"):
+        name = name.lower().rstrip(".")
+        if not DNS_RE.match(name):
+            raise CommandExecutionError(f"invalid DNS name {name!r}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _ip_list(addresses):
+    out = []
+    for addr in _as_list(addresses, "ip_addresses"):
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError as exc:
+            raise CommandExecutionError(f"invalid IP address {addr!r}") from exc
+        if ip not in out:
+            out.append(ip)
+    return out
+
+
+def _wanted_sans(common_name, dns_names, ip_addresses):
+    """DNS and IP SANs, with the CN among them (clients check SANs, not the CN)."""
+    dns, ips = _dns_list(dns_names), _ip_list(ip_addresses)
+    if common_name:
+        try:
+            ip = ipaddress.ip_address(common_name)
+            if ip not in ips:
+                ips.insert(0, ip)
+        except ValueError:
+            for name in _dns_list([common_name]):
+                if name not in dns:
+                    dns.insert(0, name)
+    if not dns and not ips:
+        raise CommandExecutionError("a server certificate needs at least one DNS name or IP address")
+    return dns, ips
+
+
+def _cert_sans(cert):
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    return [n.lower() for n in san.get_values_for_type(x509.DNSName)], san.get_values_for_type(x509.IPAddress)
+
+
+def _cn(name):
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return attrs[0].value if attrs else None
+
+
+def _is_ca(cert):
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _issued_by(cert, ca_cert):
+    """True when ca_cert's key signed cert (and the issuer name matches)."""
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def _days_remaining(cert):
+    return (cert.not_valid_after_utc - _now()).days
+
+
+def _info(cert):
+    dns, ips = _cert_sans(cert)
+    key_type, key_size = _describe_key(cert.public_key())
+    return {
+        "subject_cn": _cn(cert.subject),
+        "issuer_cn": _cn(cert.issuer),
+        "serial": f"{cert.serial_number:X}",
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "days_remaining": _days_remaining(cert),
+        "dns_names": dns,
+        "ip_addresses": [str(ip) for ip in ips],
+        "key_type": key_type,
+        "key_size": key_size,
+        "fingerprint": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
+        "is_ca": _is_ca(cert),
+    }
+
+
+def _load_ca(ca_cert_path, ca_key_path):
+    ca_cert = _load_cert(ca_cert_path, "CA certificate")
+    if not _is_ca(ca_cert):
+        raise CommandExecutionError(f"{ca_cert_path} is not a CA certificate")
+    ca_key = _load_key(ca_key_path, "CA key")
+    if not _key_matches(ca_cert, ca_key):
+        raise CommandExecutionError(f"CA key {ca_key_path} does not belong to CA certificate {ca_cert_path}")
+    if ca_cert.not_valid_after_utc <= _now():
+        raise CommandExecutionError(f"CA certificate {ca_cert_path} expired on {ca_cert.not_valid_after_utc}")
+    return ca_cert, ca_key
+
+
+def _sign_server_cert(public_key, ca_cert, ca_key, common_name, dns, ips, days_valid):
+    """The one place leaf certificates are built: CA=False, serverAuth, SANs as given."""
+    if _describe_key(public_key)[0] not in ("ec", "rsa"):
+        raise CommandExecutionError(f"unsupported key type {type(public_key).__name__}")
+    if _describe_key(public_key)[0] == "rsa" and public_key.key_size < 2048:
+        raise CommandExecutionError("RSA keys below 2048 bits are not signed")
+    now = _now()
+    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    sans = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ip) for ip in ips]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + datetime.timedelta(days=int(days_valid)))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                # RSA key exchange encrypts to the server key; EC never does.
+                key_encipherment=is_rsa,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+    )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+# --- public functions --------------------------------------------------------
+
+
+def create_ca(cert_path, key_path, common_name="Mosquitto CA", days_valid=3650, key_type="ec", key_size=2048):
+    """
+    Create a self-signed CA (key 0600, cert 0644). Refuses to replace an
+    existing CA cert or key.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.create_ca /etc/mosquitto/ca/ca.crt /etc/mosquitto/ca/ca.key
+    """
+    for path in (cert_path, key_path):
+        if os.path.lexists(path):
+            raise CommandExecutionError(f"{path} exists: a CA is never replaced (clients trust it)")
+    key = _new_key(key_type, key_size)
+    now = _now()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(common_name))])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + datetime.timedelta(days=int(days_valid)))
+        # path_length=0: this CA signs server certs only, never another CA.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    root = os.geteuid() == 0
+    # Key first: a cert without its key is harmless, the other way round
+    # would leave a CA nobody can sign with but everyone may already trust.
+    _write(key_path, _key_pem(key), 0o600, 0 if root else None, 0 if root else None, overwrite=False)
+    _write(cert_path, _cert_pem(cert), 0o644, 0 if root else None, 0 if root else None, overwrite=False)
+    return _info(cert)
+
+
+def cert_info(path):
+    """
+    Metadata of a PEM certificate: subject_cn, issuer_cn, serial (hex),
+    not_before/not_after (ISO 8601, UTC), days_remaining, dns_names,
+    ip_addresses, key_type, key_size, fingerprint (SHA-256), is_ca.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.cert_info /etc/mosquitto/certs/server.crt
+    """
+    return _info(_load_cert(path))
+
+
+def pem_info(cert_pem):
+    """
+    Like cert_info, for a PEM certificate given as a string.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.pem_info "$(cat server.crt)"
+    """
+    return _info(_load_cert_pem(cert_pem))
+
+
+def check_owner(user, group):
+    """
+    {"uid", "gid"} of user and group; a clear error when either does not exist.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.check_owner root mosquitto
+    """
+    uid, gid = _ids(user, group)
+    return {"uid": uid, "gid": gid}
+
+
+def key_matches_cert(cert_path, key_path):
+    """
+    True when the private key at key_path belongs to the certificate.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.key_matches_cert /etc/mosquitto/ca/ca.crt /etc/mosquitto/ca/ca.key
+    """
+    return _key_matches(_load_cert(cert_path), _load_key(key_path))
+
+
+def ensure_key(key_path, key_type="ec", key_size=2048, user="root", group="mosquitto", mode="0640", reuse_key=True):
+    """
+    Keep the key at key_path when it is usable (right type and size, reuse_key),
+    else write a new one. A kept key gets the wanted owner and mode.
+    Returns {"created": bool, "key_type", "key_size", "permissions": {what was fixed}}.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.ensure_key /etc/mosquitto/certs/server.key
+    """
+    kind, bits = _key_spec(key_type, key_size)
+    uid, gid = _ids(user, group)
+    if reuse_key and os.path.exists(key_path):
+        try:
+            if _describe_key(_load_key(key_path)) == (kind, bits):
+                fixed = ensure_permissions(key_path, user, group, mode)
+                return {"created": False, "key_type": kind, "key_size": bits, "permissions": fixed}
+        except CommandExecutionError:
+            pass  # unreadable or foreign key: replace it below
+    _write(key_path, _key_pem(_new_key(kind, bits)), _mode(mode), uid, gid)
+    return {"created": True, "key_type": kind, "key_size": bits, "permissions": {}}
+
+
+def issue_cert(
+    cert_path,
+    key_path,
+    ca_cert_path,
+    ca_key_path,
+    common_name,
+    dns_names=(),
+    ip_addresses=(),
+    days_valid=825,
+    key_type="ec",
+    key_size=2048,
+    key_user="root",
+    key_group="mosquitto",
+    key_mode="0640",
+    reuse_key=True,
+):
+    """
+    Issue a server certificate signed by the local CA. The key is kept when it
+    exists and fits (reuse_key), else replaced. The CN is always among the SANs.
+    Returns cert_info of the new certificate.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.issue_cert /etc/mosquitto/certs/server.crt /etc/mosquitto/certs/server.key \\
+            /etc/mosquitto/ca/ca.crt /etc/mosquitto/ca/ca.key mqtt.example.com dns_names=mqtt2.example.com
+    """
+    # Validate everything that can fail before a single byte is written.
+    _ids(key_user, key_group)
+    _key_spec(key_type, key_size)
+    dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
+    ca_cert, ca_key = _load_ca(ca_cert_path, ca_key_path)
+    ensure_key(key_path, key_type, key_size, key_user, key_group, key_mode, reuse_key)
+    key = _load_key(key_path)
+    cert = _sign_server_cert(key.public_key(), ca_cert, ca_key, str(common_name), dns, ips, days_valid)
+    _write(cert_path, _cert_pem(cert), 0o644)
+    return _info(cert)
+
+
+def create_csr(key_path, common_name, dns_names=(), ip_addresses=()):
+    """
+    A PEM certificate signing request for the key at key_path. The CA ignores
+    everything in it but the public key; the names are there for humans.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.create_csr /etc/mosquitto/certs/server.key mqtt.example.com
+    """
+    key = _load_key(key_path)
+    dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(common_name))]))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns] + [x509.IPAddress(ip) for ip in ips]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def sign_csr(csr_pem, ca_cert_path, ca_key_path, dns_names=(), ip_addresses=(), days_valid=825, common_name=None):
+    """
+    Sign a CSR with the local CA and return the PEM certificate. Meant to be
+    called by other minions through ``publish.publish`` so the CA key never
+    leaves this host. Only the CSR's public key is used: the SANs are exactly
+    dns_names + ip_addresses (plus common_name, which defaults to the first
+    of them) and the result is always CA=False, serverAuth.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ca-minion mosquitto_ca.sign_csr "$(cat req.csr)" /etc/mosquitto/ca/ca.crt /etc/mosquitto/ca/ca.key \\
+            dns_names='[mqtt.example.com]'
+    """
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
+    except (ValueError, TypeError) as exc:
+        raise CommandExecutionError(f"not a PEM certificate signing request: {exc}") from exc
+    if not csr.is_signature_valid:
+        raise CommandExecutionError("CSR signature does not verify (the requester does not hold the key)")
+    dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
+    common_name = common_name or (dns[0] if dns else str(ips[0]))
+    ca_cert, ca_key = _load_ca(ca_cert_path, ca_key_path)
+    cert = _sign_server_cert(csr.public_key(), ca_cert, ca_key, str(common_name), dns, ips, days_valid)
+    return _cert_pem(cert).decode()
+
+
+def read_ca_cert(ca_cert_path):
+    """
+    The CA certificate as PEM. Re-serialised from the parsed certificate, so a
+    peer calling this can never read anything but a CA certificate.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ca-minion mosquitto_ca.read_ca_cert /etc/mosquitto/ca/ca.crt
+    """
+    cert = _load_cert(ca_cert_path, "CA certificate")
+    if not _is_ca(cert):
+        raise CommandExecutionError(f"{ca_cert_path} is not a CA certificate")
+    return _cert_pem(cert).decode()
+
+
+def write_cert(cert_path, cert_pem, key_path=None, ca_cert_path=None):
+    """
+    Install a PEM certificate (0644, atomically) after checking it: it must
+    parse, match key_path and verify against ca_cert_path when those are given.
+    Used for certificates signed by a remote CA minion. Returns cert_info.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.write_cert /etc/mosquitto/certs/server.crt "$(cat server.crt)"
+    """
+    cert = _load_cert_pem(cert_pem)
+    if key_path is not None and not _key_matches(cert, _load_key(key_path)):
+        raise CommandExecutionError(f"certificate for {cert_path} does not match key {key_path}")
+    if ca_cert_path is not None and not _issued_by(cert, _load_cert(ca_cert_path, "CA certificate")):
+        raise CommandExecutionError(f"certificate for {cert_path} is not signed by CA {ca_cert_path}")
+    _write(cert_path, _cert_pem(cert), 0o644)
+    return _info(cert)
+
+
+def needs_reissue(
+    cert_path,
+    key_path,
+    ca_cert_path,
+    dns_names=(),
+    ip_addresses=(),
+    renew_days=30,
+    key_type="ec",
+    key_size=2048,
+    common_name=None,
+    ca_cert_pem=None,
+):
+    """
+    Whether the server certificate must be (re)issued, and why.
+    Returns {"reissue": bool, "reasons": [str, ...]}.
+
+    Wanted SANs are dns_names + ip_addresses (+ common_name when given),
+    compared order- and case-insensitively; the certificate's own CN must be
+    among its SANs. ca_cert_pem, when given, is used instead of reading
+    ca_cert_path (a CA cert just fetched from a CA minion, not yet written).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.needs_reissue /etc/mosquitto/certs/server.crt /etc/mosquitto/certs/server.key \\
+            /etc/mosquitto/ca/ca.crt dns_names='[mqtt.example.com]'
+    """
+    if not os.path.exists(cert_path):
+        return {"reissue": True, "reasons": ["certificate missing"]}
+    if not os.path.exists(key_path):
+        return {"reissue": True, "reasons": ["key missing"]}
+    try:
+        cert = _load_cert(cert_path)
+    except CommandExecutionError as exc:
+        return {"reissue": True, "reasons": [f"certificate unreadable ({exc})"]}
+    try:
+        key = _load_key(key_path)
+    except CommandExecutionError as exc:
+        return {"reissue": True, "reasons": [f"key unreadable ({exc})"]}
+
+    reasons = []
+    if not _key_matches(cert, key):
+        reasons.append("key does not match certificate")
+
+    want_dns, want_ips = _wanted_sans(common_name, dns_names, ip_addresses)
+    have_dns, have_ips = _cert_sans(cert)
+    added = sorted(set(want_dns) - set(have_dns)) + sorted(str(i) for i in set(want_ips) - set(have_ips))
+    removed = sorted(set(have_dns) - set(want_dns)) + sorted(str(i) for i in set(have_ips) - set(want_ips))
+    if added or removed:
+        parts = ([f"added {', '.join(added)}"] if added else []) + ([f"removed {', '.join(removed)}"] if removed else [])
+        reasons.append(f"SANs changed ({'; '.join(parts)})")
+    cn = _cn(cert.subject)
+    if common_name is not None and cn != str(common_name):
+        reasons.append(f"common name changed ({cn} -> {common_name})")
+    elif cn and cn.lower() not in have_dns and cn not in [str(i) for i in have_ips]:
+        reasons.append(f"common name {cn} is not among the SANs")
+
+    want = _key_spec(key_type, key_size)
+    have = _describe_key(cert.public_key())
+    if have != want:
+        reasons.append(f"key type changed ({have[0]} {have[1]} -> {want[0]} {want[1]})")
+
+    ca_cert = _load_cert_pem(ca_cert_pem, "CA certificate") if ca_cert_pem else _load_cert(ca_cert_path, "CA certificate")
+    if not _issued_by(cert, ca_cert):
+        reasons.append("issued by a different CA")
+
+    days = _days_remaining(cert)
+    if cert.not_valid_after_utc <= _now():
+        reasons.append(f"expired on {cert.not_valid_after_utc.date().isoformat()}")
+    elif days < int(renew_days):
+        reasons.append(f"expires in {days} days (renew_days {renew_days})")
+    return {"reissue": bool(reasons), "reasons": reasons}
+
+
+def verify_chain(cert_path, ca_cert_path):
+    """
+    True when cert_path is signed by the CA at ca_cert_path and both are
+    within their validity period.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.verify_chain /etc/mosquitto/certs/server.crt /etc/mosquitto/ca/ca.crt
+    """
+    cert, ca_cert = _load_cert(cert_path), _load_cert(ca_cert_path, "CA certificate")
+    now = _now()
+    in_time = all(c.not_valid_before_utc <= now < c.not_valid_after_utc for c in (cert, ca_cert))
+    return in_time and _is_ca(ca_cert) and _issued_by(cert, ca_cert)
+
+
+def ensure_permissions(path, user, group, mode, test=False):
+    """
+    Give an existing file the wanted owner and mode. Returns what differed
+    ({"user": [old, new], ...}), empty when nothing did; with test=True
+    nothing is changed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.ensure_permissions /etc/mosquitto/certs/server.key root mosquitto 0640
+    """
+    uid, gid = _ids(user, group)
+    st = os.stat(path)
+    diff = {}
+    if st.st_uid != uid:
+        diff["user"] = [_name(pwd.getpwuid, st.st_uid), user]
+    if st.st_gid != gid:
+        diff["group"] = [_name(grp.getgrgid, st.st_gid), group]
+    if st.st_mode & 0o7777 != _mode(mode):
+        diff["mode"] = [f"{st.st_mode & 0o7777:04o}", f"{_mode(mode):04o}"]
+    if diff and not test:
+        os.chown(path, uid, gid)
+        os.chmod(path, _mode(mode))
+    return diff
+
+
+def _name(lookup, num):
+    try:
+        return lookup(num)[0]
+    except KeyError:
+        return num

@@ -1,0 +1,473 @@
+"""
+Validate the mosquitto formula's merged settings, once, before any state runs.
+
+map.jinja merges parameters/ and the ``mosquitto`` pillar into one dict and
+passes it to :py:func:`validate`. Every problem raises
+``CommandExecutionError`` with the pillar key path and what is wrong
+(``mosquitto:users:bob:password: missing``), so a bad pillar fails the
+render and nothing on the host changes.
+
+The allowlists below are the schema: an unknown key is an error, never a
+silent no-op. Mosquitto's config has no escaping, so no value may hold a
+line break.
+"""
+
+import copy
+import ipaddress
+import re
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "mosquitto_config"
+
+# Label rules of RFC 1123; the name must fit a certificate SAN too.
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DURATION = re.compile(r"^[0-9]+[hdwmy]$")
+_OPTION = re.compile(r"^[a-z][a-z0-9_]*$")
+_BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ACCESS = ("read", "write", "readwrite", "deny")
+_TLS_VERSIONS = ("tlsv1.2", "tlsv1.3")
+_KEY_TYPES = ("ec", "rsa")
+
+# mosquitto.conf options the formula writes itself: setting them again under
+# `config` would duplicate them (the broker refuses some duplicates).
+_OWNED_OPTIONS = {
+    "listener": "ports / listeners",
+    "port": "ports / listeners",
+    "bind_address": "listeners",
+    "allow_anonymous": "(always false: authentication is required)",
+    "password_file": "users",
+    "acl_file": "users:<name>:acl",
+    "pid_file": "lookup:paths:pid_file",
+    "persistence": "persistence:enabled",
+    "persistence_location": "persistence:location",
+    "autosave_interval": "persistence:autosave_interval",
+    "log_dest": "lookup:paths:log_file",
+    "include_dir": "lookup:paths:include_dir",
+    "max_keepalive": "max_keepalive",
+    "max_queued_messages": "queue:max_queued_messages",
+    "persistent_client_expiration": "queue:persistent_client_expiration",
+    "cafile": "tls", "certfile": "tls", "keyfile": "tls",
+    "tls_version": "listeners:mqtts:tls_version",
+    "connection": "bridges",
+    "user": "lookup:service:user",
+}
+
+_TOP_KEYS = {
+    "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive",
+    "queue", "persistence", "tls", "bridges", "config", "exporter",
+    "firewall", "paths", "pkg", "service", "tofs",
+}
+_USER_KEYS = {"password", "password_hash", "acl"}
+_BRIDGE_KEYS = {
+    "address", "topics", "remote_username", "remote_password", "tls",
+    "cleansession", "notifications", "keepalive_interval", "options",
+}
+
+
+class _Errors:
+    """Collects every problem, so one run names them all."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, path, problem):
+        self.items.append(f"mosquitto:{':'.join(str(p) for p in path)}: {problem}")
+
+    def raise_if_any(self):
+        if self.items:
+            raise CommandExecutionError(
+                "invalid mosquitto pillar (nothing was changed):\n  - "
+                + "\n  - ".join(self.items)
+            )
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _unknown_keys(errors, path, data, allowed):
+    if not isinstance(data, dict):
+        errors.add(path, f"must be a mapping, got {type(data).__name__}")
+        return False
+    for key in sorted(set(data) - set(allowed), key=str):
+        errors.add(path + [key], f"unknown key (known: {', '.join(sorted(allowed))})")
+    return True
+
+
+def _text(errors, path, value, empty=False):
+    """A single-line string (mosquitto's config cannot escape newlines)."""
+    if not isinstance(value, str):
+        errors.add(path, f"must be a string, got {type(value).__name__}")
+        return False
+    if not empty and not value.strip():
+        errors.add(path, "must not be empty")
+        return False
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        errors.add(path, "must not contain line breaks or control characters")
+        return False
+    return True
+
+
+def _int(errors, path, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors.add(path, f"must be an integer, got {value!r}")
+        return False
+    if not low <= value <= high:
+        errors.add(path, f"must be between {low} and {high}, got {value}")
+        return False
+    return True
+
+
+def _bool(errors, path, value):
+    if not isinstance(value, bool):
+        errors.add(path, f"must be true or false, got {value!r}")
+        return False
+    return True
+
+
+def _choice(errors, path, value, choices):
+    if value not in choices:
+        errors.add(path, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return False
+    return True
+
+
+def _abspath(errors, path, value, empty=False):
+    if value == "" and empty:
+        return True
+    if _text(errors, path, value) and not value.startswith("/"):
+        errors.add(path, f"must be an absolute path, got {value!r}")
+
+
+def _list(errors, path, value):
+    if not isinstance(value, list):
+        errors.add(path, f"must be a list, got {type(value).__name__}")
+        return []
+    return value
+
+
+def is_dns_name(name):
+    """True for a host name usable in a certificate SAN (lower case)."""
+    if not isinstance(name, str) or not 0 < len(name) <= 253:
+        return False
+    labels = name.rstrip(".").split(".")
+    return all(_DNS_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def _dns(errors, path, value):
+    if not isinstance(value, str) or not value.strip():
+        errors.add(path, "must be a DNS name such as mqtt.example.com, got "
+                   + (repr(value) if value != "" else "an empty value"))
+        return None
+    name = value.strip().lower()
+    if not is_dns_name(name):
+        errors.add(path, f"is not a valid DNS name: {value!r}")
+        return None
+    return name
+
+
+def _ip(errors, path, value):
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        errors.add(path, f"is not an IP address: {value!r}")
+        return None
+
+
+def _bind_address(errors, path, value):
+    if value == "":
+        return
+    if not isinstance(value, str):
+        errors.add(path, f"must be an IP address or '', got {value!r}")
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not is_dns_name(value):
+            errors.add(path, f"must be an IP address, a host name or '' (all), got {value!r}")
+
+
+def check_username(name):
+    """Mosquitto's own rule (mosquitto_passwd): no ':' and no control chars."""
+    return (
+        isinstance(name, str)
+        and name == name.strip()
+        and name != ""
+        and ":" not in name
+        and not any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+        and len(name.encode()) <= 65535
+    )
+
+
+def check_topic_filter(topic):
+    """An MQTT topic filter: '#' only as the last level, '+' a whole level."""
+    if not isinstance(topic, str) or not topic or " " in topic:
+        return False
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in topic):
+        return False
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return False
+        if "+" in level and level != "+":
+            return False
+    return True
+
+
+def parse_acl_rule(rule):
+    """'readwrite sensors/#' or just 'sensors/#' -> ('readwrite', 'sensors/#')."""
+    if not isinstance(rule, str):
+        return None
+    parts = rule.split(None, 1)
+    if len(parts) == 2 and parts[0] in _ACCESS:
+        access, topic = parts[0], parts[1].strip()
+    elif len(parts) == 1:
+        access, topic = "readwrite", parts[0]
+    else:
+        return None
+    return (access, topic) if check_topic_filter(topic) else None
+
+
+def _acl_rules(errors, path, rules, pattern=False):
+    out = []
+    for i, rule in enumerate(_list(errors, path, rules)):
+        parsed = parse_acl_rule(rule)
+        if parsed is None:
+            errors.add(
+                path + [i],
+                f"{rule!r} is not '<read|write|readwrite|deny> <topic filter>' "
+                "('#' only last, '+' a whole level)",
+            )
+            continue
+        out.append(f"{parsed[0]} {parsed[1]}")
+    return out
+
+
+def _users(errors, users, exporter_user):
+    path = ["users"]
+    if not isinstance(users, dict):
+        errors.add(path, f"must be a mapping of user name to settings, got {type(users).__name__}")
+        return {}
+    out = {}
+    for name, spec in users.items():
+        upath = path + [name]
+        if not check_username(name):
+            errors.add(upath, "bad user name: it must be non-empty, without ':', "
+                       "control characters or surrounding blanks")
+            continue
+        if name == exporter_user:
+            errors.add(upath, "is reserved for the exporter (its password is generated "
+                       "on the host); pick another name or change exporter:user")
+            continue
+        if spec is None:
+            spec = {}
+        if not _unknown_keys(errors, upath, spec, _USER_KEYS):
+            continue
+        has_plain, has_hash = "password" in spec, "password_hash" in spec
+        if has_plain == has_hash:
+            errors.add(upath + ["password"], "missing: give exactly one of password or password_hash"
+                       if not has_plain else "give password or password_hash, not both")
+            continue
+        entry = {}
+        if has_plain:
+            pw = spec["password"]
+            if not isinstance(pw, str) or pw == "":
+                errors.add(upath + ["password"], "must be a non-empty string (quote it in YAML)")
+                continue
+            if "\n" in pw or "\r" in pw or "\0" in pw:
+                errors.add(upath + ["password"], "must not contain line breaks or NUL")
+                continue
+            entry["password"] = pw
+        else:
+            hashed = spec["password_hash"]
+            if not isinstance(hashed, str) or not re.match(r"^\$(6|7)\$\S+$", hashed):
+                errors.add(upath + ["password_hash"], "must be a mosquitto_passwd hash ($7$... or $6$...)")
+                continue
+            entry["password_hash"] = hashed
+        entry["acl"] = _acl_rules(errors, upath + ["acl"], spec.get("acl", []))
+        out[name] = entry
+    return out
+
+
+def _bridges(errors, bridges, tls):
+    path = ["bridges"]
+    if not isinstance(bridges, dict):
+        errors.add(path, "must be a mapping of bridge name to settings")
+        return {}
+    out = {}
+    for name, spec in bridges.items():
+        bpath = path + [name]
+        if not isinstance(name, str) or not _BRIDGE_NAME.match(name):
+            errors.add(bpath, "bridge names use letters, digits, '_', '.', '-'")
+            continue
+        if not _unknown_keys(errors, bpath, spec, _BRIDGE_KEYS):
+            continue
+        bridge = {
+            "tls": True, "cleansession": False, "notifications": True,
+            "keepalive_interval": 60, "topics": [], "options": {},
+        }
+        bridge.update(spec)
+        addresses = bridge.get("address")
+        addresses = addresses if isinstance(addresses, list) else [addresses]
+        for i, addr in enumerate(addresses):
+            apath = bpath + ["address"] + ([i] if len(addresses) > 1 else [])
+            m = re.match(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(?::([0-9]+))?$", str(addr or ""))
+            if not addr or not m:
+                errors.add(apath, f"must be host[:port], got {addr!r}")
+            elif m.group(2) and not 0 < int(m.group(2)) < 65536:
+                errors.add(apath, f"port out of range in {addr!r}")
+        bridge["address"] = [str(a) for a in addresses]
+        topics = _list(errors, bpath + ["topics"], bridge["topics"])
+        if not topics:
+            errors.add(bpath + ["topics"], "a bridge needs at least one topic line, e.g. 'sensors/# out 1'")
+        for i, topic in enumerate(topics):
+            parts = str(topic).split()
+            if (not _text(errors, bpath + ["topics", i], topic)
+                    or not check_topic_filter(parts[0])
+                    or (len(parts) > 1 and parts[1] not in ("in", "out", "both"))
+                    or (len(parts) > 2 and parts[2] not in ("0", "1", "2"))):
+                errors.add(bpath + ["topics", i], f"must be '<topic> [in|out|both] [0|1|2] ...', got {topic!r}")
+        for key in ("tls", "cleansession", "notifications"):
+            _bool(errors, bpath + [key], bridge[key])
+        _int(errors, bpath + ["keepalive_interval"], bridge["keepalive_interval"], 5, 65535)
+        for key in ("remote_username", "remote_password"):
+            if key in bridge:
+                _text(errors, bpath + [key], bridge[key])
+        if ("remote_username" in bridge) != ("remote_password" in bridge):
+            errors.add(bpath, "remote_username and remote_password go together")
+        _options(errors, bpath + ["options"], bridge["options"], owned={})
+        out[name] = bridge
+    return out
+
+
+def _options(errors, path, options, owned):
+    """Free-form mosquitto.conf options: name -> scalar or list of scalars."""
+    if not isinstance(options, dict):
+        errors.add(path, "must be a mapping of mosquitto.conf option to value")
+        return
+    for key, value in options.items():
+        kpath = path + [key]
+        if not isinstance(key, str) or not _OPTION.match(key):
+            errors.add(kpath, "is not a mosquitto.conf option name")
+            continue
+        if key in owned:
+            errors.add(kpath, f"is managed by the formula: set {owned[key]} instead")
+            continue
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            ipath = kpath + ([i] if isinstance(value, list) else [])
+            if isinstance(item, bool) or isinstance(item, (int, float)):
+                continue
+            _text(errors, ipath, item)
+
+
+def validate(data):
+    """
+    Check the merged formula settings and return a normalised copy.
+
+    CLI Example (what map.jinja does):
+
+    .. code-block:: bash
+
+        salt-call mosquitto_config.validate '{"domain": "mqtt.example.com"}'
+    """
+    errors = _Errors()
+    data = copy.deepcopy(data)
+    if not _unknown_keys(errors, [], data, _TOP_KEYS):
+        errors.raise_if_any()
+
+    data["domain"] = _dns(errors, ["domain"], data.get("domain"))
+
+    ports = data.get("ports", {})
+    if _unknown_keys(errors, ["ports"], ports, {"mqtt", "mqtts", "exporter"}):
+        for key, value in ports.items():
+            _int(errors, ["ports", key], value, 1, 65535)
+        values = [v for v in ports.values() if isinstance(v, int)]
+        if len(set(values)) != len(values):
+            errors.add(["ports"], f"ports must differ, got {ports}")
+
+    listeners = data.get("listeners", {})
+    if _unknown_keys(errors, ["listeners"], listeners, {"mqtt", "mqtts"}):
+        if _unknown_keys(errors, ["listeners", "mqtt"], listeners.get("mqtt", {}), {"bind_address"}):
+            _bind_address(errors, ["listeners", "mqtt", "bind_address"], listeners["mqtt"].get("bind_address", ""))
+        mqtts = listeners.get("mqtts", {})
+        if _unknown_keys(errors, ["listeners", "mqtts"], mqtts, {"bind_address", "tls_version"}):
+            _bind_address(errors, ["listeners", "mqtts", "bind_address"], mqtts.get("bind_address", ""))
+            _choice(errors, ["listeners", "mqtts", "tls_version"], mqtts.get("tls_version"), _TLS_VERSIONS)
+
+    exporter = data.get("exporter", {})
+    if _unknown_keys(errors, ["exporter"], exporter, {"enabled", "user", "bind_address"}):
+        _bool(errors, ["exporter", "enabled"], exporter.get("enabled"))
+        if not check_username(exporter.get("user")):
+            errors.add(["exporter", "user"], "must be a valid MQTT user name")
+        _bind_address(errors, ["exporter", "bind_address"], exporter.get("bind_address"))
+
+    data["users"] = _users(errors, data.get("users"), exporter.get("user"))
+    data["acl_patterns"] = _acl_rules(errors, ["acl_patterns"], data.get("acl_patterns", []), pattern=True)
+
+    _int(errors, ["max_keepalive"], data.get("max_keepalive"), 0, 65535)
+    queue = data.get("queue", {})
+    if _unknown_keys(errors, ["queue"], queue, {"max_queued_messages", "persistent_client_expiration"}):
+        _int(errors, ["queue", "max_queued_messages"], queue.get("max_queued_messages"), 0, 2**31 - 1)
+        exp = queue.get("persistent_client_expiration")
+        if exp not in ("", None) and not (isinstance(exp, str) and _DURATION.match(exp)):
+            errors.add(["queue", "persistent_client_expiration"], f"must be like 14d, 12h, 2w, 1m, 1y or '' (never), got {exp!r}")
+
+    persistence = data.get("persistence", {})
+    if _unknown_keys(errors, ["persistence"], persistence, {"enabled", "location", "autosave_interval"}):
+        _bool(errors, ["persistence", "enabled"], persistence.get("enabled"))
+        _abspath(errors, ["persistence", "location"], persistence.get("location"))
+        if isinstance(persistence.get("location"), str) and not persistence["location"].endswith("/"):
+            persistence["location"] += "/"  # mosquitto concatenates the file name
+        _int(errors, ["persistence", "autosave_interval"], persistence.get("autosave_interval"), 0, 86400 * 7)
+
+    tls = data.get("tls", {})
+    tls_keys = {"ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",
+                "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses"}
+    if _unknown_keys(errors, ["tls"], tls, tls_keys):
+        for key in ("ca_cert", "ca_key", "cert", "key"):
+            _abspath(errors, ["tls", key], tls.get(key))
+        _text(errors, ["tls", "ca_common_name"], tls.get("ca_common_name"))
+        if tls.get("ca_server", "") != "":
+            _text(errors, ["tls", "ca_server"], tls.get("ca_server"))
+        _int(errors, ["tls", "ca_days_valid"], tls.get("ca_days_valid"), 1, 36500)
+        _int(errors, ["tls", "days_valid"], tls.get("days_valid"), 1, 36500)
+        _int(errors, ["tls", "renew_days"], tls.get("renew_days"), 0, 36500)
+        if isinstance(tls.get("renew_days"), int) and isinstance(tls.get("days_valid"), int) \
+                and tls["renew_days"] >= tls["days_valid"]:
+            errors.add(["tls", "renew_days"], "must be below days_valid, or every run would reissue the certificate")
+        _choice(errors, ["tls", "key_type"], tls.get("key_type"), _KEY_TYPES)
+        if tls.get("key_type") == "rsa":
+            _choice(errors, ["tls", "key_size"], tls.get("key_size"), (2048, 3072, 4096))
+        tls["dns_names"] = [n for i, name in enumerate(_list(errors, ["tls", "dns_names"], tls.get("dns_names", [])))
+                            if (n := _dns(errors, ["tls", "dns_names", i], name))]
+        tls["ip_addresses"] = [a for i, ip in enumerate(_list(errors, ["tls", "ip_addresses"], tls.get("ip_addresses", [])))
+                               if (a := _ip(errors, ["tls", "ip_addresses", i], ip))]
+        if data["domain"]:
+            # The domain first, then extra names, each once: the SAN list.
+            tls["san_dns"] = list(dict.fromkeys([data["domain"]] + tls["dns_names"]))
+
+    data["bridges"] = _bridges(errors, data.get("bridges", {}), tls)
+    _options(errors, ["config"], data.get("config", {}), _OWNED_OPTIONS)
+
+    firewall = data.get("firewall", {})
+    if _unknown_keys(errors, ["firewall"], firewall, {"enabled", "zone", "ssh", "extra_ports"}):
+        _choice(errors, ["firewall", "enabled"], firewall.get("enabled"), (True, False, "auto"))
+        if _text(errors, ["firewall", "zone"], firewall.get("zone")) and not re.match(r"^[A-Za-z0-9_-]+$", firewall["zone"]):
+            errors.add(["firewall", "zone"], f"is not a firewalld zone name: {firewall['zone']!r}")
+        _bool(errors, ["firewall", "ssh"], firewall.get("ssh"))
+        for i, port in enumerate(_list(errors, ["firewall", "extra_ports"], firewall.get("extra_ports", []))):
+            if not (isinstance(port, str) and re.match(r"^[0-9]{1,5}(-[0-9]{1,5})?/(tcp|udp)$", port)):
+                errors.add(["firewall", "extra_ports", i], f"must be like '1234/tcp', got {port!r}")
+
+    paths = data.get("paths", {})
+    if isinstance(paths, dict):
+        for key, value in paths.items():
+            _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir"))
+    service = data.get("service", {})
+    if isinstance(service, dict):
+        for key in ("name", "user", "group", "exporter_name"):
+            _text(errors, ["lookup", "service", key], service.get(key))
+
+    errors.raise_if_any()
+    return data

@@ -1,0 +1,332 @@
+"""
+States for Mosquitto's CA and server certificate (thin wrappers around the
+``mosquitto_ca`` execution module).
+
+.. code-block:: yaml
+
+    mosquitto-configure-tls-ca:
+      mosquitto_ca.ca_present:
+        - name: /etc/mosquitto/ca/ca.crt
+        - key_path: /etc/mosquitto/ca/ca.key
+
+    mosquitto-configure-tls-server-cert:
+      mosquitto_ca.certificate_managed:
+        - name: /etc/mosquitto/certs/server.crt
+        - key_path: /etc/mosquitto/certs/server.key
+        - ca_cert: /etc/mosquitto/ca/ca.crt
+        - ca_key: /etc/mosquitto/ca/ca.key
+        - common_name: mqtt.example.com
+        - dns_names: [mqtt2.example.com]
+
+With ``ca_server: <minion id>`` the certificate is signed by that minion
+through ``publish.publish`` (the master's ``peer`` setting must allow
+``mosquitto_ca.sign_csr`` and ``mosquitto_ca.read_ca_cert``); ``ca_cert`` and
+``ca_key`` are then the paths on the CA minion (the formula uses the same
+layout everywhere), and the CA cert is also kept at ``ca_cert`` locally.
+
+``changes`` only ever hold certificate metadata, never key material.
+"""
+import os
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "mosquitto_ca"
+
+# Fields of cert_info shown in changes: enough to see what happened, nothing secret.
+META = ("serial", "not_after", "dns_names", "ip_addresses", "key_type", "key_size", "fingerprint")
+
+
+def __virtual__():
+    if "mosquitto_ca.cert_info" not in __salt__:
+        return (False, "the mosquitto_ca execution module is not available")
+    return __virtualname__
+
+
+def _ret(name):
+    return {"name": name, "result": False, "changes": {}, "comment": ""}
+
+
+def _meta(info):
+    return {k: info[k] for k in META}
+
+
+def _current_meta(path):
+    """Metadata of the cert at path, or {} when there is none (or it is garbage)."""
+    try:
+        return _meta(__salt__["mosquitto_ca.cert_info"](path)) if os.path.exists(path) else {}
+    except CommandExecutionError:
+        return {}
+
+
+def _publish(ca_server, fun, kwargs, timeout):
+    """Call fun on the CA minion and return its answer, or raise a clear error."""
+    if "publish.publish" not in __salt__:
+        raise CommandExecutionError(
+            f"ca_server {ca_server} needs publish.publish: run on a minion connected to a master"
+        )
+    # A {"__kwarg__": True} dict travels as keyword arguments, untouched by
+    # the YAML parsing plain string arguments get on the way.
+    answer = __salt__["publish.publish"](ca_server, fun, arg=[{"__kwarg__": True, **kwargs}], timeout=timeout)
+    if not isinstance(answer, dict) or ca_server not in answer:
+        raise CommandExecutionError(
+            f"CA minion {ca_server} did not answer {fun}: check peer config on the master "
+            f"(peer must allow mosquitto_ca.sign_csr and mosquitto_ca.read_ca_cert) and that {ca_server} is up"
+        )
+    result = answer[ca_server]
+    if not isinstance(result, str) or not result.startswith("-----BEGIN CERTIFICATE-----"):
+        raise CommandExecutionError(f"CA minion {ca_server} refused {fun}: {str(result)[:500]}")
+    return result
+
+
+def _same_cert(path, pem):
+    """True when path holds exactly the certificate in pem (formatting aside)."""
+    if not os.path.exists(path):
+        return False
+    try:
+        return __salt__["mosquitto_ca.cert_info"](path)["fingerprint"] == _pem_fingerprint(pem)
+    except CommandExecutionError:
+        return False
+
+
+def _pem_fingerprint(pem):
+    return __salt__["mosquitto_ca.pem_info"](pem)["fingerprint"]
+
+
+def ca_present(name, key_path, common_name="Mosquitto CA", days_valid=3650, key_type="ec", key_size=2048, warn_days=90):
+    """
+    A CA certificate at ``name`` with its key at ``key_path``. Created when
+    neither exists; never replaced. Half a CA (one file missing) or a key that
+    does not belong to the cert fails the state: an operator must decide.
+
+    warn_days
+        Warn (never replace) when the CA expires within this many days.
+    """
+    ret = _ret(name)
+    cert_exists, key_exists = os.path.exists(name), os.path.exists(key_path)
+
+    if not cert_exists and not key_exists:
+        planned = {"common_name": common_name, "key_type": key_type, "days_valid": days_valid}
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"CA {name} would be created", changes={"old": {}, "new": planned})
+            return ret
+        try:
+            info = __salt__["mosquitto_ca.create_ca"](name, key_path, common_name, days_valid, key_type, key_size)
+        except CommandExecutionError as exc:
+            ret["comment"] = f"CA {name} not created: {exc}"
+            return ret
+        ret.update(result=True, comment=f"CA {name} created", changes={"old": {}, "new": _meta(info)})
+        return ret
+
+    if cert_exists != key_exists:
+        present, missing = (name, key_path) if cert_exists else (key_path, name)
+        ret["comment"] = (
+            f"CA is incomplete: {present} exists but {missing} does not. Not creating a new CA over it "
+            "(clients trust the old one): restore the missing file, or remove both deliberately."
+        )
+        return ret
+
+    try:
+        info = __salt__["mosquitto_ca.cert_info"](name)
+        matches = __salt__["mosquitto_ca.key_matches_cert"](name, key_path)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"CA {name} unusable, not touching it: {exc}"
+        return ret
+    if not matches:
+        ret["comment"] = f"CA key {key_path} does not belong to CA certificate {name}: not touching either"
+        return ret
+    if not info["is_ca"]:
+        ret["comment"] = f"{name} is not a CA certificate: not touching it"
+        return ret
+
+    warnings = []
+    if info["subject_cn"] != common_name:
+        warnings.append(f"existing CA is named {info['subject_cn']!r}, not {common_name!r}; it is kept as it is")
+    days = info["days_remaining"]
+    if days < 0:
+        ret["comment"] = (
+            f"CA {name} expired on {info['not_after']}: clients reject its certificates. "
+            "Roll over the CA by hand (it is never replaced automatically)."
+        )
+        return ret
+    if days < int(warn_days):
+        warnings.append(f"CA {name} expires in {days} days: plan a rollover (it is never replaced automatically)")
+
+    try:
+        perms = __salt__["mosquitto_ca.ensure_permissions"](key_path, "root", "root", "0600", test=__opts__["test"])
+    except CommandExecutionError as exc:
+        ret["comment"] = f"cannot check permissions of CA key {key_path}: {exc}"
+        return ret
+    comment = f"CA {name} present, valid for {days} more days"
+    ret.update(result=True, comment="; ".join([comment] + warnings))
+    if warnings:
+        ret["warnings"] = warnings
+    if perms:
+        ret["changes"] = {"key_permissions": perms}
+        if __opts__["test"]:
+            ret.update(result=None, comment=ret["comment"] + f"; permissions of {key_path} would be fixed")
+        else:
+            ret["comment"] += f"; permissions of {key_path} fixed"
+    return ret
+
+
+def certificate_managed(
+    name,
+    key_path,
+    ca_cert,
+    ca_key=None,
+    common_name=None,
+    dns_names=None,
+    ip_addresses=None,
+    days_valid=825,
+    renew_days=30,
+    key_type="ec",
+    key_size=2048,
+    user="root",
+    group="mosquitto",
+    mode="0640",
+    ca_server=None,
+    publish_timeout=30,
+):
+    """
+    A server certificate at ``name`` (key at ``key_path``) signed by the CA,
+    reissued only when ``mosquitto_ca.needs_reissue`` says so: missing files,
+    key mismatch, SANs or key type changed, another CA, or within
+    ``renew_days`` of expiry. The key is kept across reissues when it still fits.
+
+    ca_server
+        Minion id of the CA minion: sign there through publish.publish, so the
+        CA key never leaves it. The CA cert is fetched to ``ca_cert`` too.
+    """
+    ret = _ret(name)
+    test = __opts__["test"]
+    dns_names = dns_names or []
+    ip_addresses = ip_addresses or []
+    try:
+        if not common_name:
+            raise CommandExecutionError("common_name is required")
+        if not ca_key:
+            raise CommandExecutionError("ca_key is required (the CA key path, on the CA minion with ca_server)")
+        # An unknown user or group fails the state now, under test=True too.
+        __salt__["mosquitto_ca.check_owner"](user, group)
+
+        ca_pem, ca_update = None, {}
+        if ca_server:
+            ca_pem = _publish(ca_server, "mosquitto_ca.read_ca_cert", {"ca_cert_path": ca_cert}, publish_timeout)
+            if not _same_cert(ca_cert, ca_pem):
+                ca_update = {"old": _current_meta(ca_cert), "new": {"fingerprint": _pem_fingerprint(ca_pem)}}
+
+        check = __salt__["mosquitto_ca.needs_reissue"](
+            name, key_path, ca_cert, dns_names, ip_addresses, renew_days, key_type, key_size,
+            common_name=common_name, ca_cert_pem=ca_pem,
+        )
+        perms = {}
+        if not check["reissue"]:
+            perms = __salt__["mosquitto_ca.ensure_permissions"](key_path, user, group, mode, test=True)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"certificate {name}: {exc}"
+        return ret
+
+    if not check["reissue"] and not perms and not ca_update:
+        info = __salt__["mosquitto_ca.cert_info"](name)
+        ret.update(result=True, comment=f"certificate {name} is up to date ({info['days_remaining']} days remaining)")
+        return ret
+
+    old = _current_meta(name)
+    reasons = "; ".join(check["reasons"])
+    verb = "reissued" if old else "issued"
+    if test:
+        changes = {}
+        if check["reissue"]:
+            changes = {
+                "old": old,
+                "new": {"dns_names": dns_names, "ip_addresses": ip_addresses, "key_type": key_type, "days_valid": days_valid},
+            }
+        if perms:
+            changes["key_permissions"] = perms
+        if ca_update:
+            changes["ca_cert"] = ca_update
+        comment = f"certificate {name} would be {verb}: {reasons}" if check["reissue"] else f"certificate {name} is up to date"
+        if perms:
+            comment += f"; permissions of {key_path} would be fixed"
+        if ca_update:
+            comment += f"; CA certificate {ca_cert} would be updated from {ca_server}"
+        ret.update(result=None, comment=comment, changes=changes)
+        return ret
+
+    try:
+        comments = []
+        if ca_update:
+            __salt__["mosquitto_ca.write_cert"](ca_cert, ca_pem)
+            ret["changes"]["ca_cert"] = ca_update
+            comments.append(f"CA certificate {ca_cert} updated from {ca_server}")
+        if check["reissue"]:
+            if ca_server:
+                info = _issue_remote(name, key_path, ca_cert, ca_key, common_name, dns_names, ip_addresses,
+                                     days_valid, key_type, key_size, user, group, mode, ca_server, publish_timeout)
+            else:
+                info = __salt__["mosquitto_ca.issue_cert"](
+                    name, key_path, ca_cert, ca_key, common_name, dns_names, ip_addresses, days_valid,
+                    key_type, key_size, user, group, mode,
+                )
+            ret["changes"].update(old=old, new=_meta(info))
+            comments.insert(0, f"certificate {name} {verb}: {reasons}")
+        elif perms:
+            __salt__["mosquitto_ca.ensure_permissions"](key_path, user, group, mode)
+            ret["changes"]["key_permissions"] = perms
+            comments.insert(0, f"permissions of {key_path} fixed")
+    except CommandExecutionError as exc:
+        ret["comment"] = f"certificate {name} not {verb}: {exc}"
+        return ret
+    ret.update(result=True, comment="; ".join(comments))
+    return ret
+
+
+def _issue_remote(name, key_path, ca_cert, ca_key, common_name, dns_names, ip_addresses,
+                  days_valid, key_type, key_size, user, group, mode, ca_server, timeout):
+    """Local key + CSR, signature from the CA minion, checked before install."""
+    __salt__["mosquitto_ca.ensure_key"](key_path, key_type, key_size, user, group, mode)
+    csr = __salt__["mosquitto_ca.create_csr"](key_path, common_name, dns_names, ip_addresses)
+    pem = _publish(
+        ca_server,
+        "mosquitto_ca.sign_csr",
+        {
+            "csr_pem": csr,
+            "ca_cert_path": ca_cert,
+            "ca_key_path": ca_key,
+            "dns_names": list(dns_names),
+            "ip_addresses": list(ip_addresses),
+            "days_valid": int(days_valid),
+            "common_name": common_name,
+        },
+        timeout,
+    )
+    return __salt__["mosquitto_ca.write_cert"](name, pem, key_path=key_path, ca_cert_path=ca_cert)
+
+
+def ca_cert_present(name, ca_server, ca_cert_path=None, publish_timeout=30):
+    """
+    The CA certificate of CA minion ``ca_server`` at ``name`` (0644), for
+    hosts that only need to trust the CA (bridges, clients).
+
+    ca_cert_path
+        Path of the CA cert on the CA minion; defaults to ``name``.
+    """
+    ret = _ret(name)
+    try:
+        pem = _publish(ca_server, "mosquitto_ca.read_ca_cert", {"ca_cert_path": ca_cert_path or name}, publish_timeout)
+        if _same_cert(name, pem):
+            ret.update(result=True, comment=f"CA certificate {name} matches the one on {ca_server}")
+            return ret
+        old = _current_meta(name)
+        if __opts__["test"]:
+            new = {"fingerprint": _pem_fingerprint(pem)}
+            ret.update(result=None, comment=f"CA certificate {name} would be fetched from {ca_server}",
+                       changes={"old": old, "new": new})
+            return ret
+        info = __salt__["mosquitto_ca.write_cert"](name, pem)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"CA certificate {name}: {exc}"
+        return ret
+    ret.update(result=True, comment=f"CA certificate {name} fetched from {ca_server}",
+               changes={"old": old, "new": _meta(info)})
+    return ret

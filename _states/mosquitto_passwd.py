@@ -1,0 +1,174 @@
+"""
+Manage a mosquitto password file (thin wrapper over the mosquitto_passwd
+execution module).
+
+.. code-block:: yaml
+
+    /etc/mosquitto/passwd:
+      mosquitto_passwd.managed:
+        - users:
+            alice:
+              password: 'plain secret'          # verified, rewritten only if it differs
+            bob:
+              password_hash: '$7$101$...'       # written as given
+            exporter:
+              password_file: /etc/mosquitto/exporter.secret
+              generate_password: True           # create the secret if missing
+
+Changes and comments name users only; passwords, hashes and generated
+secrets never appear in the output.
+"""
+
+import secrets
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+__virtualname__ = "mosquitto_passwd"
+
+
+def __virtual__():
+    if "mosquitto_passwd.manage" in __salt__:
+        return __virtualname__
+    return (False, "the mosquitto_passwd execution module is not available")
+
+
+def _resolve_users(users, generate):
+    """Turn password_file entries into plain passwords.
+
+    Returns (users for the module, secret files missing and to be generated).
+    With generate=False a missing secret file is not created: a random
+    stand-in password (which can never verify) makes a plan show the user as
+    added/updated, as the real run will.
+    """
+    resolved, created = {}, []
+    for name, spec in (users or {}).items():
+        if not isinstance(spec, dict) or "password_file" not in spec:
+            resolved[name] = spec
+            continue
+        unknown = set(spec) - {"password_file", "generate_password"}
+        if unknown:
+            raise SaltInvocationError(f"user {name!r}: unknown keys {sorted(unknown)}")
+        path = spec["password_file"]
+        secret = __salt__["mosquitto_passwd.read_secret"](path)
+        if secret is None:
+            if not spec.get("generate_password", False):
+                raise CommandExecutionError(
+                    f"user {name!r}: password file {path} is missing or empty "
+                    "(set generate_password: True to create it)"
+                )
+            created.append(path)
+            if not generate:
+                secret = secrets.token_urlsafe(32)
+            else:
+                secret = __salt__["mosquitto_passwd.ensure_secret"](path)
+        resolved[name] = {"password": secret}
+    return resolved, created
+
+
+def _changes(report, created):
+    changes = {key: report[key] for key in ("added", "updated", "removed") if report[key]}
+    for key in ("mode", "user", "group"):
+        if key in report:
+            changes[key] = report[key]
+    if report["created"]:
+        changes["file"] = "created"
+    if created:
+        changes["password_files"] = {"generated": created}
+    return changes
+
+
+def _names(names, limit=10):
+    # 10,000 users must not turn the comment into a wall of names.
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _summary(changes):
+    parts = [f"{key} {_names(changes[key])}" for key in ("added", "updated", "removed") if key in changes]
+    parts += [
+        f"{key} {changes[key]['old']} -> {changes[key]['new']}"
+        for key in ("mode", "user", "group")
+        if key in changes
+    ]
+    if "password_files" in changes:
+        parts.append(f"new secret in {', '.join(changes['password_files']['generated'])}")
+    return "; ".join(parts)
+
+
+def managed(
+    name,
+    users,
+    prune=True,
+    user="root",
+    group="mosquitto",
+    mode="0640",
+    iterations=101,
+):
+    """
+    Ensure the password file ``name`` holds exactly ``users``.
+
+    users
+        Mapping of username to one of:
+
+        - ``{password: plain}``: kept as is while the stored hash verifies.
+        - ``{password_hash: '$7$...'|'$6$...'}``: written literally.
+        - ``{password_file: /path, generate_password: False}``: the plain
+          password is read from a root-only file; with ``generate_password``
+          a missing file is created with a random secret first.
+
+    prune
+        Remove users not listed (default True).
+
+    user, group, mode
+        Owner and mode of the file. The broker reads it after dropping to
+        user mosquitto, hence root:mosquitto 0640. ``None`` keeps the current.
+
+    iterations
+        PBKDF2 iterations for entries that are (re)written.
+    """
+    ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    test = __opts__["test"]
+    try:
+        resolved, created = _resolve_users(users, generate=False)
+        if test or created:
+            # Under test=True this is the answer. Before generating secrets it
+            # validates every user and the owner, so bad input creates nothing.
+            report = __salt__["mosquitto_passwd.plan"](
+                name,
+                resolved,
+                prune=prune,
+                user=user,
+                group=group,
+                mode=mode,
+                iterations=iterations,
+            )
+        if not test:
+            if created:
+                resolved, _ = _resolve_users(users, generate=True)
+            report = __salt__["mosquitto_passwd.manage"](
+                name,
+                resolved,
+                prune=prune,
+                user=user,
+                group=group,
+                mode=mode,
+                iterations=iterations,
+            )
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        ret["comment"] = f"Password file {name}: {exc}"
+        return ret
+
+    changes = _changes(report, created)
+    count = len(report["unchanged"])
+    if not changes:
+        ret["result"] = True
+        ret["comment"] = f"Password file {name} is up to date ({count} users unchanged)"
+    elif test:
+        ret["result"] = None
+        ret["changes"] = changes
+        ret["comment"] = f"Password file {name} would change: {_summary(changes)}"
+    else:
+        ret["result"] = True
+        ret["changes"] = changes
+        ret["comment"] = f"Password file {name} changed: {_summary(changes)}"
+    return ret

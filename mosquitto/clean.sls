@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Undo init.sls in reverse: runtime -> configure -> build.
+# The CA (tls:ca_cert, tls:ca_key) is kept on purpose: clients trust it and
+# a new one would have to be redistributed. Delete it by hand if you mean to.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+
+mosquitto-clean-runtime-service-dead:
+  service.dead:
+    - name: {{ mosquitto.service.name }}
+    - enable: False
+{%- if mosquitto.service.provider %}
+    - provider: {{ mosquitto.service.provider }}
+{%- endif %}
+    - onlyif:
+      - fun: service.available
+        name: {{ mosquitto.service.name }}
+
+mosquitto-clean-configure-files-absent:
+  file.absent:
+    - names:
+      - {{ mosquitto.paths.conf }}
+      - {{ mosquitto.paths.passwd }}
+      - {{ mosquitto.paths.acl }}
+      - {{ mosquitto.tls.cert }}
+      - {{ mosquitto.tls.key }}
+      - {{ salt['file.dirname'](mosquitto.paths.exporter_secret) }}
+    - require:
+      - service: mosquitto-clean-runtime-service-dead
+
+mosquitto-clean-build-package-pkg-removed:
+  pkg.removed:
+    - pkgs:
+{%- for name in [mosquitto.pkg.broker, mosquitto.pkg.clients] if name %}
+      - {{ name }}
+{%- endfor %}
+    - require:
+      - file: mosquitto-clean-configure-files-absent

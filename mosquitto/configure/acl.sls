@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Per-user topic rules. A user without rules may read and write every topic
+# outside $SYS (as mosquitto allows without an ACL file); the exporter's
+# user may only read $SYS/#.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
+
+{%- set acl_users = {} %}
+{%- for name, spec in mosquitto.users.items() %}
+{%-   do acl_users.update({name: spec.acl or ['readwrite #']}) %}
+{%- endfor %}
+{%- if mosquitto.exporter.enabled %}
+{%-   do acl_users.update({mosquitto.exporter.user: ['read $SYS/#']}) %}
+{%- endif %}
+
+include:
+  - {{ tplroot }}.build.package
+
+mosquitto-configure-acl-file-managed:
+  file.managed:
+    - name: {{ mosquitto.paths.acl }}
+    - source: {{ files_switch(['acl.jinja'], lookup='mosquitto-configure-acl-file-managed') }}
+    - template: jinja
+    - user: root
+    - group: {{ mosquitto.service.group }}
+    - mode: '0640'
+    - context:
+        acl_users: {{ acl_users | json }}
+        patterns: {{ mosquitto.acl_patterns | json }}
+    - require:
+      - sls: {{ tplroot }}.build.package

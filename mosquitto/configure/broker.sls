@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# mosquitto.conf, owned whole by the formula on every distribution (Debian's
+# main file would otherwise clash with ours: repeated pid_file or log_dest
+# stops the broker), and the directories it names.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
+
+{#- The config needs no passwords: keep them out of the state's arguments. #}
+{%- set settings = mosquitto.copy() %}
+{%- do settings.pop('users') %}
+
+include:
+  - {{ tplroot }}.build.package
+
+{%- if mosquitto.persistence.enabled %}
+
+mosquitto-configure-broker-persistence-dir-managed:
+  file.directory:
+    - name: {{ mosquitto.persistence.location }}
+    - user: {{ mosquitto.service.user }}
+    - group: {{ mosquitto.service.group }}
+    - mode: '0750'
+    - makedirs: True
+    - require:
+      - sls: {{ tplroot }}.build.package
+    - require_in:
+      - file: mosquitto-configure-broker-config-file-managed
+{%- endif %}
+
+{%- if mosquitto.paths.log_file %}
+
+mosquitto-configure-broker-log-dir-managed:
+  file.directory:
+    - name: {{ salt['file.dirname'](mosquitto.paths.log_file) }}
+    - user: {{ mosquitto.service.user }}
+    - group: {{ mosquitto.service.group }}
+    - mode: '0750'
+    - require:
+      - sls: {{ tplroot }}.build.package
+    - require_in:
+      - file: mosquitto-configure-broker-config-file-managed
+{%- endif %}
+
+mosquitto-configure-broker-config-file-managed:
+  file.managed:
+    - name: {{ mosquitto.paths.conf }}
+    - source: {{ files_switch(['mosquitto.conf.jinja'], lookup='mosquitto-configure-broker-config-file-managed') }}
+    - template: jinja
+    - user: root
+    - group: {{ mosquitto.service.group }}
+    # 0640: bridge passwords may live here.
+    - mode: '0640'
+    - context:
+        mosquitto: {{ settings | json }}
+    - require:
+      - sls: {{ tplroot }}.build.package
+      - sls: {{ tplroot }}.configure.tls
+      - sls: {{ tplroot }}.configure.users
+      - sls: {{ tplroot }}.configure.acl

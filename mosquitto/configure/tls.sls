@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The formula's own CA and the broker's server certificate.
+# The CA is created once and never replaced (clients trust it); the server
+# certificate is reissued only when its names or key change or it nears
+# expiry (mosquitto_ca.needs_reissue). The CA key is root-only: the broker
+# never needs it. The server key is root:mosquitto 0640: the broker reads it
+# after dropping privileges.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- set tls = mosquitto.tls %}
+
+include:
+  - {{ tplroot }}.build.package
+
+mosquitto-configure-tls-certs-dir-managed:
+  file.directory:
+    - names:
+{%- set dirs = [] %}
+{%- for path in [tls.ca_cert, tls.cert, tls.key] %}
+{%-   do dirs.append(salt['file.dirname'](path)) %}
+{%- endfor %}
+{%- for dir in dirs | unique %}
+      - {{ dir }}
+{%- endfor %}
+    - user: root
+    - group: root
+    - mode: '0755'
+    - makedirs: True
+
+{%- if not tls.ca_server %}
+
+mosquitto-configure-tls-ca-dir-managed:
+  file.directory:
+    - name: {{ salt['file.dirname'](tls.ca_key) }}
+    - user: root
+    - group: root
+    - mode: '0700'
+    - makedirs: True
+
+mosquitto-configure-tls-ca-present:
+  mosquitto_ca.ca_present:
+    - name: {{ tls.ca_cert }}
+    - key_path: {{ tls.ca_key }}
+    - common_name: {{ tls.ca_common_name | json }}
+    - days_valid: {{ tls.ca_days_valid }}
+    - key_type: {{ tls.key_type }}
+    - key_size: {{ tls.key_size }}
+    - require:
+      - file: mosquitto-configure-tls-ca-dir-managed
+      - file: mosquitto-configure-tls-certs-dir-managed
+{%- else %}
+
+{#- Fleet mode: the CA lives on the minion tls:ca_server; this host only
+    fetches ca.crt and gets its CSR signed there (Salt peer publish). #}
+mosquitto-configure-tls-ca-present:
+  mosquitto_ca.ca_cert_present:
+    - name: {{ tls.ca_cert }}
+    - ca_server: {{ tls.ca_server }}
+    - require:
+      - file: mosquitto-configure-tls-certs-dir-managed
+{%- endif %}
+
+mosquitto-configure-tls-server-cert-managed:
+  mosquitto_ca.certificate_managed:
+    - name: {{ tls.cert }}
+    - key_path: {{ tls.key }}
+    - ca_cert: {{ tls.ca_cert }}
+    - ca_key: {{ tls.ca_key }}
+    - common_name: {{ mosquitto.domain }}
+    - dns_names: {{ tls.san_dns | json }}
+    - ip_addresses: {{ tls.ip_addresses | json }}
+    - days_valid: {{ tls.days_valid }}
+    - renew_days: {{ tls.renew_days }}
+    - key_type: {{ tls.key_type }}
+    - key_size: {{ tls.key_size }}
+    - user: root
+    - group: {{ mosquitto.service.group }}
+    - mode: '0640'
+{%- if tls.ca_server %}
+    - ca_server: {{ tls.ca_server }}
+{%- endif %}
+    - require:
+      - mosquitto_ca: mosquitto-configure-tls-ca-present
+      - sls: {{ tplroot }}.build.package

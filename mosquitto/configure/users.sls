@@ -1,0 +1,29 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The password file: one entry per pillar user (plus the exporter's own user,
+# whose password is generated on the host). Entries whose password still
+# matches are kept byte for byte, so a second run changes nothing; users
+# gone from pillar are removed.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+
+include:
+  - {{ tplroot }}.build.package
+
+{%- set users = {} %}
+{%- for name, spec in mosquitto.users.items() %}
+{%-   do users.update({name: {'password': spec.password} if 'password' in spec else {'password_hash': spec.password_hash}}) %}
+{%- endfor %}
+{%- if mosquitto.exporter.enabled %}
+{%-   do users.update({mosquitto.exporter.user: {'password_file': mosquitto.paths.exporter_secret, 'generate_password': True}}) %}
+{%- endif %}
+
+mosquitto-configure-users-passwd-managed:
+  mosquitto_passwd.managed:
+    - name: {{ mosquitto.paths.passwd }}
+    - users: {{ users | json }}
+    - user: root
+    - group: {{ mosquitto.service.group }}
+    - mode: '0640'
+    - require:
+      - sls: {{ tplroot }}.build.package

@@ -1,0 +1,407 @@
+#!/usr/bin/python3
+"""Prometheus exporter for Mosquitto's $SYS topics.
+
+A drop-in replacement for sapcc/mosquitto-exporter (Go): same flags, same
+environment variables, same series names, so existing scrape configs and
+PromQL such as ``rate(broker_messages_received{job="node"}[1h])`` keep working.
+Runs on Debian 12's python3-paho-mqtt 1.6 / python3-prometheus-client 0.16 as
+well as current PyPI releases (paho-mqtt 2.x, prometheus-client 0.2x).
+
+Series names
+    One series per $SYS topic: strip ``$SYS/``, turn every character that is
+    not valid in a metric name (``/``, space, ``-``, ``.`` ...) into ``_``; the
+    value is the first number in the payload (``"1234 seconds"`` -> 1234).
+    ``$SYS/broker/version`` becomes ``broker_info{version="2.0.11"} 1``;
+    timestamp and the deprecated clients/active, clients/inactive are ignored,
+    as the Go exporter did.
+
+Types, and why the Go counters are served ``untyped``
+    The Go exporter typed broker_bytes_*, broker_messages_*,
+    broker_publish_bytes_* and broker_publish_messages_* as ``counter`` without
+    the ``_total`` suffix. The text format wants counters to end in
+    ``_total`` (``promtool check metrics`` flags each one) and
+    prometheus_client cannot even write such a counter. So:
+
+    * the Go name is kept, typed ``untyped``: PromQL ignores metadata types,
+      so rate()/increase() on the old names work unchanged, and no lint rule
+      applies to untyped names;
+    * beside it a real counter ``<name>_total`` (broker_messages_received_total
+      ...) carries the same value for new rules and dashboards;
+    * Go names that end in a suffix reserved for other types while being
+      gauges in truth (``broker_clients_total``, ``broker_subscriptions_count``,
+      ``..._count``) are untyped as well; everything else is a gauge.
+
+    /metrics always answers in the 0.0.4 text format, even to a Prometheus
+    that asks for OpenMetrics: there the untyped ``broker_messages_received``
+    and the counter family behind ``broker_messages_received_total`` would be
+    one name twice. The Go exporter never spoke OpenMetrics either.
+
+Freshness
+    /metrics is served from the start, also while the broker is down.
+    ``mosquitto_exporter_connected`` says whether the MQTT session is up; while
+    it is 0 no broker series are served at all (never stale values), and they
+    come back with the retained $SYS messages on reconnect. paho reconnects
+    with exponential backoff (1 s doubling to 30 s).
+"""
+import argparse
+import http.server
+import logging
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+
+import paho.mqtt.client as mqtt
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    UntypedMetricFamily,
+)
+
+__version__ = "1.0.0"
+LOG = logging.getLogger("mosquitto_exporter")
+
+# Pinned rather than prometheus_client's CONTENT_TYPE_LATEST, which newer
+# releases moved to 1.0.0; see the module docstring for why not OpenMetrics.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+SYS_PREFIX = "$SYS/"
+VERSION_TOPIC = "$SYS/broker/version"
+IGNORED_TOPICS = frozenset({
+    "$SYS/broker/timestamp",
+    "$SYS/broker/clients/active",
+    "$SYS/broker/clients/inactive",
+})
+# Monotonic since broker start: the Go exporter's counters (minus uptime,
+# clients/maximum and clients/total, which are not rates).
+COUNTERS = frozenset({
+    "broker_bytes_received",
+    "broker_bytes_sent",
+    "broker_messages_received",
+    "broker_messages_sent",
+    "broker_publish_bytes_received",
+    "broker_publish_bytes_sent",
+    "broker_publish_messages_received",
+    "broker_publish_messages_sent",
+    "broker_publish_messages_dropped",
+})
+# promtool: non-counters must not end in _total, non-histograms not in
+# _count/_sum/_bucket.
+RESERVED_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
+
+
+def metric_name(topic):
+    """$SYS/broker/load/messages/received/1min -> broker_load_messages_received_1min"""
+    if topic.startswith(SYS_PREFIX):
+        topic = topic[len(SYS_PREFIX):]
+    name = INVALID_NAME_CHARS.sub("_", topic)
+    return "_" + name if name[:1].isdigit() else name
+
+
+def parse_value(payload):
+    """First number in the payload, or None when it holds none."""
+    match = NUMBER.search(payload)
+    return float(match.group()) if match else None
+
+
+def parse_version(payload):
+    """'mosquitto version 2.0.11' -> '2.0.11' (anything else is kept whole)."""
+    return payload.rsplit(" ", 1)[-1] if payload.startswith("mosquitto version ") else payload
+
+
+class SysCollector:
+    """The latest $SYS values, served as a prometheus_client custom collector.
+
+    Written by paho's network thread, read by HTTP threads: one lock.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._values = {}  # metric name -> (topic, value)
+        self._version = None
+        self._connected = False
+        self._last_update = None
+
+    def set_connected(self, connected):
+        with self._lock:
+            self._connected = connected
+            # Values from a previous session are stale either way: on connect
+            # the broker resends every $SYS topic as a retained message.
+            self._values.clear()
+            self._version = None
+
+    def update(self, topic, payload):
+        if topic in IGNORED_TOPICS:
+            return
+        name = metric_name(topic)
+        value = parse_value(payload)
+        with self._lock:
+            self._last_update = time.time()
+            if topic == VERSION_TOPIC:
+                self._version = parse_version(payload.strip()) or None
+            elif value is None:
+                # Empty payload (a deleted retained message) or no number at all.
+                self._values.pop(name, None)
+            else:
+                self._values[name] = (topic, value)
+
+    def describe(self):
+        # Series come and go with the broker: reserve no names at register time.
+        return []
+
+    def collect(self):
+        with self._lock:
+            connected = self._connected
+            values = sorted(self._values.items())
+            version = self._version
+            last_update = self._last_update
+        yield GaugeMetricFamily(
+            "mosquitto_exporter_connected",
+            "1 while the exporter holds an MQTT session with the broker, else 0.",
+            value=1.0 if connected else 0.0,
+        )
+        if last_update is not None:
+            yield GaugeMetricFamily(
+                "mosquitto_exporter_last_update_timestamp_seconds",
+                "Unix time of the last $SYS message received from the broker.",
+                value=last_update,
+            )
+        if not connected:
+            return
+        if version:
+            info = GaugeMetricFamily("broker_info", "Mosquitto broker version ($SYS/broker/version).",
+                                     labels=["version"])
+            info.add_metric([version], 1.0)
+            yield info
+        for name, (topic, value) in values:
+            if name in COUNTERS:
+                yield UntypedMetricFamily(name, topic, value=value)
+                # CounterMetricFamily appends the _total itself.
+                yield CounterMetricFamily(name, topic, value=value)
+            elif name.endswith(RESERVED_SUFFIXES):
+                yield UntypedMetricFamily(name, topic, value=value)
+            else:
+                yield GaugeMetricFamily(name, topic, value=value)
+
+
+# --- MQTT ------------------------------------------------------------------
+
+
+def parse_endpoint(endpoint):
+    """tcp://host:port or ssl://host:port (tls://, mqtt://, mqtts:// too)."""
+    if "://" not in endpoint:
+        endpoint = "tcp://" + endpoint
+    url = urllib.parse.urlsplit(endpoint)
+    scheme = url.scheme.lower()
+    if scheme in ("tcp", "mqtt"):
+        use_tls = False
+    elif scheme in ("ssl", "tls", "mqtts"):
+        use_tls = True
+    else:
+        raise ValueError(f"unsupported endpoint scheme {url.scheme!r}: use tcp:// or ssl://")
+    if not url.hostname:
+        raise ValueError(f"no host in endpoint {endpoint!r}")
+    return url.hostname, url.port or (8883 if use_tls else 1883), use_tls
+
+
+def tls_context(cafile, certfile, keyfile):
+    if cafile:
+        # Chain and hostname checked against our own CA.
+        context = ssl.create_default_context(cafile=cafile)
+    else:
+        # What the Go exporter did (it had no CA option): encrypt, trust anyone.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+def reason_text(rc, int_to_text):
+    # paho 1.x hands out ints, 2.x ReasonCode objects that print themselves.
+    return int_to_text(rc) if isinstance(rc, int) else str(rc)
+
+
+def make_client(args, collector, host, port):
+    kwargs = {"client_id": args.client_id, "clean_session": True}
+    if hasattr(mqtt, "CallbackAPIVersion"):  # paho >= 2.0
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
+    else:
+        client = mqtt.Client(**kwargs)
+
+    # Signatures that fit both callback APIs: 1.x on_connect(client, userdata,
+    # flags, rc), 2.x adds properties; on_disconnect is (rc) in 1.x and
+    # (flags, reason_code, properties) in 2.x.
+    def on_connect(client, userdata, flags, rc, properties=None):
+        if rc == 0:  # int 0 in 1.x; ReasonCode compares equal to 0 in 2.x
+            LOG.info("connected to %s:%s, subscribing to $SYS/#", host, port)
+            collector.set_connected(True)
+            client.subscribe("$SYS/#", qos=0)
+        else:
+            LOG.warning("broker %s:%s refused the connection: %s", host, port,
+                        reason_text(rc, mqtt.connack_string))
+
+    def on_disconnect(client, userdata, *args):
+        rc = args[0] if len(args) == 1 else args[1]
+        collector.set_connected(False)
+        if rc != 0:
+            LOG.warning("lost connection to %s:%s (%s), reconnecting", host, port,
+                        reason_text(rc, mqtt.error_string))
+
+    def on_message(client, userdata, msg):
+        collector.update(msg.topic, msg.payload.decode("utf-8", "replace"))
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.on_message = on_message
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+# --- HTTP ------------------------------------------------------------------
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    registry = REGISTRY
+    server_version = f"mosquitto_exporter/{__version__}"
+
+    def do_GET(self):
+        self._respond(with_body=True)
+
+    def do_HEAD(self):
+        self._respond(with_body=False)
+
+    def _respond(self, with_body):
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            status, ctype, body = 200, CONTENT_TYPE, generate_latest(self.registry)
+        elif path == "/":
+            status, ctype = 200, "text/html; charset=utf-8"
+            body = b'<html><body><h1>Mosquitto exporter</h1><a href="/metrics">Metrics</a></body></html>\n'
+        else:
+            status, ctype, body = 404, "text/plain; charset=utf-8", b"not found\n"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass  # one line per scrape would only flood the journal
+
+
+def make_http_server(bind_address):
+    host, sep, port = bind_address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"bind address {bind_address!r} is not host:port")
+    host = host.strip("[]") or "0.0.0.0"
+
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    return Server((host, int(port)), Handler)
+
+
+# --- main ------------------------------------------------------------------
+
+
+def parse_args(argv):
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description="Prometheus exporter for Mosquitto's $SYS topics.")
+    parser.add_argument("-e", "--endpoint", default=env("BROKER_ENDPOINT", "tcp://127.0.0.1:1883"),
+                        help="broker, tcp://host:port or ssl://host:port (env BROKER_ENDPOINT)")
+    parser.add_argument("-b", "--bind-address", default=env("BIND_ADDRESS", "0.0.0.0:9234"),
+                        help="host:port for /metrics (env BIND_ADDRESS)")
+    parser.add_argument("-u", "--user", default=env("MQTT_USER"), help="MQTT user (env MQTT_USER)")
+    parser.add_argument("-p", "--pass", dest="password", default=env("MQTT_PASS"),
+                        help="MQTT password (env MQTT_PASS); visible in ps, prefer --pass-file")
+    parser.add_argument("--pass-file", default=env("MQTT_PASS_FILE"),
+                        help="file whose first line is the MQTT password (env MQTT_PASS_FILE)")
+    parser.add_argument("-c", "--cert", default=env("MQTT_CERT"), help="client certificate (PEM)")
+    parser.add_argument("-k", "--key", default=env("MQTT_KEY"), help="client private key (PEM)")
+    parser.add_argument("--cafile", default=env("MQTT_CAFILE"),
+                        help="CA to verify the broker's certificate and name against; "
+                             "without it TLS is not verified (as the Go exporter)")
+    parser.add_argument("-i", "--client-id", default=env("MQTT_CLIENT_ID"),
+                        help="MQTT client id (default mosquitto-exporter-<host>-<pid>)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    args = parser.parse_args(argv)
+    if args.password and args.pass_file:
+        parser.error("give the password either with --pass/MQTT_PASS or with --pass-file, not both")
+    if args.key and not args.cert:
+        parser.error("--key needs --cert")
+    args.client_id = args.client_id or f"mosquitto-exporter-{socket.gethostname()}-{os.getpid()}"
+    return args
+
+
+def read_password(path):
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    return lines[0] if lines else ""
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        host, port, use_tls = parse_endpoint(args.endpoint)
+        password = read_password(args.pass_file) if args.pass_file else args.password
+        context = tls_context(args.cafile, args.cert, args.key) if use_tls else None
+    except (OSError, ValueError, ssl.SSLError) as err:
+        LOG.error("%s", err)  # file names and parse errors only, never a password
+        return 2
+    if args.password and args.password != os.environ.get("MQTT_PASS"):
+        LOG.warning("a password on the command line is visible to every local user: use --pass-file")
+    if not use_tls and (args.cafile or args.cert):
+        LOG.warning("--cafile/--cert ignored: endpoint %s is not ssl://", args.endpoint)
+    if use_tls and not args.cafile:
+        LOG.warning("TLS without --cafile: the broker's certificate is NOT verified")
+
+    collector = SysCollector()
+    REGISTRY.register(collector)
+    try:
+        httpd = make_http_server(args.bind_address)
+    except (OSError, ValueError) as err:
+        LOG.error("cannot serve metrics on %s: %s", args.bind_address, err)
+        return 1
+    # HTTP first: /metrics answers (connected 0) even while the broker is down.
+    threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
+    LOG.info("mosquitto_exporter %s serving /metrics on %s", __version__, args.bind_address)
+
+    client = make_client(args, collector, host, port)
+    if args.user:
+        client.username_pw_set(args.user, password)
+    if context is not None:
+        client.tls_set_context(context)
+    client.connect_async(host, port, keepalive=60)
+    client.loop_start()  # paho's thread connects, and reconnects with backoff
+    LOG.info("connecting to %s:%s%s", host, port, " (TLS)" if use_tls else "")
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+    LOG.info("shutting down")
+    client.disconnect()
+    client.loop_stop()
+    httpd.shutdown()
+    httpd.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The broker running and enabled at boot.
+#  - listeners, TLS, persistence, bridges (configure.broker, configure.tls)
+#    are read only at start: a change restarts the broker;
+#  - users and ACLs are re-read on SIGHUP: a change reloads it, so connected
+#    clients whose credentials still hold stay connected.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+
+include:
+  - {{ tplroot }}.configure
+
+{%- if grains.get('init') != 'systemd' %}
+
+{#- systemd's unit creates the pid file's directory; the init scripts of
+    Debian's package do not, and the broker (already running as user
+    mosquitto when it writes the pid file) cannot create it under /run. #}
+mosquitto-runtime-service-run-dir-managed:
+  file.directory:
+    - name: {{ mosquitto.paths.run_dir }}
+    - user: {{ mosquitto.service.user }}
+    - group: {{ mosquitto.service.group }}
+    - mode: '0755'
+    - require:
+      - sls: {{ tplroot }}.build.package
+    - require_in:
+      - service: mosquitto-runtime-service-running
+{%- endif %}
+
+mosquitto-runtime-service-running:
+  service.running:
+    - name: {{ mosquitto.service.name }}
+    - enable: True
+{%- if mosquitto.service.provider %}
+    - provider: {{ mosquitto.service.provider }}
+{%- endif %}
+    - require:
+      - sls: {{ tplroot }}.configure.users
+      - sls: {{ tplroot }}.configure.acl
+    - watch:
+      - sls: {{ tplroot }}.configure.broker
+      - sls: {{ tplroot }}.configure.tls
+
+mosquitto-runtime-service-reloaded:
+  service.running:
+    - name: {{ mosquitto.service.name }}
+    - reload: True
+{%- if mosquitto.service.provider %}
+    - provider: {{ mosquitto.service.provider }}
+{%- endif %}
+    - require:
+      - service: mosquitto-runtime-service-running
+    - watch:
+      - sls: {{ tplroot }}.configure.users
+      - sls: {{ tplroot }}.configure.acl
