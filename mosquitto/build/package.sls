@@ -13,5 +13,7 @@ mosquitto-build-package-pkg-installed:
 {%- for name in mosquitto.pkg.base + [mosquitto.pkg.broker, mosquitto.pkg.clients] if name %}
       - {{ name }}
 {%- endfor %}
+{%- if mosquitto.pkg.repo %}
     - require:
       - sls: {{ tplroot }}.build.repo
+{%- endif %}

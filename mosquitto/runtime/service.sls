@@ -54,3 +54,15 @@ mosquitto-runtime-service-reloaded:
     - watch:
       - sls: {{ tplroot }}.configure.users
       - sls: {{ tplroot }}.configure.acl
+
+{#- Wildcard listeners are checked on loopback, which they include. #}
+{%- set mqtts_host = mosquitto.listeners.mqtts.bind_address or '127.0.0.1' %}
+mosquitto-runtime-service-listening:
+  mosquitto_broker.listening:
+    - name: {{ mosquitto.service.name }}
+    - ports:
+      - [{{ mosquitto.listeners.mqtt.bind_address or '127.0.0.1' }}, {{ mosquitto.ports.mqtt }}]
+      - [{{ mqtts_host }}, {{ mosquitto.ports.mqtts }}]
+    - log_file: {{ mosquitto.paths.log_file | json }}
+    - require:
+      - service: mosquitto-runtime-service-reloaded
