@@ -84,7 +84,11 @@ def _names(names, limit=10):
 
 
 def _summary(changes):
-    parts = [f"{key} {_names(changes[key])}" for key in ("added", "updated", "removed") if key in changes]
+    parts = [
+        f"{key} {_names(changes[key])}"
+        for key in ("added", "updated", "removed")
+        if key in changes
+    ]
     parts += [
         f"{key} {changes[key]['old']} -> {changes[key]['new']}"
         for key in ("mode", "user", "group")

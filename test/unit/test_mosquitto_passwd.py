@@ -139,7 +139,8 @@ def test_read_file_parses_like_mosquitto(pwfile):
 
 
 def test_manage_creates_file_with_owner_and_mode(pwfile):
-    report = passwd.manage(str(pwfile), {"alice": {"password": "a"}, "test": {"password_hash": V6}})
+    users = {"alice": {"password": "a"}, "test": {"password_hash": V6}}
+    report = passwd.manage(str(pwfile), users)
     assert report["created"] and report["added"] == ["alice", "test"]
     st = pwfile.stat()
     assert stat.S_IMODE(st.st_mode) == 0o640
@@ -224,7 +225,9 @@ def test_mode_and_group_fixed_in_place(pwfile):
     os.chown(pwfile, 0, 0)
     pwfile.chmod(0o644)
     content, inode = pwfile.read_bytes(), pwfile.stat().st_ino
-    planned = passwd.plan(str(pwfile), {"alice": {"password": "a"}}, user="root", group="mosquitto", mode="0640")
+    planned = passwd.plan(
+        str(pwfile), {"alice": {"password": "a"}}, user="root", group="mosquitto", mode="0640"
+    )
     assert planned["mode"] == {"old": "0644", "new": "0640"}
     assert planned["group"] == {"old": "root", "new": "mosquitto"}
     assert planned["changed"] and not planned["updated"]
