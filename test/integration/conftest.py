@@ -1,0 +1,86 @@
+"""Fixtures that apply the formula to this machine with `salt-call --local`.
+
+The host is really changed (packages, /etc/mosquitto, the mosquitto
+service); the broker the formula starts is stopped again at the end.
+"""
+import os
+import pathlib
+import secrets
+import subprocess
+import time
+
+import pytest
+
+from scripts.saltlocal import SaltLocal, changed, failed
+
+DOMAIN = "mqtt.integration.test"
+CA = "/etc/mosquitto/certs/ca.crt"
+PIDFILE = "/run/mosquitto/mosquitto.pid"
+
+
+def base_pillar(passwords):
+    return {
+        "mosquitto": {
+            "domain": DOMAIN,
+            "tls": {"dns_names": ["alt.integration.test"], "ip_addresses": ["127.0.0.1"]},
+            "users": {
+                "alice": {"password": passwords["alice"], "acl": ["readwrite sensors/#", "read status/#"]},
+                "bob": {"password": passwords["bob"]},
+            },
+            # Never firewalld on this machine: it would firewall the host.
+            "firewall": {"enabled": False},
+        }
+    }
+
+
+@pytest.fixture(scope="session")
+def passwords():
+    # Fresh per run, with characters mosquitto_passwd users meet in practice.
+    return {"alice": "a:" + secrets.token_urlsafe(12), "bob": "b " + secrets.token_urlsafe(12)}
+
+
+@pytest.fixture(scope="session")
+def salt_local(tmp_path_factory, passwords):
+    if os.geteuid() != 0:
+        pytest.fail("the integration suite applies the formula to this host: run it as root")
+    salt = SaltLocal(tmp_path_factory.mktemp("salt-local")).setup(base_pillar(passwords))
+    salt.sync()
+    yield salt
+    # Stop the broker this suite started (through its init script: it knows the PID).
+    subprocess.run(["service", "mosquitto", "stop"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def applied(salt_local):
+    rc, states, err = salt_local.apply()
+    assert rc == 0 and not failed(states), (failed(states), err)
+    return states
+
+
+@pytest.fixture
+def hosts_ns(tmp_path):
+    """Run a command with DOMAIN mapped to 127.0.0.1 in a private mount
+    namespace: the host's /etc/hosts is never touched."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost {DOMAIN} alt.integration.test\n")
+
+    def run(cmd, timeout=20, **kw):
+        script = f"mount --bind {hosts} /etc/hosts && exec \"$@\""
+        return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *cmd],
+                              capture_output=True, text=True, timeout=timeout, **kw)
+    return run
+
+
+def broker_pid():
+    return int(pathlib.Path(PIDFILE).read_text().split()[0])
+
+
+def wait_for(predicate, timeout=10.0, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
