@@ -1,0 +1,348 @@
+"""mosquitto_ca states with the real execution module behind __salt__.
+
+The CA-minion path (ca_server) runs with a stand-in for publish.publish that
+does what the master and the CA minion would: it parses the arguments the
+way a minion does (salt.minion.load_args_and_kwargs) and calls the real
+sign_csr/read_ca_cert in a separate directory tree, the "CA host".
+"""
+import grp
+import os
+import types
+
+import pytest
+import salt.minion
+from salt.exceptions import CommandExecutionError
+
+from test.support.modules import load
+
+camod = load("_modules", "mosquitto_ca")
+st = load("_states", "mosquitto_ca")
+
+FUNCS = [
+    "create_ca", "cert_info", "pem_info", "check_owner", "key_matches_cert", "ensure_key", "issue_cert",
+    "create_csr", "sign_csr", "read_ca_cert", "write_cert", "needs_reissue", "verify_chain", "ensure_permissions",
+]
+
+
+@pytest.fixture
+def salt_env(monkeypatch):
+    funcs = {f"mosquitto_ca.{name}": getattr(camod, name) for name in FUNCS}
+    opts = {"test": False}
+    monkeypatch.setattr(st, "__salt__", funcs, raising=False)
+    monkeypatch.setattr(st, "__opts__", opts, raising=False)
+    return types.SimpleNamespace(salt=funcs, opts=opts)
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return types.SimpleNamespace(
+        root=tmp_path,
+        ca_crt=str(tmp_path / "ca.crt"),
+        ca_key=str(tmp_path / "ca.key"),
+        crt=str(tmp_path / "server.crt"),
+        key=str(tmp_path / "server.key"),
+    )
+
+
+def snapshot(*files):
+    """Content, inode and mtime: a rewrite with the same bytes still shows."""
+    out = {}
+    for f in files:
+        if os.path.exists(f):
+            s = os.stat(f)
+            out[f] = (open(f, "rb").read(), s.st_ino, s.st_mtime_ns)
+    return out
+
+
+def assert_no_secrets(ret):
+    assert "PRIVATE KEY" not in repr(ret)
+
+
+def managed(p, **kwargs):
+    args = dict(key_path=p.key, ca_cert=p.ca_crt, ca_key=p.ca_key, common_name="localhost", ip_addresses=["127.0.0.1"])
+    args.update(kwargs)
+    ret = st.certificate_managed(p.crt, **args)
+    assert_no_secrets(ret)
+    return ret
+
+
+# --- ca_present ------------------------------------------------------------------
+
+
+def test_ca_present_test_create_noop(salt_env, paths):
+    salt_env.opts["test"] = True
+    ret = st.ca_present(paths.ca_crt, paths.ca_key)
+    assert ret["result"] is None and "would be created" in ret["comment"]
+    assert ret["changes"]["new"]["common_name"] == "Mosquitto CA"
+    assert not os.listdir(paths.root)
+
+    salt_env.opts["test"] = False
+    ret = st.ca_present(paths.ca_crt, paths.ca_key)
+    assert ret["result"] is True and ret["comment"] == f"CA {paths.ca_crt} created"
+    assert ret["changes"]["old"] == {}
+    assert set(ret["changes"]["new"]) == {"serial", "not_after", "dns_names", "ip_addresses", "key_type", "key_size", "fingerprint"}
+    assert_no_secrets(ret)
+
+    before = snapshot(paths.ca_crt, paths.ca_key)
+    for test in (False, True):
+        salt_env.opts["test"] = test
+        ret = st.ca_present(paths.ca_crt, paths.ca_key)
+        assert ret["result"] is True and ret["changes"] == {}
+        assert "valid for 3649 more days" in ret["comment"]
+    assert snapshot(paths.ca_crt, paths.ca_key) == before
+
+
+@pytest.mark.parametrize("keep", ["cert", "key"])
+def test_ca_present_refuses_half_a_ca(salt_env, paths, keep):
+    camod.create_ca(paths.ca_crt, paths.ca_key)
+    os.unlink(paths.ca_key if keep == "cert" else paths.ca_crt)
+    before = snapshot(paths.ca_crt, paths.ca_key)
+    ret = st.ca_present(paths.ca_crt, paths.ca_key)
+    assert ret["result"] is False and "CA is incomplete" in ret["comment"] and "does not" in ret["comment"]
+    assert ret["changes"] == {}
+    assert snapshot(paths.ca_crt, paths.ca_key) == before
+
+
+def test_ca_present_refuses_mismatched_key(salt_env, paths, tmp_path):
+    camod.create_ca(paths.ca_crt, paths.ca_key)
+    camod.create_ca(str(tmp_path / "o.crt"), str(tmp_path / "o.key"))
+    os.replace(tmp_path / "o.key", paths.ca_key)
+    before = snapshot(paths.ca_crt, paths.ca_key)
+    ret = st.ca_present(paths.ca_crt, paths.ca_key)
+    assert ret["result"] is False and "does not belong" in ret["comment"]
+    assert snapshot(paths.ca_crt, paths.ca_key) == before
+
+
+def test_ca_present_warns_but_never_replaces(salt_env, paths, monkeypatch):
+    camod.create_ca(paths.ca_crt, paths.ca_key, days_valid=60)
+    before = snapshot(paths.ca_crt, paths.ca_key)
+    ret = st.ca_present(paths.ca_crt, paths.ca_key, common_name="New Name")
+    assert ret["result"] is True and ret["changes"] == {}
+    assert "expires in 59 days: plan a rollover" in ret["comment"]
+    assert len(ret["warnings"]) == 2 and "not 'New Name'" in ret["warnings"][0]
+
+    later = camod._now() + camod.datetime.timedelta(days=61)
+    monkeypatch.setattr(camod, "_now", lambda: later)
+    ret = st.ca_present(paths.ca_crt, paths.ca_key)
+    assert ret["result"] is False and "expired" in ret["comment"] and "never replaced" in ret["comment"]
+    assert snapshot(paths.ca_crt, paths.ca_key) == before
+
+
+def test_ca_present_fixes_key_mode(salt_env, paths):
+    camod.create_ca(paths.ca_crt, paths.ca_key)
+    os.chmod(paths.ca_key, 0o644)
+    salt_env.opts["test"] = True
+    ret = st.ca_present(paths.ca_crt, paths.ca_key)
+    assert ret["result"] is None and ret["changes"] == {"key_permissions": {"mode": ["0644", "0600"]}}
+    assert os.stat(paths.ca_key).st_mode & 0o777 == 0o644
+    salt_env.opts["test"] = False
+    ret = st.ca_present(paths.ca_crt, paths.ca_key)
+    assert ret["result"] is True and ret["changes"] == {"key_permissions": {"mode": ["0644", "0600"]}}
+    assert os.stat(paths.ca_key).st_mode & 0o777 == 0o600
+
+
+# --- certificate_managed, local CA ---------------------------------------------------
+
+
+@pytest.fixture
+def with_ca(salt_env, paths):
+    camod.create_ca(paths.ca_crt, paths.ca_key)
+    return paths
+
+
+def test_certificate_test_issue_noop(salt_env, with_ca):
+    p = with_ca
+    salt_env.opts["test"] = True
+    ret = managed(p)
+    assert ret["result"] is None and ret["comment"] == f"certificate {p.crt} would be issued: certificate missing"
+    assert ret["changes"]["old"] == {}
+    assert not os.path.exists(p.crt) and not os.path.exists(p.key)
+
+    salt_env.opts["test"] = False
+    ret = managed(p)
+    assert ret["result"] is True and ret["comment"] == f"certificate {p.crt} issued: certificate missing"
+    new = ret["changes"]["new"]
+    assert new["dns_names"] == ["localhost"] and new["ip_addresses"] == ["127.0.0.1"] and new["key_type"] == "ec"
+    assert camod.verify_chain(p.crt, p.ca_crt)
+    s = os.stat(p.key)
+    assert (s.st_mode & 0o7777, s.st_uid, grp.getgrgid(s.st_gid).gr_name) == (0o640, 0, "mosquitto")
+
+    before = snapshot(p.crt, p.key, p.ca_crt, p.ca_key)
+    for test in (False, True):
+        salt_env.opts["test"] = test
+        ret = managed(p)
+        assert ret["result"] is True and ret["changes"] == {}, ret
+        assert "up to date (824 days remaining)" in ret["comment"]
+    assert snapshot(p.crt, p.key, p.ca_crt, p.ca_key) == before
+
+
+def test_certificate_reissued_when_sans_change(salt_env, with_ca):
+    p = with_ca
+    first = managed(p)["changes"]["new"]
+    key_before = snapshot(p.key)
+    ret = managed(p, dns_names=["mqtt2.example.com"])
+    assert ret["result"] is True
+    assert ret["comment"] == f"certificate {p.crt} reissued: SANs changed (added mqtt2.example.com)"
+    assert ret["changes"]["old"] == first
+    assert ret["changes"]["new"]["dns_names"] == ["localhost", "mqtt2.example.com"]
+    assert ret["changes"]["new"]["serial"] != first["serial"]
+    assert snapshot(p.key) == key_before  # the key is kept across reissues
+    assert managed(p, dns_names=["mqtt2.example.com"])["changes"] == {}
+
+
+def test_certificate_reissued_with_new_key_type(salt_env, with_ca):
+    p = with_ca
+    managed(p)
+    key_before = snapshot(p.key)
+    ret = managed(p, key_type="rsa")
+    assert "key type changed (ec 256 -> rsa 2048)" in ret["comment"]
+    assert ret["changes"]["new"]["key_type"] == "rsa"
+    assert snapshot(p.key) != key_before
+
+
+def test_certificate_renewed_near_expiry(salt_env, with_ca):
+    p = with_ca
+    managed(p, days_valid=20)
+    ret = managed(p, days_valid=20)
+    assert ret["result"] is True and "expires in 19 days (renew_days 30)" in ret["comment"]
+    assert managed(p)["comment"].endswith("expires in 19 days (renew_days 30)")  # days_valid 825 again
+    assert managed(p)["changes"] == {}
+
+
+def test_certificate_unknown_group_fails_without_writing(salt_env, with_ca):
+    p = with_ca
+    for test in (True, False):
+        salt_env.opts["test"] = test
+        ret = managed(p, group="no-such-group")
+        assert ret["result"] is False and "group 'no-such-group' does not exist" in ret["comment"]
+    assert not os.path.exists(p.crt) and not os.path.exists(p.key)
+
+
+def test_certificate_fixes_key_permissions_without_reissue(salt_env, with_ca):
+    p = with_ca
+    managed(p)
+    os.chmod(p.key, 0o644)
+    serial = camod.cert_info(p.crt)["serial"]
+    ret = managed(p)
+    assert ret["result"] is True and ret["changes"] == {"key_permissions": {"mode": ["0644", "0640"]}}
+    assert camod.cert_info(p.crt)["serial"] == serial
+
+
+def test_certificate_needs_ca_key_and_name(salt_env, with_ca):
+    assert "ca_key is required" in managed(with_ca, ca_key=None)["comment"]
+    assert "common_name is required" in managed(with_ca, common_name=None)["comment"]
+
+
+# --- certificate_managed and ca_cert_present through a CA minion ----------------------
+
+
+@pytest.fixture
+def ca_minion(salt_env, tmp_path, monkeypatch):
+    """A CA minion 'ca1' whose files live under tmp_path/ca-host (its own "/")."""
+    local, remote = tmp_path / "local", tmp_path / "ca-host"
+    local.mkdir()
+    remote.mkdir()
+    camod.create_ca(str(remote / "ca.crt"), str(remote / "ca.key"))
+    calls = []
+
+    def publish(tgt, fun, arg=None, timeout=5, **kwargs):
+        calls.append(fun)
+        if tgt != "ca1":
+            return {}  # nobody answers, as with a missing peer rule
+        func = salt_env.salt[fun]
+        args, kw = salt.minion.load_args_and_kwargs(func, arg)
+        # Same paths, other host: map local paths onto the CA host's tree.
+        kw = {k: v.replace(str(local), str(remote)) if k.endswith("_path") else v for k, v in kw.items()}
+        try:
+            return {tgt: func(*args, **kw)}
+        except CommandExecutionError as exc:
+            return {tgt: f"ERROR: {exc}"}  # how a minion reports a failed call
+
+    salt_env.salt["publish.publish"] = publish
+    return types.SimpleNamespace(
+        local=local, remote=remote, calls=calls,
+        ca_crt=str(local / "ca.crt"), ca_key=str(local / "ca.key"),
+        crt=str(local / "server.crt"), key=str(local / "server.key"),
+    )
+
+
+def test_remote_signing(salt_env, ca_minion):
+    p = ca_minion
+    salt_env.opts["test"] = True
+    ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])
+    assert ret["result"] is None and "would be issued" in ret["comment"] and "would be updated from ca1" in ret["comment"]
+    assert os.listdir(p.local) == []
+    assert "mosquitto_ca.sign_csr" not in p.calls
+
+    salt_env.opts["test"] = False
+    ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])
+    assert ret["result"] is True, ret["comment"]
+    assert ret["comment"] == (
+        f"certificate {p.crt} issued: certificate missing; CA certificate {p.ca_crt} updated from ca1"
+    )
+    assert ret["changes"]["new"]["dns_names"] == ["localhost", "mqtt.example.com"]
+    assert ret["changes"]["ca_cert"]["old"] == {}
+    # The CA key stayed on the CA host; ours holds its cert and our own key.
+    assert sorted(os.listdir(p.local)) == ["ca.crt", "server.crt", "server.key"]
+    assert open(p.ca_crt).read() == open(p.remote / "ca.crt").read()
+    assert camod.verify_chain(p.crt, p.ca_crt) and camod.key_matches_cert(p.crt, p.key)
+
+    before = snapshot(p.crt, p.key, p.ca_crt)
+    ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert snapshot(p.crt, p.key, p.ca_crt) == before
+
+
+def test_remote_ca_rollover_is_followed(salt_env, ca_minion):
+    p = ca_minion
+    managed(p, ca_server="ca1")
+    # An operator rolled the CA over on the CA host.
+    for f in ("ca.crt", "ca.key"):
+        os.unlink(p.remote / f)
+    camod.create_ca(str(p.remote / "ca.crt"), str(p.remote / "ca.key"))
+    ret = managed(p, ca_server="ca1")
+    assert ret["result"] is True
+    assert "reissued: issued by a different CA" in ret["comment"] and "updated from ca1" in ret["comment"]
+    assert camod.verify_chain(p.crt, str(p.remote / "ca.crt"))
+
+
+def test_remote_ca_silent(salt_env, ca_minion):
+    ret = managed(ca_minion, ca_server="ca-gone")
+    assert ret["result"] is False
+    assert "CA minion ca-gone did not answer mosquitto_ca.read_ca_cert: check peer config" in ret["comment"]
+    assert os.listdir(ca_minion.local) == []
+
+
+def test_remote_ca_error_is_reported(salt_env, ca_minion):
+    ret = managed(ca_minion, ca_server="ca1", ca_key=str(ca_minion.local / "missing.key"))
+    assert ret["result"] is False
+    assert "CA minion ca1 refused mosquitto_ca.sign_csr: ERROR: cannot read CA key" in ret["comment"]
+    assert not os.path.exists(ca_minion.crt)
+
+
+def test_remote_without_publish(salt_env, ca_minion):
+    del salt_env.salt["publish.publish"]
+    ret = managed(ca_minion, ca_server="ca1")
+    assert ret["result"] is False and "needs publish.publish" in ret["comment"]
+
+
+def test_ca_cert_present(salt_env, ca_minion):
+    p = ca_minion
+    salt_env.opts["test"] = True
+    ret = st.ca_cert_present(p.ca_crt, "ca1")
+    assert ret["result"] is None and ret["changes"]["old"] == {} and "fingerprint" in ret["changes"]["new"]
+    assert not os.path.exists(p.ca_crt)
+
+    salt_env.opts["test"] = False
+    ret = st.ca_cert_present(p.ca_crt, "ca1")
+    assert ret["result"] is True and ret["comment"] == f"CA certificate {p.ca_crt} fetched from ca1"
+    assert open(p.ca_crt).read() == open(p.remote / "ca.crt").read()
+    assert os.stat(p.ca_crt).st_mode & 0o777 == 0o644
+
+    before = snapshot(p.ca_crt)
+    ret = st.ca_cert_present(p.ca_crt, "ca1")
+    assert ret["result"] is True and ret["changes"] == {} and "matches" in ret["comment"]
+    assert snapshot(p.ca_crt) == before
+
+    ret = st.ca_cert_present(p.ca_crt, "nobody")
+    assert ret["result"] is False and "did not answer" in ret["comment"]
