@@ -1,0 +1,103 @@
+"""Render the formula with other platforms' grains (no such host is reachable
+here): the RedHat path must take EPEL, its packages and paths, and systemd
+hosts must use the plain service module."""
+import pytest
+
+from scripts.saltlocal import SaltLocal
+
+ROCKY9 = {"os": "Rocky", "os_family": "RedHat", "osfinger": "Rocky Linux-9",
+          "osmajorrelease": 9, "osrelease": "9.4", "init": "systemd", "kernel": "Linux"}
+DEBIAN12_SYSTEMD = {"os": "Debian", "os_family": "Debian", "osfinger": "Debian-12",
+                    "osmajorrelease": 12, "init": "systemd", "kernel": "Linux"}
+PILLAR = {"mosquitto": {"domain": "mqtt.example.com", "users": {"alice": {"password": "pw"}}}}
+
+
+def render(tmp_path, grains, pillar=PILLAR, sls="mosquitto"):
+    salt = SaltLocal(tmp_path / "salt").setup(pillar, extra_opts={"grains": grains})
+    salt.sync()
+    rc, highstate, err = salt.call("state.show_sls", sls)
+    assert rc == 0 and isinstance(highstate, dict), (highstate, err)
+    return salt, highstate
+
+
+def args(state):
+    """The state's arguments as one dict (show_sls gives a list of 1-key dicts)."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, list) and not key.startswith("__"):
+            for item in value:
+                if isinstance(item, dict):
+                    out.update(item)
+                else:
+                    out["_function"] = f"{key}.{item}"
+    return out
+
+
+def mapdata(salt):
+    rc, data, err = salt.call("slsutil.renderer",
+                              "string={% from 'mosquitto/map.jinja' import mapdata %}{{ mapdata | json }}",
+                              "default_renderer=jinja|json")
+    assert rc == 0, err
+    return data
+
+
+def test_rocky9_takes_the_epel_path(tmp_path):
+    salt, hs = render(tmp_path, ROCKY9)
+    repo = args(hs["mosquitto-build-repo-pkg-installed"])
+    assert repo["_function"] == "pkg.installed" and repo["name"] == "epel-release"
+    pkgs = args(hs["mosquitto-build-package-pkg-installed"])
+    assert pkgs["pkgs"] == ["ca-certificates", "mosquitto"]  # EPEL's mosquitto carries the clients
+    assert {"sls": "mosquitto.build.repo"} in pkgs["require"]
+    svc = args(hs["mosquitto-runtime-service-running"])
+    assert svc["name"] == "mosquitto" and "provider" not in svc
+    # systemd's unit makes /run/mosquitto: no state for it.
+    assert "mosquitto-runtime-service-run-dir-managed" not in hs
+    data = mapdata(salt)
+    assert data["paths"]["include_dir"] == "" and data["paths"]["pid_file"] == ""
+    assert data["pkg"]["exporter_deps"] == ["python3-paho-mqtt", "python3-prometheus_client"]
+    assert data["service"]["provider"] == ""
+
+
+def test_debian12_with_systemd_uses_the_default_service_module(tmp_path):
+    salt, hs = render(tmp_path, DEBIAN12_SYSTEMD)
+    assert "mosquitto-build-repo-pkg-installed" not in hs
+    assert args(hs["mosquitto-build-package-pkg-installed"])["pkgs"] == [
+        "ca-certificates", "mosquitto", "mosquitto-clients"]
+    assert "provider" not in args(hs["mosquitto-runtime-service-running"])
+    data = mapdata(salt)
+    assert data["paths"]["include_dir"] == "/etc/mosquitto/conf.d"
+
+
+def test_without_systemd_the_sysv_provider_is_pinned(tmp_path):
+    for grains, provider in ((dict(DEBIAN12_SYSTEMD, init="sysvinit"), "debian_service"),
+                             (dict(ROCKY9, init="unknown"), "rh_service")):
+        salt, hs = render(tmp_path / provider, grains)
+        assert args(hs["mosquitto-runtime-service-running"])["provider"] == provider
+        assert args(hs["mosquitto-runtime-service-reloaded"])["provider"] == provider
+        assert "mosquitto-runtime-service-run-dir-managed" in hs
+
+
+def test_phases_are_ordered_by_requisites(tmp_path):
+    _, hs = render(tmp_path, ROCKY9)
+    conf = args(hs["mosquitto-configure-broker-config-file-managed"])
+    assert {"sls": "mosquitto.build.package"} in conf["require"]
+    assert {"sls": "mosquitto.configure.tls"} in conf["require"]
+    svc = args(hs["mosquitto-runtime-service-running"])
+    assert {"sls": "mosquitto.configure.broker"} in svc["watch"]
+    reload_ = args(hs["mosquitto-runtime-service-reloaded"])
+    assert reload_["reload"] is True and {"sls": "mosquitto.configure.users"} in reload_["watch"]
+
+
+def test_lookup_overrides_os_defaults(tmp_path):
+    pillar = {"mosquitto": dict(PILLAR["mosquitto"], lookup={"paths": {"passwd": "/srv/mqtt/passwd"}})}
+    _, hs = render(tmp_path, ROCKY9, pillar)
+    assert args(hs["mosquitto-configure-users-passwd-managed"])["name"] == "/srv/mqtt/passwd"
+
+
+def test_bad_pillar_fails_the_render_naming_the_key(tmp_path):
+    pillar = {"mosquitto": {"domain": "mqtt.example.com", "ports": {"mqtt": 70000}}}
+    salt = SaltLocal(tmp_path / "salt").setup(pillar, extra_opts={"grains": ROCKY9})
+    salt.sync()
+    rc, out, err = salt.call("state.show_sls", "mosquitto")
+    assert rc != 0
+    assert "mosquitto:ports:mqtt: must be between 1 and 65535, got 70000" in str(out)
