@@ -272,3 +272,36 @@ def test_user_removed_from_pillar_is_removed_and_disconnected(salt_local, applie
         salt_local.write_pillar(base_pillar(passwords))
         rc, states, _ = salt_local.apply()
         assert rc == 0 and not failed(states)
+
+
+def _tree_digest(root="/etc/mosquitto"):
+    out = {}
+    for path in sorted(pathlib.Path(root).rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            out[str(path)] = (_digest(path), st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)
+    return out
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"ports": {"mqtts": 70000}}, "mosquitto:ports:mqtts: must be between 1 and 65535"),
+    ({"domain": ""}, "mosquitto:domain: must be a DNS name"),
+    ({"users": {"eve:il": {"password": "x"}}}, "mosquitto:users:eve:il: bad user name"),
+    ({"users": {"carol": {}}}, "mosquitto:users:carol:password: missing"),
+    ({"colour": "blue"}, "mosquitto:colour: unknown key"),
+])
+def test_bad_pillar_fails_before_anything_changes(salt_local, applied, passwords, bad, message):
+    pillar = base_pillar(passwords)
+    pillar["mosquitto"].update(bad)
+    before, pid = _tree_digest(), broker_pid()
+    try:
+        salt_local.write_pillar(pillar)
+        rc, out, err = salt_local.apply()
+        assert rc != 0
+        assert message in str(out)
+        for secret in passwords.values():
+            assert secret not in str(out)
+        assert _tree_digest() == before
+        assert broker_pid() == pid
+    finally:
+        salt_local.write_pillar(base_pillar(passwords))

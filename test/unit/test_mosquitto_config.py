@@ -1,0 +1,117 @@
+"""mosquitto_config.validate: every bad pillar names its key; good ones pass."""
+import copy
+import pathlib
+
+import pytest
+import yaml
+from salt.exceptions import CommandExecutionError
+
+from test.support.modules import load
+
+cfg = load("_modules", "mosquitto_config")
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def settings(**pillar):
+    """defaults.yaml + Debian.yaml + a pillar, merged like map.jinja does."""
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return a
+    data = yaml.safe_load((ROOT / "mosquitto/parameters/defaults.yaml").read_text())["values"]
+    merge(data, yaml.safe_load((ROOT / "mosquitto/parameters/os_family/Debian.yaml").read_text())["values"])
+    base = {"domain": "mqtt.example.com", "users": {"alice": {"password": "pw"}}}
+    return merge(merge(data, base), copy.deepcopy(pillar))
+
+
+def error_of(**pillar):
+    with pytest.raises(CommandExecutionError) as exc:
+        cfg.validate(settings(**pillar))
+    return str(exc.value)
+
+
+def test_the_example_pillar_is_valid():
+    example = yaml.safe_load((ROOT / "pillar.example").read_text())["mosquitto"]
+    example.pop("lookup", None)
+    example.pop("tofs", None)
+    out = cfg.validate(settings(**example))
+    assert out["domain"] == example["domain"]
+
+
+def test_defaults_with_a_domain_are_valid():
+    out = cfg.validate(settings())
+    assert out["tls"]["san_dns"] == ["mqtt.example.com"]
+    assert out["users"]["alice"] == {"password": "pw", "acl": []}
+
+
+@pytest.mark.parametrize("pillar,message", [
+    ({"domain": ""}, "mosquitto:domain: must be a DNS name such as mqtt.example.com, got an empty value"),
+    ({"domain": "bad_name!.com"}, "mosquitto:domain: is not a valid DNS name"),
+    ({"domain": "-lead.example.com"}, "mosquitto:domain: is not a valid DNS name"),
+    ({"ports": {"mqtt": 70000}}, "mosquitto:ports:mqtt: must be between 1 and 65535, got 70000"),
+    ({"ports": {"mqtts": "8883"}}, "mosquitto:ports:mqtts: must be an integer"),
+    ({"ports": {"mqtts": 1883}}, "mosquitto:ports: ports must differ"),
+    ({"ports": {"websocket": 9001}}, "mosquitto:ports:websocket: unknown key"),
+    ({"users": {"a:b": {"password": "x"}}}, "mosquitto:users:a:b: bad user name"),
+    ({"users": {"bad\nname": {"password": "x"}}}, "bad user name"),
+    ({"users": {" padded": {"password": "x"}}}, "bad user name"),
+    ({"users": {"carol": {}}}, "mosquitto:users:carol:password: missing"),
+    ({"users": {"carol": None}}, "mosquitto:users:carol:password: missing"),
+    ({"users": {"carol": {"password": ""}}}, "mosquitto:users:carol:password: must be a non-empty string"),
+    ({"users": {"carol": {"password": 1234}}}, "mosquitto:users:carol:password: must be a non-empty string"),
+    ({"users": {"carol": {"password": "a", "password_hash": "$7$x"}}}, "not both"),
+    ({"users": {"carol": {"password_hash": "plain"}}}, "mosquitto:users:carol:password_hash: must be a mosquitto_passwd hash"),
+    ({"users": {"carol": {"password": "x", "pasword": "y"}}}, "mosquitto:users:carol:pasword: unknown key"),
+    ({"users": {"carol": {"password": "x", "acl": ["write a/#/b"]}}}, "mosquitto:users:carol:acl:0:"),
+    ({"users": {"carol": {"password": "x", "acl": ["publish a"]}}}, "mosquitto:users:carol:acl:0:"),
+    ({"users": {"mosquitto-exporter": {"password": "x"}}}, "is reserved for the exporter"),
+    ({"domian": "typo.example.com"}, "mosquitto:domian: unknown key"),
+    ({"tls": {"key_type": "dsa"}}, "mosquitto:tls:key_type: must be one of ec, rsa"),
+    ({"tls": {"key_type": "rsa", "key_size": 1024}}, "mosquitto:tls:key_size: must be one of 2048, 3072, 4096"),
+    ({"tls": {"ip_addresses": ["300.1.1.1"]}}, "mosquitto:tls:ip_addresses:0: is not an IP address"),
+    ({"tls": {"renew_days": 900}}, "mosquitto:tls:renew_days: must be below days_valid"),
+    ({"tls": {"ca_cert": "relative/ca.crt"}}, "mosquitto:tls:ca_cert: must be an absolute path"),
+    ({"listeners": {"mqtts": {"tls_version": "tlsv1"}}}, "mosquitto:listeners:mqtts:tls_version: must be one of"),
+    ({"listeners": {"mqtt": {"bind_address": "not an address"}}}, "mosquitto:listeners:mqtt:bind_address:"),
+    ({"queue": {"persistent_client_expiration": "14 days"}}, "mosquitto:queue:persistent_client_expiration: must be like 14d"),
+    ({"max_keepalive": -1}, "mosquitto:max_keepalive: must be between 0 and 65535"),
+    ({"persistence": {"enabled": "yes"}}, "mosquitto:persistence:enabled: must be true or false"),
+    ({"config": {"listener": "1884"}}, "mosquitto:config:listener: is managed by the formula"),
+    ({"config": {"log_type": "all\nlistener 1 0.0.0.0"}}, "mosquitto:config:log_type: must not contain line breaks"),
+    ({"config": {"Bad-Option": 1}}, "mosquitto:config:Bad-Option: is not a mosquitto.conf option name"),
+    ({"firewall": {"enabled": "maybe"}}, "mosquitto:firewall:enabled: must be one of"),
+    ({"firewall": {"extra_ports": ["80"]}}, "mosquitto:firewall:extra_ports:0: must be like '1234/tcp'"),
+    ({"bridges": {"b": {"address": "x:99999", "topics": ["a/# out 1"]}}}, "mosquitto:bridges:b:address: port out of range"),
+    ({"bridges": {"b": {"address": "x:8883", "topics": []}}}, "mosquitto:bridges:b:topics: a bridge needs at least one topic"),
+    ({"bridges": {"b": {"address": "x:8883", "topics": ["a/# sideways"]}}}, "mosquitto:bridges:b:topics:0: must be"),
+    ({"bridges": {"b": {"address": "x:8883", "topics": ["a"], "remote_username": "u"}}}, "remote_username and remote_password go together"),
+])
+def test_bad_pillar_names_the_key(pillar, message):
+    assert message in error_of(**pillar)
+
+
+def test_all_problems_are_reported_at_once():
+    text = error_of(domain="", ports={"mqtt": 0})
+    assert "mosquitto:domain:" in text and "mosquitto:ports:mqtt:" in text
+    assert text.startswith("invalid mosquitto pillar (nothing was changed)")
+
+
+def test_passwords_never_appear_in_errors():
+    text = error_of(users={"a:b": {"password": "s3cret-value"}, "c": {"password": "x\nsecond-secret"}})
+    assert "s3cret-value" not in text and "second-secret" not in text
+
+
+def test_normalisation():
+    out = cfg.validate(settings(domain="MQTT.Example.COM", persistence={"location": "/srv/mq"},
+                                tls={"dns_names": ["b.example.com", "mqtt.example.com"], "ip_addresses": ["::1"]},
+                                users={"alice": {"password": "pw", "acl": ["sensors/#", "read $SYS/#"]}}))
+    assert out["domain"] == "mqtt.example.com"
+    assert out["persistence"]["location"] == "/srv/mq/"
+    assert out["tls"]["san_dns"] == ["mqtt.example.com", "b.example.com"]
+    assert out["users"]["alice"]["acl"] == ["readwrite sensors/#", "read $SYS/#"]
+
+
+@pytest.mark.parametrize("topic,ok", [("a/b", True), ("a/+/c", True), ("#", True), ("a/#", True),
+                                      ("a/#/b", False), ("a+/b", False), ("", False), ("a b", False)])
+def test_topic_filters(topic, ok):
+    assert cfg.check_topic_filter(topic) is ok
