@@ -396,8 +396,14 @@ def validate(data):
             _choice(errors, ["listeners", "mqtts", "tls_version"], mqtts.get("tls_version"), _TLS_VERSIONS)
 
     exporter = data.get("exporter", {})
-    if _unknown_keys(errors, ["exporter"], exporter, {"enabled", "user", "bind_address"}):
+    if _unknown_keys(errors, ["exporter"], exporter,
+                     {"enabled", "user", "bind_address", "install", "venv_dir", "pip_pkgs"}):
         _bool(errors, ["exporter", "enabled"], exporter.get("enabled"))
+        _choice(errors, ["exporter", "install"], exporter.get("install"), ("pkg", "venv"))
+        _abspath(errors, ["exporter", "venv_dir"], exporter.get("venv_dir"))
+        for i, req in enumerate(_list(errors, ["exporter", "pip_pkgs"], exporter.get("pip_pkgs", []))):
+            if _text(errors, ["exporter", "pip_pkgs", i], req) and not re.match(r"^[A-Za-z0-9_.\-\[\]]+\s*([<>=!~]=?[^,\s]+\s*,?\s*)*$", req):
+                errors.add(["exporter", "pip_pkgs", i], f"is not a pip requirement: {req!r}")
         if not check_username(exporter.get("user")):
             errors.add(["exporter", "user"], "must be a valid MQTT user name")
         _bind_address(errors, ["exporter", "bind_address"], exporter.get("bind_address"))

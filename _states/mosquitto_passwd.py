@@ -176,3 +176,53 @@ def managed(
         ret["changes"] = changes
         ret["comment"] = f"Password file {name} changed: {_summary(changes)}"
     return ret
+
+
+def secret_present(name, length=32, user="root", group="root", mode="0600"):
+    """
+    A generated secret in file ``name`` (for a service's own MQTT user).
+
+    Created once with ``length`` random URL-safe characters, then only its
+    owner, group and mode are kept as given (e.g. root:mosquitto-exporter
+    0640 so the exporter can read it). The secret never appears in output;
+    ``changes`` say ``generated`` once, so services can ``watch`` this state
+    and restart only when their password really changed.
+    """
+    import grp
+    import os
+    import pwd
+    import stat
+
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    try:
+        uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError as exc:
+        if not __opts__["test"]:
+            ret.update(result=False, comment=f"cannot own secret {name}: {exc.args[0]}")
+            return ret
+        uid = gid = None  # the user may be created earlier in the same run
+    want_mode = int(str(mode), 8)
+    exists = __salt__["mosquitto_passwd.read_secret"](name) is not None
+    if not exists:
+        ret["changes"]["secret"] = "generated"
+    else:
+        st = os.stat(name)
+        if stat.S_IMODE(st.st_mode) != want_mode:
+            ret["changes"]["mode"] = {"old": oct(stat.S_IMODE(st.st_mode))[2:].zfill(4), "new": str(mode)}
+        if uid is not None and (st.st_uid, st.st_gid) != (uid, gid):
+            ret["changes"]["owner"] = {"old": f"{st.st_uid}:{st.st_gid}", "new": f"{user}:{group}"}
+    if not ret["changes"]:
+        ret["comment"] = f"secret {name} is present"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"secret {name} would be {'updated' if exists else 'generated'}")
+        return ret
+    try:
+        __salt__["mosquitto_passwd.ensure_secret"](name, length=length)
+        os.chown(name, uid, gid)
+        os.chmod(name, want_mode)
+    except (OSError, CommandExecutionError, SaltInvocationError) as exc:
+        ret.update(result=False, changes={}, comment=f"cannot write secret {name}: {exc}")
+        return ret
+    ret["comment"] = f"secret {name} {'updated' if exists else 'generated'}"
+    return ret

@@ -5,3 +5,4 @@ include:
   - .users
   - .acl
   - .broker
+  - .exporter

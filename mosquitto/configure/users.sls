@@ -9,6 +9,9 @@
 
 include:
   - {{ tplroot }}.build.package
+{%- if mosquitto.exporter.enabled %}
+  - {{ tplroot }}.configure.exporter
+{%- endif %}
 
 {%- set users = {} %}
 {%- for name, spec in mosquitto.users.items() %}
@@ -27,3 +30,6 @@ mosquitto-configure-users-passwd-managed:
     - mode: '0640'
     - require:
       - sls: {{ tplroot }}.build.package
+{%- if mosquitto.exporter.enabled %}
+      - mosquitto_passwd: mosquitto-configure-exporter-secret-present
+{%- endif %}

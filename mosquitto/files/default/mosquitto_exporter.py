@@ -40,8 +40,8 @@ Freshness
     /metrics is served from the start, also while the broker is down.
     ``mosquitto_exporter_connected`` says whether the MQTT session is up; while
     it is 0 no broker series are served at all (never stale values), and they
-    come back with the retained $SYS messages on reconnect. paho reconnects
-    with exponential backoff (1 s doubling to 30 s).
+    come back with the retained $SYS messages on reconnect, which is retried
+    with exponential backoff (1 s doubling to 30 s), each failure logged.
 """
 import argparse
 import http.server
@@ -231,8 +231,10 @@ def reason_text(rc, int_to_text):
     return int_to_text(rc) if isinstance(rc, int) else str(rc)
 
 
-def make_client(args, collector, host, port):
-    kwargs = {"client_id": args.client_id, "clean_session": True}
+def make_client(args, collector, host, port, session_up):
+    # run_mqtt() reconnects itself: paho's own retries are silent about why
+    # (refused, unreachable, certificate verify failed), which an operator needs.
+    kwargs = {"client_id": args.client_id, "clean_session": True, "reconnect_on_failure": False}
     if hasattr(mqtt, "CallbackAPIVersion"):  # paho >= 2.0
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, **kwargs)
     else:
@@ -244,6 +246,7 @@ def make_client(args, collector, host, port):
     def on_connect(client, userdata, flags, rc, properties=None):
         if rc == 0:  # int 0 in 1.x; ReasonCode compares equal to 0 in 2.x
             LOG.info("connected to %s:%s, subscribing to $SYS/#", host, port)
+            session_up.set()
             collector.set_connected(True)
             client.subscribe("$SYS/#", qos=0)
         else:
@@ -252,10 +255,10 @@ def make_client(args, collector, host, port):
 
     def on_disconnect(client, userdata, *args):
         rc = args[0] if len(args) == 1 else args[1]
-        collector.set_connected(False)
-        if rc != 0:
-            LOG.warning("lost connection to %s:%s (%s), reconnecting", host, port,
+        if session_up.is_set() and rc != 0:
+            LOG.warning("lost connection to %s:%s: %s", host, port,
                         reason_text(rc, mqtt.error_string))
+        collector.set_connected(False)
 
     def on_message(client, userdata, msg):
         collector.update(msg.topic, msg.payload.decode("utf-8", "replace"))
@@ -263,8 +266,29 @@ def make_client(args, collector, host, port):
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     client.on_message = on_message
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
     return client
+
+
+def run_mqtt(client, host, port, session_up, stop):
+    """Connect, serve the session, and reconnect with backoff until stop is set.
+
+    The first retry after a lost session comes after 1 s (a broker restart is
+    the common case), then 2, 4, ... capped at 30 s.
+    """
+    delay = 1
+    while not stop.is_set():
+        session_up.clear()
+        try:
+            client.connect(host, port, keepalive=60)
+        except OSError as err:  # refused, unreachable, TLS (ssl.SSLError is an OSError)
+            LOG.warning("cannot connect to %s:%s: %s", host, port, err)
+        else:
+            client.loop_forever()  # returns when the connection is gone or stopped
+        if session_up.is_set():
+            delay = 1
+        if stop.wait(delay):
+            break
+        delay = min(delay * 2, 30)
 
 
 # --- HTTP ------------------------------------------------------------------
@@ -381,26 +405,38 @@ def main(argv=None):
     threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
     LOG.info("mosquitto_exporter %s serving /metrics on %s", __version__, args.bind_address)
 
-    client = make_client(args, collector, host, port)
+    session_up = threading.Event()
+    client = make_client(args, collector, host, port, session_up)
     if args.user:
         client.username_pw_set(args.user, password)
     if context is not None:
         client.tls_set_context(context)
-    client.connect_async(host, port, keepalive=60)
-    client.loop_start()  # paho's thread connects, and reconnects with backoff
     LOG.info("connecting to %s:%s%s", host, port, " (TLS)" if use_tls else "")
 
     stop = threading.Event()
+    crashed = []
+
+    def mqtt_thread():
+        try:
+            run_mqtt(client, host, port, session_up, stop)
+        except Exception:
+            # Never keep serving "connected 0" from a dead loop: exit, be restarted.
+            LOG.exception("MQTT loop failed")
+            crashed.append(True)
+            stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    worker = threading.Thread(target=mqtt_thread, name="mqtt", daemon=True)
+    worker.start()
     stop.wait()
 
     LOG.info("shutting down")
     client.disconnect()
-    client.loop_stop()
+    worker.join(5)
     httpd.shutdown()
     httpd.server_close()
-    return 0
+    return 1 if crashed else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,58 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The Python exporter (files/default/mosquitto_exporter.py) and its two
+# libraries: the distribution's packages by default (Debian 12:
+# python3-paho-mqtt 1.6, EPEL: python3-paho-mqtt), or a virtualenv from
+# PyPI with exporter:install: venv.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
+{%- set exporter = mosquitto.exporter %}
+
+{%- if exporter.enabled %}
+include:
+  - {{ tplroot }}.build.repo
+
+{%-   if exporter.install == 'pkg' %}
+
+mosquitto-build-exporter-deps-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ mosquitto.pkg.exporter_deps | json }}
+{%-     if mosquitto.pkg.repo %}
+    - require:
+      - sls: {{ tplroot }}.build.repo
+{%-     endif %}
+{%-   else %}
+
+{%-     if mosquitto.pkg.venv %}
+mosquitto-build-exporter-venv-pkg-installed:
+  pkg.installed:
+    - name: {{ mosquitto.pkg.venv }}
+    - require_in:
+      - cmd: mosquitto-build-exporter-deps-venv-created
+{%-     endif %}
+
+mosquitto-build-exporter-deps-venv-created:
+  cmd.run:
+    - name: python3 -m venv {{ exporter.venv_dir }}
+    - creates: {{ exporter.venv_dir }}/bin/python
+
+{#- pip runs only when the wanted versions are not all there yet: a
+    dry run that may not use the index fails exactly then. #}
+{%-     set reqs = exporter.pip_pkgs | map('yaml_squote') | join(' ') %}
+mosquitto-build-exporter-deps-pip-installed:
+  cmd.run:
+    - name: {{ exporter.venv_dir }}/bin/pip install --quiet {{ reqs }}
+    - unless: {{ exporter.venv_dir }}/bin/pip install --quiet --dry-run --no-index {{ reqs }}
+    - require:
+      - cmd: mosquitto-build-exporter-deps-venv-created
+{%-   endif %}
+
+mosquitto-build-exporter-program-file-managed:
+  file.managed:
+    - name: {{ mosquitto.paths.exporter }}
+    - source: {{ files_switch(['mosquitto_exporter.py'], lookup='mosquitto-build-exporter-program-file-managed') }}
+    - user: root
+    - group: root
+    - mode: '0755'
+{%- endif %}

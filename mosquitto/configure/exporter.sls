@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The exporter's own system user, its MQTT password (generated here, readable
+# by that user only, never in pillar), its settings file and its unit (or
+# init script where systemd is not PID 1). The password reaches the program
+# as a file path, never on its command line.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
+{%- set exporter = mosquitto.exporter %}
+{%- set secret_dir = salt['file.dirname'](mosquitto.paths.exporter_secret) %}
+{%- set python = exporter.venv_dir ~ '/bin/python' if exporter.install == 'venv' else '/usr/bin/python3' %}
+{%- set mqtt_host = mosquitto.listeners.mqtt.bind_address or '127.0.0.1' %}
+
+{%- if exporter.enabled %}
+include:
+  - {{ tplroot }}.build.exporter
+
+mosquitto-configure-exporter-user-present:
+  user.present:
+    - name: {{ exporter.user }}
+    - system: True
+    - home: /nonexistent
+    - createhome: False
+    - shell: /usr/sbin/nologin
+    - usergroup: True
+
+mosquitto-configure-exporter-secret-dir-managed:
+  file.directory:
+    - name: {{ secret_dir }}
+    - user: root
+    - group: {{ exporter.user }}
+    - mode: '0750'
+    - makedirs: True
+    - require:
+      - user: mosquitto-configure-exporter-user-present
+
+mosquitto-configure-exporter-secret-present:
+  mosquitto_passwd.secret_present:
+    - name: {{ mosquitto.paths.exporter_secret }}
+    - user: root
+    - group: {{ exporter.user }}
+    - mode: '0640'
+    - require:
+      - file: mosquitto-configure-exporter-secret-dir-managed
+
+mosquitto-configure-exporter-env-file-managed:
+  file.managed:
+    - name: {{ mosquitto.paths.exporter_env }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - contents: |
+        # Managed by Salt (mosquitto-formula). Read by the mosquitto-exporter
+        # unit and init script; the program reads the same variables.
+        BROKER_ENDPOINT=tcp://{{ mqtt_host }}:{{ mosquitto.ports.mqtt }}
+        BIND_ADDRESS={{ exporter.bind_address }}:{{ mosquitto.ports.exporter }}
+        MQTT_USER={{ exporter.user }}
+        MQTT_PASS_FILE={{ mosquitto.paths.exporter_secret }}
+        MQTT_CLIENT_ID=mosquitto-exporter-{{ grains['id'] }}
+        EXPORTER_PYTHON={{ python }}
+        EXPORTER_PROGRAM={{ mosquitto.paths.exporter }}
+
+{%-   if grains.get('init') == 'systemd' %}
+
+mosquitto-configure-exporter-unit-file-managed:
+  file.managed:
+    - name: {{ mosquitto.paths.systemd_units }}/{{ mosquitto.service.exporter_name }}.service
+    - source: {{ files_switch(['mosquitto-exporter.service.jinja'], lookup='mosquitto-configure-exporter-unit-file-managed') }}
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        env_file: {{ mosquitto.paths.exporter_env }}
+        user: {{ exporter.user }}
+        python: {{ python }}
+        program: {{ mosquitto.paths.exporter }}
+        broker_unit: {{ mosquitto.service.name }}.service
+{%-   else %}
+
+mosquitto-configure-exporter-init-file-managed:
+  file.managed:
+    - name: /etc/init.d/{{ mosquitto.service.exporter_name }}
+    - source: {{ files_switch(['mosquitto-exporter.init.jinja'], lookup='mosquitto-configure-exporter-init-file-managed') }}
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0755'
+    - context:
+        name: {{ mosquitto.service.exporter_name }}
+        env_file: {{ mosquitto.paths.exporter_env }}
+        user: {{ exporter.user }}
+        python: {{ python }}
+        program: {{ mosquitto.paths.exporter }}
+{%-   endif %}
+{%- endif %}

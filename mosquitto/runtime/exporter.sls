@@ -1,0 +1,34 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The exporter running and enabled; restarted when its program, settings,
+# unit or password change. Its /metrics answers even while the broker is down.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+
+{%- if mosquitto.exporter.enabled %}
+include:
+  - {{ tplroot }}.build.exporter
+  - {{ tplroot }}.configure.exporter
+  - {{ tplroot }}.runtime.service
+
+mosquitto-runtime-exporter-service-running:
+  service.running:
+    - name: {{ mosquitto.service.exporter_name }}
+    - enable: True
+{%- if mosquitto.service.provider %}
+    - provider: {{ mosquitto.service.provider }}
+{%- endif %}
+    - require:
+      - service: mosquitto-runtime-service-running
+    - watch:
+      - sls: {{ tplroot }}.build.exporter
+      - sls: {{ tplroot }}.configure.exporter
+
+mosquitto-runtime-exporter-service-listening:
+  mosquitto_broker.listening:
+    - name: {{ mosquitto.service.exporter_name }}
+    - ports:
+      - [{{ mosquitto.exporter.bind_address if mosquitto.exporter.bind_address not in ('', '0.0.0.0', '::') else '127.0.0.1' }}, {{ mosquitto.ports.exporter }}]
+    - require:
+      - service: mosquitto-runtime-exporter-service-running
+{%- endif %}
