@@ -11,11 +11,8 @@ mosquitto-clean-runtime-service-dead:
     - name: {{ mosquitto.service.name }}
     - enable: False
 {%- if mosquitto.service.provider %}
-    - provider: {{ mosquitto.service.provider }}
+    - provider: {{ mosquitto.service.provider | json }}
 {%- endif %}
-    - onlyif:
-      - fun: service.available
-        name: {{ mosquitto.service.name }}
 
 mosquitto-clean-configure-files-absent:
   file.absent:

@@ -16,7 +16,7 @@ mosquitto-runtime-exporter-service-running:
     - name: {{ mosquitto.service.exporter_name }}
     - enable: True
 {%- if mosquitto.service.provider %}
-    - provider: {{ mosquitto.service.provider }}
+    - provider: {{ mosquitto.service.provider | json }}
 {%- endif %}
     - require:
       - service: mosquitto-runtime-service-running

@@ -33,7 +33,7 @@ mosquitto-runtime-service-running:
     - name: {{ mosquitto.service.name }}
     - enable: True
 {%- if mosquitto.service.provider %}
-    - provider: {{ mosquitto.service.provider }}
+    - provider: {{ mosquitto.service.provider | json }}
 {%- endif %}
     - require:
       - sls: {{ tplroot }}.configure.users
@@ -47,7 +47,7 @@ mosquitto-runtime-service-reloaded:
     - name: {{ mosquitto.service.name }}
     - reload: True
 {%- if mosquitto.service.provider %}
-    - provider: {{ mosquitto.service.provider }}
+    - provider: {{ mosquitto.service.provider | json }}
 {%- endif %}
     - require:
       - service: mosquitto-runtime-service-running
