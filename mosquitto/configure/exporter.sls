@@ -94,13 +94,5 @@ mosquitto-configure-exporter-init-file-managed:
         python: {{ python }}
         program: {{ mosquitto.paths.exporter }}
 
-{#- What a package's postinst does: the rc.d links that start it at boot.
-    (Salt's service.enable for Debian calls insserv, which Debian 12 lacks.) #}
-mosquitto-configure-exporter-init-registered:
-  cmd.run:
-    - name: update-rc.d {{ mosquitto.service.exporter_name }} defaults
-    - unless: ls /etc/rc2.d/S*{{ mosquitto.service.exporter_name }}
-    - require:
-      - file: mosquitto-configure-exporter-init-file-managed
 {%-   endif %}
 {%- endif %}

@@ -55,7 +55,7 @@ def test_rocky9_takes_the_epel_path(tmp_path):
     data = mapdata(salt)
     assert data["paths"]["include_dir"] == "" and data["paths"]["pid_file"] == ""
     assert data["pkg"]["exporter_deps"] == ["python3-paho-mqtt", "python3-prometheus_client"]
-    assert data["service"]["provider"] == ""
+    assert data["service"]["provider"] == []
 
 
 def test_debian12_with_systemd_uses_the_default_service_module(tmp_path):
@@ -72,8 +72,11 @@ def test_without_systemd_the_sysv_provider_is_pinned(tmp_path):
     for grains, provider in ((dict(DEBIAN12_SYSTEMD, init="sysvinit"), "debian_service"),
                              (dict(ROCKY9, init="unknown"), "rh_service")):
         salt, hs = render(tmp_path / provider, grains)
-        assert args(hs["mosquitto-runtime-service-running"])["provider"] == provider
-        assert args(hs["mosquitto-runtime-service-reloaded"])["provider"] == provider
+        # The sysv module, then the add-on that stops "OFFLINE mode" no-ops.
+        want = [{"service": provider}, {"service": "mosquitto_service"}]
+        assert args(hs["mosquitto-runtime-service-running"])["provider"] == want
+        assert args(hs["mosquitto-runtime-service-reloaded"])["provider"] == want
+        assert args(hs["mosquitto-runtime-exporter-service-running"])["provider"] == want
         assert "mosquitto-runtime-service-run-dir-managed" in hs
 
 
