@@ -472,7 +472,7 @@ def validate(data):
             _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir"))
     service = data.get("service", {})
     if isinstance(service, dict):
-        for key in ("name", "user", "group", "exporter_name"):
+        for key in ("name", "user", "group", "exporter_name", "firewall_name"):
             _text(errors, ["lookup", "service", key], service.get(key))
 
     errors.raise_if_any()

@@ -4,3 +4,4 @@ include:
   - .repo
   - .package
   - .exporter
+  - .firewall

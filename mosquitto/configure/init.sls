@@ -6,3 +6,4 @@ include:
   - .acl
   - .broker
   - .exporter
+  - .firewall

@@ -3,3 +3,4 @@
 include:
   - .service
   - .exporter
+  - .firewall

@@ -104,3 +104,25 @@ def test_bad_pillar_fails_the_render_naming_the_key(tmp_path):
     rc, out, err = salt.call("state.show_sls", "mosquitto")
     assert rc != 0
     assert "mosquitto:ports:mqtt: must be between 1 and 65535, got 70000" in str(out)
+
+
+def test_firewall_enabled_opens_exactly_ssh_mqtts_and_exporter(tmp_path):
+    pillar = {"mosquitto": dict(PILLAR["mosquitto"], ports={"mqtts": 18883, "exporter": 19234},
+                                firewall={"enabled": True, "zone": "internal"})}
+    _, hs = render(tmp_path, ROCKY9, pillar)
+    assert args(hs["mosquitto-build-firewall-pkg-installed"])["name"] == "firewalld"
+    assert args(hs["mosquitto-configure-firewall-service-running"])["name"] == "firewalld"
+    zone = args(hs["mosquitto-configure-firewall-zone-present"])
+    assert zone["_function"] == "firewalld.present" and zone["name"] == "internal"
+    assert zone["ports"] == ["18883/tcp", "19234/tcp"] and zone["services"] == ["ssh"]
+    assert zone["prune_ports"] is True and zone["prune_services"] is True
+    assert "mosquitto-runtime-firewall-reloaded" in hs
+
+
+def test_firewall_disabled_or_absent_manages_nothing_and_says_so(tmp_path):
+    for enabled in (False, "auto"):  # auto: no firewalld runs on this machine
+        pillar = {"mosquitto": dict(PILLAR["mosquitto"], firewall={"enabled": enabled})}
+        _, hs = render(tmp_path / str(enabled), ROCKY9, pillar)
+        assert not [sid for sid in hs if "firewall" in sid and "unmanaged" not in sid]
+        note = args(hs["mosquitto-configure-firewall-unmanaged"])["text"]
+        assert note.startswith("No firewall managed")

@@ -1,0 +1,51 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Exactly ssh (22), MQTT over TLS and the exporter open in the pillar's
+# zone, permanently and at runtime (firewalld.present prunes every other
+# port and service, then reloads). Plain MQTT (1883) is never opened.
+#   firewall:enabled: true   firewalld installed, enabled, started, managed
+#   firewall:enabled: auto   managed where firewalld already runs, else a note
+#   firewall:enabled: false  left alone, with a note
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- set fw = mosquitto.firewall %}
+{%- set running = salt['cmd.which']('firewall-cmd') and
+                  salt['cmd.retcode']('firewall-cmd --state', python_shell=False, ignore_retcode=True) == 0 %}
+{%- set ports = [mosquitto.ports.mqtts ~ '/tcp'] %}
+{%- if mosquitto.exporter.enabled %}
+{%-   do ports.append(mosquitto.ports.exporter ~ '/tcp') %}
+{%- endif %}
+
+{%- if fw.enabled is sameas true or (fw.enabled == 'auto' and running) %}
+include:
+  - {{ tplroot }}.build.firewall
+
+{%-   if fw.enabled is sameas true %}
+
+{#- Configuring needs a running firewalld (firewall-cmd talks to it). #}
+mosquitto-configure-firewall-service-running:
+  service.running:
+    - name: {{ mosquitto.service.firewall_name }}
+    - enable: True
+    - require:
+      - sls: {{ tplroot }}.build.firewall
+    - require_in:
+      - firewalld: mosquitto-configure-firewall-zone-present
+{%-   endif %}
+
+mosquitto-configure-firewall-zone-present:
+  firewalld.present:
+    - name: {{ fw.zone }}
+    - services: {{ (['ssh'] if fw.ssh else []) | json }}
+    - prune_services: True
+    - ports: {{ (ports + fw.extra_ports) | json }}
+    - prune_ports: True
+{%- else %}
+
+mosquitto-configure-firewall-unmanaged:
+  test.show_notification:
+    - text: >-
+        No firewall managed: {{ 'firewall:enabled is false in pillar'
+        if fw.enabled is sameas false else 'firewalld is not running here (firewall:enabled auto)' }}.
+        Open {{ ports | join(', ') }} yourself; keep {{ mosquitto.ports.mqtt }}/tcp closed.
+{%- endif %}
