@@ -57,6 +57,11 @@ mosquitto-configure-tls-ca-present:
   mosquitto_ca.ca_cert_present:
     - name: {{ tls.ca_cert }}
     - ca_server: {{ tls.ca_server }}
+    # On a first run of the whole fleet the CA minion may still be making
+    # its CA: ask again for a while before failing.
+    - retry:
+        attempts: 10
+        interval: 6
     - require:
       - file: mosquitto-configure-tls-certs-dir-managed
 {%- endif %}
@@ -79,6 +84,9 @@ mosquitto-configure-tls-server-cert-managed:
     - mode: '0640'
 {%- if tls.ca_server %}
     - ca_server: {{ tls.ca_server }}
+    - retry:
+        attempts: 5
+        interval: 6
 {%- endif %}
     - require:
       - mosquitto_ca: mosquitto-configure-tls-ca-present

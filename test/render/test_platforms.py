@@ -12,9 +12,22 @@ DEBIAN12_SYSTEMD = {"os": "Debian", "os_family": "Debian", "osfinger": "Debian-1
 PILLAR = {"mosquitto": {"domain": "mqtt.example.com", "users": {"alice": {"password": "pw"}}}}
 
 
+_SYNCED = {}
+
+
+def local(tmp_path, grains, pillar):
+    """One synced salt-call config per platform for the whole module."""
+    key = repr(sorted(grains.items()))
+    if key not in _SYNCED:
+        salt = SaltLocal(tmp_path / "salt").setup(pillar, extra_opts={"grains": grains})
+        salt.sync()
+        _SYNCED[key] = salt
+    _SYNCED[key].write_pillar(pillar)
+    return _SYNCED[key]
+
+
 def render(tmp_path, grains, pillar=PILLAR, sls="mosquitto"):
-    salt = SaltLocal(tmp_path / "salt").setup(pillar, extra_opts={"grains": grains})
-    salt.sync()
+    salt = local(tmp_path, grains, pillar)
     rc, highstate, err = salt.call("state.show_sls", sls)
     assert rc == 0 and isinstance(highstate, dict), (highstate, err)
     return salt, highstate
@@ -99,8 +112,7 @@ def test_lookup_overrides_os_defaults(tmp_path):
 
 def test_bad_pillar_fails_the_render_naming_the_key(tmp_path):
     pillar = {"mosquitto": {"domain": "mqtt.example.com", "ports": {"mqtt": 70000}}}
-    salt = SaltLocal(tmp_path / "salt").setup(pillar, extra_opts={"grains": ROCKY9})
-    salt.sync()
+    salt = local(tmp_path, ROCKY9, pillar)
     rc, out, err = salt.call("state.show_sls", "mosquitto")
     assert rc != 0
     assert "mosquitto:ports:mqtt: must be between 1 and 65535, got 70000" in str(out)
@@ -126,3 +138,24 @@ def test_firewall_disabled_or_absent_manages_nothing_and_says_so(tmp_path):
         assert not [sid for sid in hs if "firewall" in sid and "unmanaged" not in sid]
         note = args(hs["mosquitto-configure-firewall-unmanaged"])["text"]
         assert note.startswith("No firewall managed")
+
+
+def test_fleet_mode_fetches_the_ca_and_has_no_ca_key(tmp_path):
+    pillar = {"mosquitto": dict(PILLAR["mosquitto"], tls={"ca_server": "ca-minion"})}
+    _, hs = render(tmp_path, ROCKY9, pillar)
+    fetch = args(hs["mosquitto-configure-tls-ca-present"])
+    assert fetch["_function"] == "mosquitto_ca.ca_cert_present" and fetch["ca_server"] == "ca-minion"
+    assert "mosquitto-configure-tls-ca-dir-managed" not in hs
+    assert args(hs["mosquitto-configure-tls-server-cert-managed"])["ca_server"] == "ca-minion"
+
+
+def test_exporter_from_a_venv(tmp_path):
+    pillar = {"mosquitto": dict(PILLAR["mosquitto"], exporter={"install": "venv", "venv_dir": "/opt/mx"})}
+    _, hs = render(tmp_path, DEBIAN12_SYSTEMD, pillar)
+    assert "mosquitto-build-exporter-deps-pkg-installed" not in hs
+    assert args(hs["mosquitto-build-exporter-venv-pkg-installed"])["name"] == "python3-venv"
+    pip = args(hs["mosquitto-build-exporter-deps-pip-installed"])
+    assert pip["name"].startswith("/opt/mx/bin/pip install") and "--dry-run --no-index" in pip["unless"]
+    unit = args(hs["mosquitto-configure-exporter-unit-file-managed"])
+    assert unit["name"] == "/etc/systemd/system/mosquitto-exporter.service"
+    assert unit["context"]["python"] == "/opt/mx/bin/python"
