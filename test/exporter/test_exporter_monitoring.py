@@ -1,0 +1,151 @@
+"""monitoring/: scrape config, alert rules and dashboard, checked with the
+real promtool and a real Prometheus server scraping the real exporter."""
+import json
+import re
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+import yaml
+
+from test.exporter.helpers import ANON, PYTHONS, ROOT, SYS_FAST, Exporter, libraries, mosquitto_pub
+from test.support.broker import Broker, free_port, wait_port
+
+MONITORING = ROOT / "monitoring"
+NAME = re.compile(r"\b((?:broker|mosquitto_exporter)_[a-z0-9_]*[a-z0-9])\b")
+
+
+def promtool(*args):
+    result = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_prometheus_config_is_valid():
+    promtool("check", "config", str(MONITORING / "prometheus.yml"))
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "node"  # the original's queries say job="node"
+    assert job["static_configs"][0]["targets"][0].endswith(":9234")
+
+
+def test_alert_rules_are_valid():
+    promtool("check", "rules", str(MONITORING / "alerts.yml"))
+
+
+def test_alert_rules_unit_tests():
+    promtool("test", "rules", str(MONITORING / "alerts_test.yml"))
+
+
+def dashboard_exprs():
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    return dashboard, exprs
+
+
+def test_dashboard_is_sound(tmp_path):
+    dashboard, exprs = dashboard_exprs()
+    assert dashboard["uid"] and dashboard["title"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"], panel["title"]
+    # Every query is valid PromQL once Grafana's variables are filled in:
+    # let promtool parse them as recording rules.
+    queries = [re.sub(r"label_values\((.*), \w+\)$", r"\1", e) for e in exprs]
+    queries = [q.replace("$__rate_interval", "5m").replace("$job", ".*").replace("$instance", ".*")
+               for q in queries]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query{i}", "expr": q} for i, q in enumerate(queries)]}]}
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    promtool("check", "rules", str(path))
+
+
+@pytest.fixture(scope="module")
+def served_names():
+    """Every series name the exporter serves for a broker with a bridge."""
+    python = PYTHONS["pypi"]
+    if libraries(python) is None:
+        pytest.fail(f"{python} lacks paho-mqtt/prometheus-client: run `make setup-test`")
+    with Broker(extra=ANON) as remote, Broker(extra=ANON + SYS_FAST + (
+            "connection mqtt1-to-mqtt2\n"
+            f"address 127.0.0.1:{remote.port}\n"
+            "remote_clientid mqtt1_to_mqtt2\n"
+            "topic bridged/# out 0\n")) as broker:
+        with Exporter(python, "--endpoint", f"tcp://127.0.0.1:{broker.port}") as exporter:
+            _, values = exporter.wait_for(
+                lambda t, v: "broker_connection_mqtt1_to_mqtt2_state" in v, "the bridge state")
+    return {series.split("{")[0] for series in values}
+
+
+@pytest.mark.parametrize("source", ["alerts.yml", "grafana-dashboard.json"])
+def test_monitoring_uses_only_served_series(served_names, source):
+    text = (MONITORING / source).read_text()
+    used = set(NAME.findall(text))
+    assert used, source
+    assert used <= served_names, sorted(used - served_names)
+
+
+def test_bridge_rule_pattern_matches_the_served_name(served_names):
+    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
+    (expr,) = [r["expr"] for r in rules if r["alert"] == "MosquittoBridgeDown"]
+    pattern = re.search(r'__name__=~"([^"]+)"', expr).group(1)
+    assert [n for n in served_names if re.fullmatch(pattern, n)] == [
+        "broker_connection_mqtt1_to_mqtt2_state"]
+
+
+def query(port, expr):
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)["data"]["result"]
+
+
+def test_real_prometheus_runs_the_original_query(exporter_factory, tmp_path):
+    """Prometheus 2.x asks for OpenMetrics first; it must get and accept our
+    0.0.4 text, and `rate(broker_messages_received{job="node"}[1h])` must work."""
+    with Broker(extra=ANON + SYS_FAST) as broker:
+        exporter = exporter_factory("--endpoint", f"tcp://127.0.0.1:{broker.port}")
+        exporter.wait_connected()
+        config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+        config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+        config["rule_files"] = [str(MONITORING / "alerts.yml")]
+        config["scrape_configs"][0]["static_configs"] = [
+            {"targets": [f"127.0.0.1:{exporter.port}"]}]
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        with open(tmp_path / "prometheus.log", "wb") as log:
+            prometheus = subprocess.Popen(
+                ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={tmp_path / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}"],
+                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_port(port, timeout=30)
+            deadline = time.monotonic() + 40
+            while True:
+                mosquitto_pub(broker.port, "test/prometheus", "tick")
+                result = query(port, 'rate(broker_messages_received{job="node"}[1h])')
+                if result and float(result[0]["value"][1]) > 0:
+                    break
+                assert time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()
+                time.sleep(1)
+            assert query(port, 'up{job="node"}')[0]["value"][1] == "1"
+            twin = query(port, 'rate(broker_messages_received_total{job="node"}[1h])')
+            assert float(twin[0]["value"][1]) > 0
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as resp:
+                (target,) = json.load(resp)["data"]["activeTargets"]
+            assert (target["health"], target["lastError"]) == ("up", "")
+            # No alert fires against a healthy broker.
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as resp:
+                assert json.load(resp)["data"]["alerts"] == []
+        finally:
+            prometheus.terminate()
+            prometheus.wait(30)
