@@ -31,6 +31,20 @@ mosquitto-configure-firewall-service-running:
       - sls: {{ tplroot }}.build.firewall
     - require_in:
       - firewalld: mosquitto-configure-firewall-zone-present
+
+{%-     if salt['config.get']('file_client') != 'local' %}
+
+{#- firewalld starting under a running minion: conntrack then meets the
+    minion's connection to the master's publish port mid-stream, the
+    master's packets count as invalid and are dropped, and the minion hears
+    no jobs until TCP keepalive gives up (minutes; seen on Debian 12).
+    Destroying that socket makes the minion reconnect at once, tracked. #}
+mosquitto-configure-firewall-master-reconnected:
+  cmd.run:
+    - name: ss -K state established '( dport = :{{ salt['config.get']('publish_port', 4505) }} )'
+    - onchanges:
+      - service: mosquitto-configure-firewall-service-running
+{%-     endif %}
 {%-   endif %}
 
 mosquitto-configure-firewall-zone-present:

@@ -33,10 +33,13 @@ log = logging.getLogger(__name__)
 
 
 def pytest_collection_modifyitems(config, items):
-    why = fleetmod.preflight()
-    if why is None:
+    """The fleet suite proves the systemd path: a machine that cannot run it
+    fails (fleet_lab errors). Only an explicit SKIP_HOSTS=1 skips it, and
+    says so in the summary."""
+    import os
+    if os.environ.get("SKIP_HOSTS") != "1":
         return
-    skip = pytest.mark.skip(reason=f"fleet hosts unavailable: {why}")
+    skip = pytest.mark.skip(reason="SKIP_HOSTS=1: the fleet suite was NOT run")
     for item in items:
         if "hosts" in item.keywords:
             item.add_marker(skip)
@@ -64,7 +67,7 @@ def fleet_lab():
     """Bridge mqtbr0 (198.18.0.1), client netns, cached base root, lock."""
     why = fleetmod.preflight()
     if why:
-        pytest.skip(f"fleet hosts unavailable: {why}")
+        pytest.fail(f"fleet hosts cannot run here: {why} (SKIP_HOSTS=1 skips the suite)")
     lab = fleetmod.Lab()
     t0 = time.monotonic()
     try:

@@ -1268,7 +1268,7 @@ def master_overrides(extra=None, lab=None):
         "auto_accept": True,
         "open_mode": False,
         # one CA minion signs certificates for the others
-        "peer": {".*": ["mosquitto_ca.*"]},
+        "peer": {".*": ["mosquitto_ca.sign_csr", "mosquitto_ca.read_ca_cert"]},
         "worker_threads": 3,
         "timeout": 30,
         "gather_job_timeout": 15,

@@ -1,0 +1,252 @@
+"""`salt '*' state.apply mosquitto` from a real master on two systemd hosts.
+
+mqtt1.test keeps the fleet's CA (tls:ca_server ''); mqtt2.test has none of
+its own and gets its certificate signed by mqtt1 through Salt's peer
+publish. Both run firewalld (firewall:enabled true). A client in its own
+network namespace (198.18.0.100) talks to them by name.
+
+Tests run in file order on one module-scoped fleet.
+"""
+import json
+import pathlib
+import secrets
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from test.hosts import fleet as fleetmod
+
+pytestmark = pytest.mark.hosts
+
+HOSTS = ["mqtt1.test", "mqtt2.test"]
+CA_HOST = "mqtt1.test"
+CA = "/etc/mosquitto/certs/ca.crt"
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PASSWORD = "fleet-" + secrets.token_urlsafe(12)
+
+PILLAR = """\
+mosquitto:
+  domain: {{{{ grains['id'] }}}}
+  users:
+    alice:
+      password: {password}
+    bridge:
+      password: {password}
+  firewall:
+    enabled: true
+    zone: public
+  tls:
+    # mqtt1 keeps the CA; everyone else has it sign their certificate.
+    ca_server: "{{{{ '' if grains['id'] == '{ca}' else '{ca}' }}}}"
+"""
+
+
+@pytest.fixture(scope="module")
+def fleet(fleet_factory, fleet_master, fleet_pillar_dir):
+    (fleet_pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
+    (fleet_pillar_dir / "mosquitto.sls").write_text(PILLAR.format(password=PASSWORD, ca=CA_HOST))
+    # The highstate top file shown in the README.
+    state_root = pathlib.Path(fleet_master.state_tree.base.write_path)
+    (state_root / "top.sls").write_text((REPO / "test/salt/top.sls").read_text())
+    fleet = fleet_factory(HOSTS)
+    yield fleet
+    (state_root / "top.sls").unlink(missing_ok=True)
+
+
+def states_of(ret):
+    assert isinstance(ret, dict), ret
+    return ret
+
+
+def changed(ret):
+    return {k.split("_|-")[1]: v["changes"] for k, v in states_of(ret).items()
+            if v.get("changes") or v.get("result") is None}
+
+
+@pytest.fixture(scope="module")
+def applied(fleet):
+    # Both hosts at once, as an operator would.
+    rets = fleet.salt("state.apply", "mosquitto", "sync_mods=all", timeout=900, check=True)
+    assert set(rets) == set(HOSTS)
+    return rets
+
+
+def test_first_apply_converges_both_hosts(applied):
+    for host, ret in applied.items():
+        assert all(v["result"] is True for v in ret.values()), host
+        assert "mosquitto-configure-tls-server-cert-managed" in changed(ret)
+
+
+def test_second_apply_and_highstate_and_test_mode_change_nothing(fleet, applied):
+    for args in (("state.apply", "mosquitto"), ("state.highstate",), ("state.apply", "mosquitto", "test=True")):
+        rets = fleet.salt(*args, timeout=600, check=True)
+        for host in HOSTS:
+            assert changed(rets[host]) == {}, (args, host, changed(rets[host]))
+
+
+def test_units_enabled_and_active(fleet, applied):
+    for h in fleet:
+        for unit in ("mosquitto", "mosquitto-exporter", "firewalld"):
+            assert h.run(["systemctl", "is-enabled", unit]).stdout.strip() == "enabled", (h.name, unit)
+            assert h.run(["systemctl", "is-active", unit]).stdout.strip() == "active", (h.name, unit)
+
+
+def test_firewall_has_exactly_ssh_mqtts_and_exporter(fleet, applied):
+    for h in fleet:
+        for scope in ([], ["--permanent"]):
+            ports = h.run(["firewall-cmd", *scope, "--zone=public", "--list-ports"]).stdout.split()
+            services = h.run(["firewall-cmd", *scope, "--zone=public", "--list-services"]).stdout.split()
+            assert sorted(ports) == ["8883/tcp", "9234/tcp"], (h.name, scope, ports)
+            assert services == ["ssh"], (h.name, scope, services)
+
+
+def nmap_scan(fleet, host, ports="-"):
+    """{port: state} for the ports nmap lists (the rest share one state).
+
+    Linux answers at most one ICMP error per second per peer (and 1000/s in
+    all): a full scan of a rejecting firewall would then wait out timeouts
+    for most ports (minutes). Lifting those limits in the test host's own
+    network namespace lets every reject come back at once (seconds), so
+    each port gets a definite answer.
+    """
+    host.run(["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0",
+              "net.ipv4.icmp_msgs_per_sec=100000", "net.ipv4.icmp_msgs_burst=100000"])
+    out = fleet.client.run(["nmap", "-Pn", "-n", "-sT", f"-p{ports}", "-T4", "--max-retries", "2",
+                            "-oX", "-", host.ip], timeout=600).stdout
+    root = ET.fromstring(out)
+    return {int(p.get("portid")): p.find("state").get("state") for p in root.iter("port")}
+
+
+def nmap_open_ports(fleet, host):
+    return {port for port, state in nmap_scan(fleet, host).items() if state == "open"}
+
+
+def test_port_scan_from_the_client_finds_only_mqtts_and_exporter(fleet, applied):
+    for h in fleet:
+        assert nmap_open_ports(fleet, h) == {8883, 9234}, h.name
+        # 1883 is filtered (the firewall rejects it), not merely closed.
+        assert nmap_scan(fleet, h, "1883")[1883] == "filtered", h.name
+        # 1883 is still served inside the host, on loopback.
+        inside = h.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-u", "alice",
+                        "-P", PASSWORD, "-t", "inside/test", "-m", "x"], check=False)
+        assert inside.returncode == 0, inside.stderr
+
+
+def test_runtime_drift_is_reloaded_away(fleet, applied):
+    h = fleet["mqtt2.test"]
+    h.run(["firewall-cmd", "--zone=public", "--add-port=1883/tcp"])  # runtime only
+    ret = fleet.salt("state.apply", "mosquitto", tgt=h.name, timeout=600, check=True)[h.name]
+    assert "mosquitto-runtime-firewall-reloaded" in changed(ret)
+    assert "1883/tcp" not in h.run(["firewall-cmd", "--zone=public", "--list-ports"]).stdout
+
+
+def test_one_ca_signs_both_and_its_key_stays_on_the_ca_host(fleet, applied, tmp_path):
+    ca = fleet[CA_HOST].path(CA).read_bytes()
+    for h in fleet:
+        assert h.path(CA).read_bytes() == ca, h.name
+        cert = tmp_path / f"{h.name}.crt"
+        cert.write_bytes(h.path("/etc/mosquitto/certs/server.crt").read_bytes())
+        (tmp_path / "ca.crt").write_bytes(ca)
+        verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "ca.crt"), str(cert)],
+                                capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert fleet[CA_HOST].path("/etc/mosquitto/ca/ca.key").exists()
+    assert not fleet["mqtt2.test"].path("/etc/mosquitto/ca").exists()
+
+
+def test_original_commands_from_the_client_by_name(fleet, applied, tmp_path):
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(fleet[CA_HOST].path(CA).read_bytes())
+    for h in fleet:
+        topic = f"fleet/{h.name}"
+        base = ["-h", h.name, "-t", topic, "-p", "8883", "--cafile", str(ca), "-u", "alice", "-P", PASSWORD]
+        pub = fleet.client.run(["mosquitto_pub", *base, "-m", "hello " + h.name, "-r", "-q", "1"], check=False)
+        assert pub.returncode == 0, pub.stderr
+        sub = fleet.client.run(["mosquitto_sub", *base, "-C", "1", "-W", "10"], check=False)
+        assert sub.returncode == 0 and sub.stdout.strip() == "hello " + h.name, sub.stderr
+
+
+def test_wrong_ca_or_wrong_name_fail(fleet, applied, tmp_path):
+    other = tmp_path / "other.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(tmp_path / "k"), "-out", str(other), "-subj", "/CN=other",
+                    "-days", "2"], check=True, capture_output=True)
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(fleet[CA_HOST].path(CA).read_bytes())
+    for h in fleet:
+        common = ["-p", "8883", "-u", "alice", "-P", PASSWORD, "-t", "x", "-m", "1"]
+        wrong_ca = fleet.client.run(["mosquitto_pub", "-h", h.name, "--cafile", str(other), *common], check=False)
+        assert wrong_ca.returncode != 0, h.name
+        wrong_name = fleet.client.run(["mosquitto_pub", "-h", h.ip, "--cafile", str(ca), *common], check=False)
+        assert wrong_name.returncode != 0, h.name
+
+
+def test_exporter_scraped_from_the_client(fleet, applied):
+    for h in fleet:
+        out = fleet.client.run(["curl", "-s", "-D", "-", f"http://{h.name}:9234/metrics"]).stdout
+        assert "text/plain; version=0.0.4" in out
+        assert "mosquitto_exporter_connected 1.0" in out or _eventually_connected(fleet, h)
+
+
+def _eventually_connected(fleet, h, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = fleet.client.run(["curl", "-s", f"http://{h.name}:9234/metrics"]).stdout
+        if "mosquitto_exporter_connected 1.0" in out:
+            return True
+        time.sleep(1)
+    return False
+
+
+def _main_pid(h, unit):
+    return int(h.run(["systemctl", "show", "-p", "MainPID", "--value", unit]).stdout.strip())
+
+
+def _wait_active(h, unit, timeout=60, not_pid=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = h.run(["systemctl", "is-active", unit], check=False).stdout.strip()
+        if state == "active" and (not_pid is None or _main_pid(h, unit) not in (0, not_pid)):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_broker_comes_back_after_kill_9(fleet, applied):
+    h = fleet["mqtt1.test"]
+    pid = _main_pid(h, "mosquitto")
+    h.run(["kill", "-9", str(pid)])
+    assert _wait_active(h, "mosquitto", not_pid=pid), h.run(["systemctl", "status", "mosquitto"], check=False).stdout
+    assert fleet.client.tcp_open(h.ip, 8883)
+
+
+def test_everything_is_back_after_a_reboot_without_apply(fleet, applied, tmp_path):
+    h = fleet["mqtt2.test"]
+    h.restart()
+    for unit in ("mosquitto", "mosquitto-exporter", "firewalld"):
+        assert _wait_active(h, unit), unit
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(fleet[CA_HOST].path(CA).read_bytes())
+    deadline = time.monotonic() + 30
+    while True:
+        pub = fleet.client.run(["mosquitto_pub", "-h", h.name, "-p", "8883", "--cafile", str(ca),
+                                "-u", "alice", "-P", PASSWORD, "-t", "after/reboot", "-m", "1"], check=False)
+        if pub.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert pub.returncode == 0, pub.stderr
+    assert nmap_open_ports(fleet, h) == {8883, 9234}
+
+
+def test_firewall_disabled_in_pillar_changes_no_firewall(fleet, applied):
+    h = fleet["mqtt1.test"]
+    before = h.run(["firewall-cmd", "--permanent", "--zone=public", "--list-all"]).stdout
+    pillar = json.dumps({"mosquitto": {"firewall": {"enabled": False}}})
+    ret = fleet.salt("state.apply", "mosquitto", f"pillar={pillar}", tgt=h.name, timeout=600, check=True)[h.name]
+    note = [v["comment"] for k, v in ret.items() if "mosquitto-configure-firewall-unmanaged" in k]
+    assert note and "firewall:enabled is false in pillar" in note[0]
+    assert not [k for k in ret if "firewalld_|-" in k]
+    assert changed(ret) == {}
+    assert h.run(["firewall-cmd", "--permanent", "--zone=public", "--list-all"]).stdout == before

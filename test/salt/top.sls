@@ -1,0 +1,6 @@
+# State top file used by the fleet tests (test/hosts) for highstates, and
+# the shape to copy into your own master's file_roots:
+#   salt '*' state.highstate
+base:
+  'mqtt*':
+    - mosquitto
