@@ -134,30 +134,15 @@ def managed(
     test = __opts__["test"]
     try:
         resolved, created = _resolve_users(users, generate=False)
+        options = dict(prune=prune, user=user, group=group, mode=mode, iterations=iterations)
         if test or created:
             # Under test=True this is the answer. Before generating secrets it
             # validates every user and the owner, so bad input creates nothing.
-            report = __salt__["mosquitto_passwd.plan"](
-                name,
-                resolved,
-                prune=prune,
-                user=user,
-                group=group,
-                mode=mode,
-                iterations=iterations,
-            )
+            report = __salt__["mosquitto_passwd.plan"](name, resolved, **options)
         if not test:
             if created:
                 resolved, _ = _resolve_users(users, generate=True)
-            report = __salt__["mosquitto_passwd.manage"](
-                name,
-                resolved,
-                prune=prune,
-                user=user,
-                group=group,
-                mode=mode,
-                iterations=iterations,
-            )
+            report = __salt__["mosquitto_passwd.manage"](name, resolved, **options)
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret["comment"] = f"Password file {name}: {exc}"
         return ret

@@ -31,7 +31,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from test.support.broker import Broker, free_port, wait_port  # noqa: E402
+from test.support.broker import Broker, free_port, stop_process, wait_port  # noqa: E402
 
 EXPORTER = ROOT / "mosquitto" / "files" / "default" / "mosquitto_exporter.py"
 BENCH_VENV = ROOT / ".build" / "bench-venv"
@@ -120,13 +120,7 @@ class Target:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def wait_until(predicate, what, deadline):

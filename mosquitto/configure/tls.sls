@@ -57,6 +57,11 @@ mosquitto-configure-tls-ca-present:
   mosquitto_ca.ca_cert_present:
     - name: {{ tls.ca_cert }}
     - ca_server: {{ tls.ca_server }}
+    # The CA minion answers in well under a second; a peer job it missed
+    # (seen while firewalld starts there and its minion reconnects) is
+    # given up after publish_timeout and asked again, instead of stalling
+    # the run for Salt's 30 s.
+    - publish_timeout: 10
     # On a first run of the whole fleet the CA minion may still be making
     # its CA: ask again for a while before failing.
     - retry:
@@ -84,9 +89,10 @@ mosquitto-configure-tls-server-cert-managed:
     - mode: '0640'
 {%- if tls.ca_server %}
     - ca_server: {{ tls.ca_server }}
+    - publish_timeout: 10
     - retry:
-        attempts: 5
-        interval: 6
+        attempts: 8
+        interval: 3
 {%- endif %}
     - require:
       - mosquitto_ca: mosquitto-configure-tls-ca-present

@@ -1258,6 +1258,27 @@ def _salt_problems(data, state_run=False):
     return problems
 
 
+# ---------------------------------------------------------------- pillar
+
+
+def fleet_pillar_sls(password, ca_host, users=("alice",)):
+    """The brokers' pillar for a fleet with one CA on ``ca_host``.
+
+    Jinja rendered per minion on the master: each broker's certificate is
+    for its own minion id, ``ca_host`` keeps the CA (``ca_server: ''``) and
+    every other broker has it sign its certificate. firewalld is managed.
+    """
+    lines = ["mosquitto:", "  domain: {{ grains['id'] }}", "  users:"]
+    for user in users:
+        lines += [f"    {user}:", f"      password: {json.dumps(password)}"]
+    lines += [
+        "  firewall:", "    enabled: true", "    zone: public",
+        "  tls:",
+        f"    ca_server: \"{{{{ '' if grains['id'] == '{ca_host}' else '{ca_host}' }}}}\"",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- master
 
 

@@ -26,27 +26,13 @@ CA = "/etc/mosquitto/certs/ca.crt"
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PASSWORD = "fleet-" + secrets.token_urlsafe(12)
 
-PILLAR = """\
-mosquitto:
-  domain: {{{{ grains['id'] }}}}
-  users:
-    alice:
-      password: {password}
-    bridge:
-      password: {password}
-  firewall:
-    enabled: true
-    zone: public
-  tls:
-    # mqtt1 keeps the CA; everyone else has it sign their certificate.
-    ca_server: "{{{{ '' if grains['id'] == '{ca}' else '{ca}' }}}}"
-"""
 
 
 @pytest.fixture(scope="module")
 def fleet(fleet_factory, fleet_master, fleet_pillar_dir):
     (fleet_pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
-    (fleet_pillar_dir / "mosquitto.sls").write_text(PILLAR.format(password=PASSWORD, ca=CA_HOST))
+    (fleet_pillar_dir / "mosquitto.sls").write_text(
+        fleetmod.fleet_pillar_sls(PASSWORD, CA_HOST, users=("alice", "bridge")))
     # The highstate top file shown in the README.
     state_root = pathlib.Path(fleet_master.state_tree.base.write_path)
     (state_root / "top.sls").write_text((REPO / "test/salt/top.sls").read_text())

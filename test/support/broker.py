@@ -22,6 +22,17 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def stop_process(proc, grace=10.0):
+    """SIGTERM, then SIGKILL after `grace` seconds; only our own child."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_port(port, host="127.0.0.1", timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -73,13 +84,7 @@ class Broker:
         self.proc.send_signal(signal.SIGHUP)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self):
