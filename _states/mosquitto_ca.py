@@ -24,6 +24,12 @@ through ``publish.publish`` (the master's ``peer`` setting must allow
 ``ca_key`` are then the paths on the CA minion (the formula uses the same
 layout everywhere), and the CA cert is also kept at ``ca_cert`` locally.
 
+The CA minion puts its CA certificate in the Salt mine
+(``ca_cert_published``, mine name ``mosquitto_ca_cert``); the other brokers
+read it from there, an answer from the master alone, and ask the CA minion
+itself (peer publish) only when the mine has no usable entry yet. A broker
+whose certificate is current thus never waits for the CA minion.
+
 ``changes`` only ever hold certificate metadata, never key material.
 """
 import os
@@ -31,6 +37,10 @@ import os
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "mosquitto_ca"
+
+# The mine entry under which a CA minion publishes its CA certificate.
+MINE_NAME = "mosquitto_ca_cert"
+PEM_CERT = "-----BEGIN CERTIFICATE-----"
 
 # Fields of cert_info shown in changes: enough to see what happened, nothing secret.
 META = ("serial", "not_after", "dns_names", "ip_addresses", "key_type", "key_size", "fingerprint")
@@ -73,9 +83,25 @@ def _publish(ca_server, fun, kwargs, timeout):
             f"(peer must allow mosquitto_ca.sign_csr and mosquitto_ca.read_ca_cert) and that {ca_server} is up"
         )
     result = answer[ca_server]
-    if not isinstance(result, str) or not result.startswith("-----BEGIN CERTIFICATE-----"):
+    if not isinstance(result, str) or not result.startswith(PEM_CERT):
         raise CommandExecutionError(f"CA minion {ca_server} refused {fun}: {str(result)[:500]}")
     return result
+
+
+def _mined_ca_cert(minion):
+    """The CA certificate ``minion`` put in the Salt mine, or None."""
+    if "mine.get" not in __salt__:
+        return None
+    mined = __salt__["mine.get"](minion, MINE_NAME)
+    pem = mined.get(minion) if isinstance(mined, dict) else None
+    return pem if isinstance(pem, str) and pem.startswith(PEM_CERT) else None
+
+
+def _ca_cert_of(ca_server, ca_cert_path, timeout):
+    """The CA minion's CA certificate: from the mine (the master answers; the
+    CA minion may be busy), else by asking the CA minion (peer publish)."""
+    return _mined_ca_cert(ca_server) or _publish(
+        ca_server, "mosquitto_ca.read_ca_cert", {"ca_cert_path": ca_cert_path}, timeout)
 
 
 def _same_cert(path, pem):
@@ -211,7 +237,7 @@ def certificate_managed(
 
         ca_pem, ca_update = None, {}
         if ca_server:
-            ca_pem = _publish(ca_server, "mosquitto_ca.read_ca_cert", {"ca_cert_path": ca_cert}, publish_timeout)
+            ca_pem = _ca_cert_of(ca_server, ca_cert, publish_timeout)
             if not _same_cert(ca_cert, ca_pem):
                 ca_update = {"old": _current_meta(ca_cert), "new": {"fingerprint": _pem_fingerprint(ca_pem)}}
 
@@ -313,7 +339,7 @@ def ca_cert_present(name, ca_server, ca_cert_path=None, publish_timeout=30):
     """
     ret = _ret(name)
     try:
-        pem = _publish(ca_server, "mosquitto_ca.read_ca_cert", {"ca_cert_path": ca_cert_path or name}, publish_timeout)
+        pem = _ca_cert_of(ca_server, ca_cert_path or name, publish_timeout)
         if _same_cert(name, pem):
             ret.update(result=True, comment=f"CA certificate {name} matches the one on {ca_server}")
             return ret
@@ -329,4 +355,38 @@ def ca_cert_present(name, ca_server, ca_cert_path=None, publish_timeout=30):
         return ret
     ret.update(result=True, comment=f"CA certificate {name} fetched from {ca_server}",
                changes={"old": old, "new": _meta(info)})
+    return ret
+
+
+def ca_cert_published(name):
+    """
+    The CA certificate at ``name`` in the Salt mine (as ``mosquitto_ca_cert``),
+    so brokers with ``ca_server: <this minion>`` can read it from the master
+    without asking this minion. Sent only when the mine lacks it or holds
+    another certificate (a CA rolled over by hand).
+    """
+    ret = _ret(name)
+    me = __opts__["id"]
+    try:
+        if not os.path.exists(name) and __opts__["test"]:
+            ret.update(result=None, comment=f"CA certificate {name} would be put in the mine once it exists",
+                       changes={"mine": {"old": None, "new": MINE_NAME}})
+            return ret
+        want = _pem_fingerprint(__salt__["mosquitto_ca.read_ca_cert"](name))
+        mined = _mined_ca_cert(me)
+        have = _pem_fingerprint(mined) if mined else None
+        if have == want:
+            ret.update(result=True, comment=f"CA certificate {name} is in the mine as {MINE_NAME}")
+            return ret
+        changes = {"mine": {"old": have, "new": want}}
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"CA certificate {name} would be put in the mine as {MINE_NAME}",
+                       changes=changes)
+            return ret
+        if not __salt__["mine.send"](MINE_NAME, mine_function="mosquitto_ca.read_ca_cert", ca_cert_path=name):
+            raise CommandExecutionError("mine.send failed (see the minion log)")
+    except CommandExecutionError as exc:
+        ret["comment"] = f"CA certificate {name} not put in the mine: {exc}"
+        return ret
+    ret.update(result=True, comment=f"CA certificate {name} put in the mine as {MINE_NAME}", changes=changes)
     return ret

@@ -49,10 +49,21 @@ mosquitto-configure-tls-ca-present:
     - require:
       - file: mosquitto-configure-tls-ca-dir-managed
       - file: mosquitto-configure-tls-certs-dir-managed
+{%-   if salt['config.get']('file_client') != 'local' %}
+
+{#- Brokers with tls:ca_server pointing here read the CA certificate from
+    the Salt mine, so their runs need no answer from this minion. #}
+mosquitto-configure-tls-ca-cert-published:
+  mosquitto_ca.ca_cert_published:
+    - name: {{ tls.ca_cert }}
+    - require:
+      - mosquitto_ca: mosquitto-configure-tls-ca-present
+{%-   endif %}
 {%- else %}
 
 {#- Fleet mode: the CA lives on the minion tls:ca_server; this host only
-    fetches ca.crt and gets its CSR signed there (Salt peer publish). #}
+    fetches ca.crt (from the Salt mine, where the CA minion puts it) and gets
+    its CSR signed there (Salt peer publish). #}
 mosquitto-configure-tls-ca-present:
   mosquitto_ca.ca_cert_present:
     - name: {{ tls.ca_cert }}

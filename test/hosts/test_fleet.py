@@ -15,6 +15,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
+from cryptography import x509
 
 from test.hosts import fleet as fleetmod
 
@@ -140,6 +141,24 @@ def test_one_ca_signs_both_and_its_key_stays_on_the_ca_host(fleet, applied, tmp_
         assert verify.returncode == 0, verify.stdout + verify.stderr
     assert fleet[CA_HOST].path("/etc/mosquitto/ca/ca.key").exists()
     assert not fleet["mqtt2.test"].path("/etc/mosquitto/ca").exists()
+
+
+def test_brokers_need_no_answer_from_the_ca_host_when_nothing_changes(fleet, applied):
+    """The CA certificate is in the mine: a no-op run of mqtt2 succeeds with
+    mqtt1's salt-minion stopped (a busy or down CA host stalls nobody)."""
+    mined = fleet.salt("mine.get", CA_HOST, "mosquitto_ca_cert", tgt="mqtt2.test", check=True)
+    pem = mined["mqtt2.test"][CA_HOST]
+    assert x509.load_pem_x509_certificate(pem.encode()) == x509.load_pem_x509_certificate(
+        fleet[CA_HOST].path(CA).read_bytes())
+    ca_host = fleet[CA_HOST]
+    ca_host.run(["systemctl", "stop", "salt-minion"])
+    try:
+        ret = fleet.salt("state.apply", "mosquitto", tgt="mqtt2.test", timeout=300, check=True)["mqtt2.test"]
+        assert changed(ret) == {}
+    finally:
+        after = time.time()
+        ca_host.run(["systemctl", "start", "salt-minion"])
+        fleet.wait_minions([ca_host], after=after)
 
 
 def test_original_commands_from_the_client_by_name(fleet, applied, tmp_path):

@@ -346,3 +346,82 @@ def test_ca_cert_present(salt_env, ca_minion):
 
     ret = st.ca_cert_present(p.ca_crt, "nobody")
     assert ret["result"] is False and "did not answer" in ret["comment"]
+
+
+# --- the CA certificate through the Salt mine ------------------------------------------
+
+
+@pytest.fixture
+def mine(salt_env):
+    """A stand-in for the master's mine cache: {minion: {mine name: data}}.
+
+    mine.send runs the real function on the sending minion, like Salt's."""
+    store = {}
+    salt_env.opts["id"] = "ca1"
+
+    def send(name, mine_function=None, **kwargs):
+        store.setdefault(salt_env.opts["id"], {})[name] = salt_env.salt[mine_function or name](**kwargs)
+        return True
+
+    def get(tgt, fun, **kwargs):
+        return {tgt: store[tgt][fun]} if fun in store.get(tgt, {}) else {}
+
+    salt_env.salt["mine.send"] = send
+    salt_env.salt["mine.get"] = get
+    return store
+
+
+def test_ca_cert_published_once_and_follows_a_rollover(salt_env, mine, paths):
+    salt_env.opts["test"] = True
+    ret = st.ca_cert_published(paths.ca_crt)
+    assert ret["result"] is None and "once it exists" in ret["comment"] and mine == {}
+
+    salt_env.opts["test"] = False
+    camod.create_ca(paths.ca_crt, paths.ca_key)
+    fingerprint = camod.cert_info(paths.ca_crt)["fingerprint"]
+    salt_env.opts["test"] = True
+    ret = st.ca_cert_published(paths.ca_crt)
+    assert ret["result"] is None and ret["changes"] == {"mine": {"old": None, "new": fingerprint}}
+    assert mine == {}
+
+    salt_env.opts["test"] = False
+    ret = st.ca_cert_published(paths.ca_crt)
+    assert ret["result"] is True and ret["changes"] == {"mine": {"old": None, "new": fingerprint}}
+    assert mine["ca1"][st.MINE_NAME] == open(paths.ca_crt).read()
+    ret = st.ca_cert_published(paths.ca_crt)
+    assert ret["result"] is True and ret["changes"] == {} and "is in the mine" in ret["comment"]
+
+    for f in (paths.ca_crt, paths.ca_key):  # rolled over by hand
+        os.unlink(f)
+    camod.create_ca(paths.ca_crt, paths.ca_key)
+    ret = st.ca_cert_published(paths.ca_crt)
+    assert ret["changes"]["mine"]["old"] == fingerprint
+    assert ret["changes"]["mine"]["new"] == camod.cert_info(paths.ca_crt)["fingerprint"]
+
+
+def test_ca_cert_published_fails_clearly_without_a_ca(salt_env, mine, paths):
+    ret = st.ca_cert_published(paths.ca_crt)
+    assert ret["result"] is False and "not put in the mine" in ret["comment"] and mine == {}
+
+
+def test_brokers_read_the_mined_ca_cert_and_ask_the_ca_minion_only_to_sign(salt_env, ca_minion, mine):
+    p = ca_minion
+    mine["ca1"] = {st.MINE_NAME: open(p.remote / "ca.crt").read()}
+    assert st.ca_cert_present(p.ca_crt, "ca1")["result"] is True
+    ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])
+    assert ret["result"] is True and ret["changes"]["new"]["dns_names"] == ["localhost", "mqtt.example.com"]
+    assert camod.verify_chain(p.crt, p.ca_crt)
+    assert p.calls == ["mosquitto_ca.sign_csr"]  # the CA cert came from the mine
+
+    # A run with nothing to do needs no answer from the CA minion at all.
+    before = snapshot(p.crt, p.key, p.ca_crt)
+    assert st.ca_cert_present(p.ca_crt, "ca1")["changes"] == {}
+    assert managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])["changes"] == {}
+    assert p.calls == ["mosquitto_ca.sign_csr"]
+    assert snapshot(p.crt, p.key, p.ca_crt) == before
+
+
+def test_a_garbled_mine_entry_falls_back_to_asking_the_ca_minion(salt_env, ca_minion, mine):
+    mine["ca1"] = {st.MINE_NAME: "ERROR: something"}
+    ret = st.ca_cert_present(ca_minion.ca_crt, "ca1")
+    assert ret["result"] is True and ca_minion.calls == ["mosquitto_ca.read_ca_cert"]
