@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from test.exporter.helpers import ANON, PYTHONS, ROOT, SYS_FAST, Exporter, libraries, mosquitto_pub
-from test.support.broker import Broker, free_port, wait_port
+from test.support.broker import Broker
+from test.support.prometheus import running_prometheus
 
 MONITORING = ROOT / "monitoring"
 NAME = re.compile(r"\b((?:broker|mosquitto_exporter)_[a-z0-9_]*[a-z0-9])\b")
@@ -101,8 +102,8 @@ def test_bridge_rule_pattern_matches_the_served_name(served_names):
         "broker_connection_mqtt1_to_mqtt2_state"]
 
 
-def query(port, expr):
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+def query(base, expr):
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=5) as resp:
         return json.load(resp)["data"]["result"]
 
@@ -119,33 +120,22 @@ def test_real_prometheus_runs_the_original_query(exporter_factory, tmp_path):
         config["scrape_configs"][0]["static_configs"] = [
             {"targets": [f"127.0.0.1:{exporter.port}"]}]
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = free_port()
-        with open(tmp_path / "prometheus.log", "wb") as log:
-            prometheus = subprocess.Popen(
-                ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={tmp_path / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}"],
-                stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_port(port, timeout=30)
+        with running_prometheus(tmp_path / "prometheus.yml", tmp_path) as base:
             deadline = time.monotonic() + 40
             while True:
                 mosquitto_pub(broker.port, "test/prometheus", "tick")
-                result = query(port, 'rate(broker_messages_received{job="node"}[1h])')
+                result = query(base, 'rate(broker_messages_received{job="node"}[1h])')
                 if result and float(result[0]["value"][1]) > 0:
                     break
                 assert time.monotonic() < deadline, (tmp_path / "prometheus.log").read_text()
                 time.sleep(1)
-            assert query(port, 'up{job="node"}')[0]["value"][1] == "1"
-            twin = query(port, 'rate(broker_messages_received_total{job="node"}[1h])')
+            assert query(base, 'up{job="node"}')[0]["value"][1] == "1"
+            twin = query(base, 'rate(broker_messages_received_total{job="node"}[1h])')
             assert float(twin[0]["value"][1]) > 0
             with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as resp:
+                    f"{base}/api/v1/targets", timeout=5) as resp:
                 (target,) = json.load(resp)["data"]["activeTargets"]
             assert (target["health"], target["lastError"]) == ("up", "")
             # No alert fires against a healthy broker.
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as resp:
+            with urllib.request.urlopen(f"{base}/api/v1/alerts", timeout=5) as resp:
                 assert json.load(resp)["data"]["alerts"] == []
-        finally:
-            prometheus.terminate()
-            prometheus.wait(30)

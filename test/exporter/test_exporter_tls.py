@@ -82,12 +82,18 @@ def test_verified_against_our_ca(exporter_factory, tls_broker, pki):
     assert "NOT verified" not in exporter.log()
 
 
+def wait_verify_failure(exporter):
+    """Values scraped once the exporter has logged a failed TLS verification."""
+    _, values = exporter.wait_for(lambda t, v: "certificate verify failed" in exporter.log(),
+                                  "the verification error in the log")
+    return values
+
+
 def test_unknown_ca_is_refused(exporter_factory, tls_broker, pki):
     port = tls_broker()
     exporter = exporter_factory("--endpoint", f"tls://localhost:{port}",
                                 "--cafile", str(pki / "other-ca.pem"))
-    _, values = exporter.wait_for(lambda t, v: "certificate verify failed" in exporter.log(),
-                                  "the verification error in the log")
+    values = wait_verify_failure(exporter)
     assert values["mosquitto_exporter_connected"] == 0
     assert broker_series(values) == []
 
@@ -97,8 +103,7 @@ def test_name_is_checked_too(exporter_factory, tls_broker, pki):
     # Right CA, but the certificate names only "localhost".
     exporter = exporter_factory("--endpoint", f"ssl://127.0.0.1:{port}",
                                 "--cafile", str(pki / "ca.pem"))
-    _, values = exporter.wait_for(lambda t, v: "certificate verify failed" in exporter.log(),
-                                  "the verification error in the log")
+    values = wait_verify_failure(exporter)
     assert "127.0.0.1" in exporter.log().split("certificate verify failed")[1].splitlines()[0]
     assert values["mosquitto_exporter_connected"] == 0
 

@@ -22,6 +22,7 @@ Master options: override the ``fleet_master_config`` fixture (session
 scope) in a conftest to merge extra options over ``fleet.master_overrides()``.
 """
 import logging
+import os
 import sys
 import time
 
@@ -36,7 +37,6 @@ def pytest_collection_modifyitems(config, items):
     """The fleet suite proves the systemd path: a machine that cannot run it
     fails (fleet_lab errors). Only an explicit SKIP_HOSTS=1 skips it, and
     says so in the summary."""
-    import os
     if os.environ.get("SKIP_HOSTS") != "1":
         return
     skip = pytest.mark.skip(reason="SKIP_HOSTS=1: the fleet suite was NOT run")

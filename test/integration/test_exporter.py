@@ -1,9 +1,7 @@
 """After state.apply: the exporter answers like the Go one did, and a real
 Prometheus server scrapes it with the original's job name and PromQL."""
 import json
-import os
 import pathlib
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -12,11 +10,10 @@ import urllib.request
 import pytest
 
 from test.integration.conftest import wait_for
-from test.support.broker import free_port, wait_port
+from test.support.prometheus import running_prometheus
 from test.support.mqtt import Client
 
 pytestmark = pytest.mark.integration
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 def get(url, timeout=5):
@@ -52,36 +49,14 @@ def test_password_is_not_on_the_command_line(applied):
 
 @pytest.fixture
 def prometheus(tmp_path):
-    port = free_port()
     config = tmp_path / "prometheus.yml"
     # The original README's scrape config, with a short interval for the test.
     config.write_text(
         "global:\n  scrape_interval: 1s\n"
         "scrape_configs:\n- job_name: node\n  static_configs:\n  - targets: ['localhost:9234']\n"
     )
-    proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=open(tmp_path / "prometheus.log", "wb"), stderr=subprocess.STDOUT)
-    try:
-        wait_port(port, timeout=30)
-        base = f"http://127.0.0.1:{port}"
-        assert wait_for(lambda: _ready(base), timeout=60), (tmp_path / "prometheus.log").read_text()
+    with running_prometheus(config, tmp_path) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _ready(base):
-    try:
-        return get(f"{base}/-/ready")[0] == 200
-    except OSError:
-        return False
 
 
 def query(base, promql):
