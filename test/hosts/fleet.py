@@ -335,7 +335,10 @@ def base_key():
 
 
 def base_dir():
-    return CACHE_DIR / f"{SUITE}-base"
+    # Keyed by the recipe: checkouts with different recipes (branches,
+    # worktrees) each keep their own base instead of rebuilding in turn,
+    # and a rebuild never touches a base that a running lab overlays.
+    return CACHE_DIR / f"{SUITE}-base-{base_key()[:12]}"
 
 
 def base_is_fresh():
@@ -379,7 +382,7 @@ def ensure_base(timings=None):
             return base_dir()
         started = time.monotonic()
         wheels = ensure_wheels(timings)
-        tmp = CACHE_DIR / f"{SUITE}-base.tmp"
+        tmp = base_dir().with_name(base_dir().name + ".tmp")
         _rmtree(tmp)  # a half-built root from a crashed build
         log.info("debootstrap %s into %s", SUITE, tmp)
         t0 = time.monotonic()
@@ -392,7 +395,7 @@ def ensure_base(timings=None):
         (tmp / ".mqtt-fleet-stamp").write_text(base_key() + "\n")
         old = base_dir()
         if old.exists():
-            trash = CACHE_DIR / f"{SUITE}-base.old"
+            trash = old.with_name(old.name + ".old")
             _rmtree(trash)
             old.rename(trash)
             _rmtree(trash)

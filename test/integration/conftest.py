@@ -3,6 +3,7 @@
 The host is really changed (packages, /etc/mosquitto, the mosquitto
 service); the broker the formula starts is stopped again at the end.
 """
+import fcntl
 import os
 import pathlib
 import secrets
@@ -41,8 +42,24 @@ def passwords():
     return {"alice": "a:" + secrets.token_urlsafe(12), "bob": "b " + secrets.token_urlsafe(12)}
 
 
+# One run at a time changes this host's broker: a second checkout's suite
+# (another worktree, a benchmark) waits here instead of fighting over
+# /etc/mosquitto and the service.
+HOST_LOCK = "/run/lock/mosquitto-formula-host.lock"
+
+
 @pytest.fixture(scope="session")
-def salt_local(tmp_path_factory, passwords):
+def host_lock():
+    fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the other run ends
+        yield
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture(scope="session")
+def salt_local(tmp_path_factory, passwords, host_lock):
     if os.geteuid() != 0:
         pytest.fail("the integration suite applies the formula to this host: run it as root")
     salt = SaltLocal(tmp_path_factory.mktemp("salt-local")).setup(base_pillar(passwords))
