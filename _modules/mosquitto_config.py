@@ -59,6 +59,7 @@ _TOP_KEYS = {
     "firewall", "paths", "pkg", "service", "tofs",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
+_POLICY_KEYS = {"minions", "dns_names", "ip_networks", "max_days"}
 _BRIDGE_KEYS = {
     "address", "topics", "remote_username", "remote_password", "tls",
     "cleansession", "notifications", "keepalive_interval", "options",
@@ -341,6 +342,57 @@ def _bridges(errors, bridges, tls):
     return out
 
 
+def _signing_policies(errors, path, policies):
+    """tls:signing_policies (read by the CA minion): who may get which names."""
+    out = []
+    for i, spec in enumerate(_list(errors, path, policies)):
+        ppath = path + [i]
+        if not _unknown_keys(errors, ppath, spec, _POLICY_KEYS):
+            continue
+        minions = spec.get("minions")
+        if not _text(errors, ppath + ["minions"], minions):
+            continue
+        policy = {"minions": minions.strip().lower(), "dns_names": [], "ip_networks": [], "max_days": None}
+        for j, pattern in enumerate(_list(errors, ppath + ["dns_names"], spec.get("dns_names", []))):
+            if not _text(errors, ppath + ["dns_names", j], pattern):
+                continue
+            pattern = pattern.strip().lower()
+            if not re.match(r"^[a-z0-9*?.\[\]_-]+$", pattern):
+                errors.add(ppath + ["dns_names", j], f"must be a DNS name glob such as '*.example.com', got {pattern!r}")
+                continue
+            if pattern.strip("*?.") == "":
+                errors.add(ppath + ["dns_names", j], f"{pattern!r} matches every name: list the domains instead")
+                continue
+            policy["dns_names"].append(pattern)
+        for j, net in enumerate(_list(errors, ppath + ["ip_networks"], spec.get("ip_networks", []))):
+            try:
+                policy["ip_networks"].append(str(ipaddress.ip_network(str(net), strict=True)))
+            except ValueError:
+                errors.add(ppath + ["ip_networks", j], f"must be a network such as 192.0.2.0/24 (host bits zero), got {net!r}")
+        if spec.get("max_days") is not None and _int(errors, ppath + ["max_days"], spec["max_days"], 1, 36500):
+            policy["max_days"] = spec["max_days"]
+        out.append(policy)
+    return out
+
+
+def signing_policies(policies):
+    """
+    Check and normalise ``mosquitto:tls:signing_policies`` (a list of
+    {minions, dns_names, ip_networks, max_days}); raises naming the key.
+    The CA minion's ``mosquitto_ca.sign_csr`` reads its policies through this.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_config.signing_policies '[{minions: "edge*", dns_names: ["*.edge.example.com"]}]'
+    """
+    errors = _Errors()
+    out = _signing_policies(errors, ["tls", "signing_policies"], [] if policies is None else policies)
+    errors.raise_if_any()
+    return out
+
+
 def _options(errors, path, options, owned):
     """Free-form mosquitto.conf options: name -> scalar or list of scalars."""
     if not isinstance(options, dict):
@@ -429,7 +481,8 @@ def validate(data):
 
     tls = data.get("tls", {})
     tls_keys = {"ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",
-                "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses"}
+                "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses",
+                "signing_policies"}
     if _unknown_keys(errors, ["tls"], tls, tls_keys):
         for key in ("ca_cert", "ca_key", "cert", "key"):
             _abspath(errors, ["tls", key], tls.get(key))
@@ -449,6 +502,8 @@ def validate(data):
                             if (n := _dns(errors, ["tls", "dns_names", i], name))]
         tls["ip_addresses"] = [a for i, ip in enumerate(_list(errors, ["tls", "ip_addresses"], tls.get("ip_addresses", [])))
                                if (a := _ip(errors, ["tls", "ip_addresses", i], ip))]
+        tls["signing_policies"] = _signing_policies(errors, ["tls", "signing_policies"],
+                                                    tls.get("signing_policies", []))
         if data["domain"]:
             # The domain first, then extra names, each once: the SAN list.
             tls["san_dns"] = list(dict.fromkeys([data["domain"]] + tls["dns_names"]))
