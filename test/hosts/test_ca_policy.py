@@ -156,13 +156,15 @@ def test_a_caller_with_its_own_ca_paths_or_requester_gets_nothing_signed(fleet, 
 
 def test_a_widened_policy_signs_the_name_it_allows(fleet, applied, pillar, tmp_path):
     b = fleet[BROKER]
-    pillar(broker_tls={"dns_names": [WIDENED]},
-           policies=[{"minions": "b1.*", "dns_names": ["*.pol.example"], "max_days": 825}])
+    pillar(broker_tls={"dns_names": [WIDENED], "ip_addresses": [b.ip]},
+           policies=[{"minions": "b1.*", "dns_names": ["*.pol.example"], "ip_networks": ["198.18.0.0/24"],
+                      "max_days": 825}])
     ret = fleet.salt("state.apply", "mosquitto", tgt=BROKER, timeout=600, check=True)[BROKER]
     assert "reissued" in state(ret, CERT_STATE)["comment"]
     cert = x509.load_pem_x509_certificate(b.path(CERT).read_bytes())
-    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    assert names == [BROKER, WIDENED]
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [BROKER, WIDENED]
+    assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == [b.ip]
     (tmp_path / "ca.crt").write_bytes(fleet[CA_HOST].path(CA).read_bytes())
     (tmp_path / "b.crt").write_bytes(b.path(CERT).read_bytes())
     verify = subprocess.run(["openssl", "verify", "-purpose", "sslserver", "-CAfile", str(tmp_path / "ca.crt"),
@@ -181,7 +183,7 @@ def test_the_record_lists_every_certificate_with_its_requester(fleet, applied):
         (BROKER, "peer", applied["broker_serial"]),
         (BROKER, "peer", serial_of(b)),
     ]
-    assert got[2]["dns_names"] == [BROKER, WIDENED]
+    assert got[2]["dns_names"] == [BROKER, WIDENED] and got[2]["ip_addresses"] == [b.ip]
     assert got[2]["not_after"] == x509.load_pem_x509_certificate(b.path(CERT).read_bytes()).not_valid_after_utc.isoformat()
     mode = ca.run(["stat", "-c", "%a %U %G", "/etc/mosquitto/ca/issued.json"]).stdout.split()
     assert mode == ["600", "root", "root"]
