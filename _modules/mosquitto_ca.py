@@ -397,7 +397,9 @@ def _pillar_tls(fresh):
     """This minion's pillar ``mosquitto:tls``. fresh=True compiles it anew on
     the master (pillar.items), so a policy an operator just changed counts."""
     if fresh and "pillar.items" in __salt__:
-        pillar = __salt__["pillar.items"]()
+        # unmask: Salt 3008 redacts every pillar value pillar.items returns
+        # unless asked for the real ones.
+        pillar = __salt__["pillar.items"](unmask=True)
     else:
         pillar = globals().get("__pillar__") or {}
     tls = ((pillar or {}).get("mosquitto") or {}).get("tls") or {}

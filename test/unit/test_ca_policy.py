@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from test.support.modules import load
+from test.support.pillar import pillar_items
 
 ca = load("_modules", "mosquitto_ca")
 cfg = load("_modules", "mosquitto_config")
@@ -39,7 +40,7 @@ def ca_host(tmp_path, monkeypatch):
     h.dir, h.ca_crt, h.ca_key, h.pillar = tmp_path, cert, key, pillar
     h.tls = pillar["mosquitto"]["tls"]
     h.record = tmp_path / "issued.json"
-    funcs = {"pillar.items": lambda: pillar, "mosquitto_config.signing_policies": cfg.signing_policies}
+    funcs = {"pillar.items": pillar_items(pillar), "mosquitto_config.signing_policies": cfg.signing_policies}
     monkeypatch.setattr(ca, "__salt__", funcs, raising=False)
     monkeypatch.setattr(ca, "__pillar__", pillar, raising=False)
     monkeypatch.setattr(ca, "__opts__", {"id": "ca1"}, raising=False)

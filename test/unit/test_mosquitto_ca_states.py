@@ -14,6 +14,7 @@ import salt.minion
 from salt.exceptions import CommandExecutionError
 
 from test.support.modules import load
+from test.support.pillar import pillar_items
 
 camod = load("_modules", "mosquitto_ca")
 cfgmod = load("_modules", "mosquitto_config")
@@ -258,7 +259,7 @@ def ca_minion(salt_env, tmp_path, monkeypatch):
         "signing_policies": [{"minions": BROKER_ID, "dns_names": ["localhost", "*.example.com"],
                               "ip_networks": ["127.0.0.0/8"]}],
     }}}
-    ca_salt = {"pillar.items": lambda: pillar, "mosquitto_config.signing_policies": cfgmod.signing_policies}
+    ca_salt = {"pillar.items": pillar_items(pillar), "mosquitto_config.signing_policies": cfgmod.signing_policies}
     monkeypatch.setattr(camod, "__salt__", ca_salt, raising=False)
     monkeypatch.setattr(camod, "__pillar__", pillar, raising=False)
     monkeypatch.setattr(camod, "__opts__", {"id": "ca1"}, raising=False)
