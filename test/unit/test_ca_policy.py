@@ -327,3 +327,14 @@ def test_pyproject_states_the_same_floor():
     deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "cryptography>=42.0" in deps
     assert ca.MIN_CRYPTOGRAPHY == (42, 0)
+
+
+def test_read_ca_cert_hands_peers_only_this_minions_ca(ca_host, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    ca.create_ca(str(other / "ca.crt"), str(other / "ca.key"))
+    own = open(ca_host.ca_crt).read()
+    assert peer_call("mosquitto_ca.read_ca_cert", "h1", ca_cert_path=str(other / "ca.crt")) == own
+    assert peer_call("mosquitto_ca.read_ca_cert", "h1") == own
+    # Locally (the mine's call) the path given counts.
+    assert ca.read_ca_cert(str(other / "ca.crt")) == open(other / "ca.crt").read()
