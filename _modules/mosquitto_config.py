@@ -62,6 +62,7 @@ _OWNED_OPTIONS = {
     "persistent_client_expiration": "queue:persistent_client_expiration",
     "cafile": "tls", "certfile": "tls", "keyfile": "tls",
     "tls_version": "listeners:mqtts:tls_version",
+    "ciphers": "tls:profile",
     "connection": "bridges",
     "user": "lookup:service:user",
 }

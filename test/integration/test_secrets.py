@@ -206,8 +206,10 @@ def test_password_changes_restart_without_diff_or_secret_in_a_debug_log(host, re
     remote.set_password(extra["bridge"])
     pid = broker_pid()
     try:
+        log_file = host.dir / "debug-run.log"
         cmd = [str(SALT_CALL), "--config-dir", str(host.dir), "--local", "--retcode-passthrough",
-               "--out=json", "-l", "debug", "--log-file-level=debug", "state.apply", "mosquitto"]
+               "--out=json", "-l", "debug", "--log-file", str(log_file), "--log-file-level=debug",
+               "state.apply", "mosquitto"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         states = json.loads(proc.stdout)["local"]
@@ -215,7 +217,7 @@ def test_password_changes_restart_without_diff_or_secret_in_a_debug_log(host, re
         assert bridge_change == {"bridges": {"updated": [BRIDGE]}}
         assert changed(states)["mosquitto-configure-users-passwd-managed"] == {"updated": ["alice"]}
         assert wait_for(lambda: broker_pid() != pid, timeout=30), "a bridge change restarts the broker"
-        log = proc.stdout + proc.stderr + (host.dir / "minion.log").read_text()
+        log = proc.stdout + proc.stderr + log_file.read_text()
         assert "Rendered data from file" in log, "not a debug log"
         all_out = dict(passwords, alice=new_alice)
         assert leaks(log, all_out, extra) == []
