@@ -14,6 +14,7 @@ line break.
 
 import copy
 import ipaddress
+import os.path
 import re
 
 from salt.exceptions import CommandExecutionError
@@ -27,6 +28,18 @@ _OPTION = re.compile(r"^[a-z][a-z0-9_]*$")
 _BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ACCESS = ("read", "write", "readwrite", "deny")
 _TLS_VERSIONS = ("tlsv1.2", "tlsv1.3")
+# tls:profile -> TLS 1.2 suites (OpenSSL names) for the listener's `ciphers`.
+# intermediate: Mozilla's "intermediate" without its DHE suites: ECDHE key
+# exchange with AEAD ciphers only (no CBC, no SHA-1 MAC), for ECDSA and RSA
+# server keys. modern: TLS 1.3 only, whose suites OpenSSL picks well.
+TLS_PROFILES = {
+    "intermediate": ":".join([
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ]),
+    "modern": "",
+}
 _KEY_TYPES = ("ec", "rsa")
 
 # mosquitto.conf options the formula writes itself: setting them again under
@@ -49,9 +62,20 @@ _OWNED_OPTIONS = {
     "persistent_client_expiration": "queue:persistent_client_expiration",
     "cafile": "tls", "certfile": "tls", "keyfile": "tls",
     "tls_version": "listeners:mqtts:tls_version",
+    "ciphers": "tls:profile",
     "connection": "bridges",
     "user": "lookup:service:user",
 }
+
+# Bridge options the formula writes from a bridge's own keys, and secrets
+# that would become state arguments under `options`.
+_BRIDGE_OWNED = {
+    key: "bridges:<name> keys" for key in (
+        "connection", "address", "addresses", "topic", "cleansession", "notifications",
+        "keepalive_interval", "remote_username", "remote_password", "bridge_cafile",
+        "bridge_tls_version")
+}
+_BRIDGE_OWNED["bridge_psk"] = "(not supported: a secret under options would be a state argument)"
 
 _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive",
@@ -85,6 +109,10 @@ class _Errors:
 
 def __virtual__():
     return __virtualname__
+
+
+def _dirname(path):
+    return os.path.dirname(str(path or "").rstrip("/")) or None
 
 
 def _unknown_keys(errors, path, data, allowed):
@@ -337,7 +365,7 @@ def _bridges(errors, bridges, tls):
                 _text(errors, bpath + [key], bridge[key])
         if ("remote_username" in bridge) != ("remote_password" in bridge):
             errors.add(bpath, "remote_username and remote_password go together")
-        _options(errors, bpath + ["options"], bridge["options"], owned={})
+        _options(errors, bpath + ["options"], bridge["options"], owned=_BRIDGE_OWNED)
         out[name] = bridge
     return out
 
@@ -482,7 +510,7 @@ def validate(data):
     tls = data.get("tls", {})
     tls_keys = {"ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",
                 "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses",
-                "signing_policies"}
+                "signing_policies", "profile"}
     if _unknown_keys(errors, ["tls"], tls, tls_keys):
         for key in ("ca_cert", "ca_key", "cert", "key"):
             _abspath(errors, ["tls", key], tls.get(key))
@@ -495,6 +523,11 @@ def validate(data):
         if isinstance(tls.get("renew_days"), int) and isinstance(tls.get("days_valid"), int) \
                 and tls["renew_days"] >= tls["days_valid"]:
             errors.add(["tls", "renew_days"], "must be below days_valid, or every run would reissue the certificate")
+        if _choice(errors, ["tls", "profile"], tls.get("profile"), tuple(TLS_PROFILES)):
+            tls["ciphers"] = TLS_PROFILES[tls["profile"]]
+            mqtts = listeners.get("mqtts") if isinstance(listeners, dict) else None
+            if tls["profile"] == "modern" and isinstance(mqtts, dict):
+                mqtts["tls_version"] = "tlsv1.3"  # the floor for listener and bridges
         _choice(errors, ["tls", "key_type"], tls.get("key_type"), _KEY_TYPES)
         if tls.get("key_type") == "rsa":
             _choice(errors, ["tls", "key_size"], tls.get("key_size"), (2048, 3072, 4096))
@@ -525,6 +558,11 @@ def validate(data):
     if isinstance(paths, dict):
         for key, value in paths.items():
             _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir"))
+        # The formula empties bridges_dir of other *.conf files.
+        if paths.get("bridges_dir") and paths.get("bridges_dir") in (paths.get("include_dir"),
+                                                                      _dirname(paths.get("conf"))):
+            errors.add(["lookup", "paths", "bridges_dir"], "must be a directory of its own "
+                       "(not include_dir, not the directory of mosquitto.conf)")
     service = data.get("service", {})
     if isinstance(service, dict):
         for key in ("name", "user", "group", "exporter_name", "firewall_name"):

@@ -20,6 +20,7 @@ mosquitto-clean-configure-files-absent:
       - {{ mosquitto.paths.conf }}
       - {{ mosquitto.paths.passwd }}
       - {{ mosquitto.paths.acl }}
+      - {{ mosquitto.paths.bridges_dir }}
       - {{ mosquitto.tls.cert }}
       - {{ mosquitto.tls.key }}
       - {{ salt['file.dirname'](mosquitto.paths.exporter_secret) }}

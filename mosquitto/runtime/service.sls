@@ -40,6 +40,7 @@ mosquitto-runtime-service-running:
       - sls: {{ tplroot }}.configure.acl
     - watch:
       - sls: {{ tplroot }}.configure.broker
+      - sls: {{ tplroot }}.configure.bridges
       - sls: {{ tplroot }}.configure.tls
 
 mosquitto-runtime-service-reloaded:

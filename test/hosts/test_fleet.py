@@ -73,6 +73,28 @@ def test_second_apply_and_highstate_and_test_mode_change_nothing(fleet, applied)
             assert changed(rets[host]) == {}, (args, host, changed(rets[host]))
 
 
+def _pem_body_lines(path):
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("-----")]
+
+
+def test_master_job_cache_holds_no_secret(fleet, fleet_master, applied):
+    """After the applies above and `salt '*' state.show_sls mosquitto`, no
+    pillar password, generated exporter password or private key line is in
+    the master's job cache (arguments and returns of every job)."""
+    shown = fleet.salt("state.show_sls", "mosquitto", timeout=300)
+    for host in HOSTS:
+        assert "mosquitto-configure-users-passwd-managed" in json.dumps(shown[host]), host
+    found = {"pillar password": PASSWORD}
+    for h in fleet:
+        found[f"{h.name} exporter password"] = h.path("/etc/mosquitto/exporter/password").read_text().strip()
+        for key in ("/etc/mosquitto/certs/server.key",) + (("/etc/mosquitto/ca/ca.key",) if h.name == CA_HOST else ()):
+            found.update({f"{h.name} {key} line {i}": line for i, line in enumerate(_pem_body_lines(h.path(key)))})
+    jobs = pathlib.Path(fleet_master.config["cachedir"]) / "jobs"
+    cache = b"".join(p.read_bytes() for p in jobs.rglob("*") if p.is_file())
+    assert b"state.show_sls" in cache and b"mosquitto-configure-users-passwd-managed" in cache
+    assert sorted(name for name, value in found.items() if value.encode() in cache) == []
+
+
 def test_units_enabled_and_active(fleet, applied):
     for h in fleet:
         for unit in ("mosquitto", "mosquitto-exporter", "firewalld"):
