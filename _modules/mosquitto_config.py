@@ -429,7 +429,7 @@ def validate(data):
 
     tls = data.get("tls", {})
     tls_keys = {"ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",
-                "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses"}
+                "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses", "auto_renew"}
     if _unknown_keys(errors, ["tls"], tls, tls_keys):
         for key in ("ca_cert", "ca_key", "cert", "key"):
             _abspath(errors, ["tls", key], tls.get(key))
@@ -443,6 +443,7 @@ def validate(data):
                 and tls["renew_days"] >= tls["days_valid"]:
             errors.add(["tls", "renew_days"], "must be below days_valid, or every run would reissue the certificate")
         _choice(errors, ["tls", "key_type"], tls.get("key_type"), _KEY_TYPES)
+        _bool(errors, ["tls", "auto_renew"], tls.get("auto_renew"))
         if tls.get("key_type") == "rsa":
             _choice(errors, ["tls", "key_size"], tls.get("key_size"), (2048, 3072, 4096))
         tls["dns_names"] = [n for i, name in enumerate(_list(errors, ["tls", "dns_names"], tls.get("dns_names", [])))
