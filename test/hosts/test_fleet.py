@@ -7,6 +7,7 @@ network namespace (198.18.0.100) talks to them by name.
 
 Tests run in file order on one module-scoped fleet.
 """
+import datetime
 import json
 import pathlib
 import secrets
@@ -168,9 +169,10 @@ def test_renewal_schedule_renews_a_near_expiry_certificate_with_a_reload(fleet, 
     schedules = fleet.salt("schedule.list", "return_yaml=False", timeout=60, check=True)
     for host in HOSTS:
         job = schedules[host]["mosquitto-tls-renew"]
-        assert job["function"] == "state.apply"
-        assert job["job_args"] == ["mosquitto.runtime.certificate"]
-        assert (job["hours"], job["splay"]) == (24, 3600)
+        # schedule.present stores job_args as args.
+        shape = {k: job.get(k) for k in ("function", "args", "hours", "splay")}
+        assert shape == {"function": "state.apply", "args": ["mosquitto.runtime.certificate"],
+                         "hours": 24, "splay": 3600}, job
         assert fleet[host].run(["test", "!", "-e", "/etc/cron.d/mosquitto-tls-renew"], check=False).returncode == 0
 
     h, cert = fleet[CA_HOST], "/etc/mosquitto/certs/server.crt"
@@ -196,6 +198,12 @@ def test_renewal_schedule_renews_a_near_expiry_certificate_with_a_reload(fleet, 
                                f"-CAfile {CA} </dev/null 2>/dev/null | openssl x509 -noout -enddate"]).stdout
     on_disk = h.run(["openssl", "x509", "-noout", "-enddate", "-in", cert]).stdout
     assert served.strip() == on_disk.strip() != ""
+    # The exporter (hardened unit, its own user) serves the new notAfter.
+    not_after = datetime.datetime.strptime(on_disk.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
+    metrics = fleet.client.run(["curl", "-s", f"http://{CA_HOST}:9234/metrics"]).stdout
+    series = f'mosquitto_certificate_expiry_timestamp_seconds{{path="{cert}",role="server"}} '
+    (line,) = [x for x in metrics.splitlines() if x.startswith(series)]
+    assert float(line.split()[-1]) == not_after.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def test_original_commands_from_the_client_by_name(fleet, applied, tmp_path):
