@@ -233,6 +233,10 @@ def test_ca_change_restarts_the_broker(salt_local, applied, passwords):
     assert new_ca.fingerprint(hashes.SHA256()) != old_ca.fingerprint(hashes.SHA256())
     assert wait_for(lambda: _verifies())
     assert presented().issuer == new_ca.subject
+    # The exporter follows: the new CA's notAfter, and its session (and $SYS
+    # values) back after the restart, as the next tests expect.
+    assert wait_for(lambda: served_expiry("ca", CA) == new_ca.not_valid_after_utc.timestamp(), timeout=20)
+    assert wait_for(lambda: "\nbroker_uptime " in scrape(), timeout=60)
 
 
 def _verifies():
