@@ -220,7 +220,7 @@ def apply_and_handshake_figures(salt, work):
 def reissue_figures(salt, work):
     print()
     clients = int(sys.argv[sys.argv.index("--clients") + 1]) if "--clients" in sys.argv else 1000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the broker inherits it via salt-call
     salt.write_pillar(pillar(work))
     apply_ok(salt)

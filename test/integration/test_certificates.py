@@ -20,7 +20,6 @@ import urllib.request
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 
 from test.integration.conftest import CA, DOMAIN, base_pillar, broker_pid, wait_for
 from test.support.mqtt import Client

@@ -20,7 +20,7 @@ def test_reissue_reloads_and_only_the_ca_restarts(tmp_path):
 
 def test_the_renewal_job_applies_the_certificate_part_alone(tmp_path):
     # The job's SLS holds the reissue and its reload, nothing that restarts.
-    salt, hs = render(tmp_path, DEBIAN12_SYSTEMD, sls="mosquitto.runtime.certificate")
+    _, hs = render(tmp_path, DEBIAN12_SYSTEMD, sls="mosquitto.runtime.certificate")
     assert "mosquitto-runtime-certificate-service-reloaded" in hs
     assert "mosquitto-configure-tls-server-cert-managed" in hs
     assert "mosquitto-runtime-service-running" not in hs
