@@ -510,7 +510,7 @@ def validate(data):
     tls = data.get("tls", {})
     tls_keys = {"ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",
                 "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses",
-                "signing_policies", "profile"}
+                "signing_policies", "profile", "auto_renew"}
     if _unknown_keys(errors, ["tls"], tls, tls_keys):
         for key in ("ca_cert", "ca_key", "cert", "key"):
             _abspath(errors, ["tls", key], tls.get(key))
@@ -529,6 +529,7 @@ def validate(data):
             if tls["profile"] == "modern" and isinstance(mqtts, dict):
                 mqtts["tls_version"] = "tlsv1.3"  # the floor for listener and bridges
         _choice(errors, ["tls", "key_type"], tls.get("key_type"), _KEY_TYPES)
+        _bool(errors, ["tls", "auto_renew"], tls.get("auto_renew"))
         if tls.get("key_type") == "rsa":
             _choice(errors, ["tls", "key_size"], tls.get("key_size"), (2048, 3072, 4096))
         tls["dns_names"] = [n for i, name in enumerate(_list(errors, ["tls", "dns_names"], tls.get("dns_names", [])))

@@ -35,3 +35,16 @@ mosquitto-clean-build-package-pkg-removed:
 {%- endfor %}
     - require:
       - file: mosquitto-clean-configure-files-absent
+
+{#- The renewal job (runtime.renewal): the cron entry, and under a master
+    the minion's schedule entry. #}
+mosquitto-clean-runtime-renewal-cron-absent:
+  file.absent:
+    - name: {{ mosquitto.paths.renew_cron }}
+{%- if salt['config.get']('file_client') != 'local' %}
+
+mosquitto-clean-runtime-renewal-schedule-absent:
+  schedule.absent:
+    - name: mosquitto-tls-renew
+    - persist: True
+{%- endif %}

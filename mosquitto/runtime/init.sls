@@ -2,5 +2,7 @@
 # vim: ft=sls
 include:
   - .service
+  - .certificate
+  - .renewal
   - .exporter
   - .firewall

@@ -7,6 +7,7 @@ network namespace (198.18.0.100) talks to them by name.
 
 Tests run in file order on one module-scoped fleet.
 """
+import datetime
 import json
 import pathlib
 import secrets
@@ -181,6 +182,50 @@ def test_brokers_need_no_answer_from_the_ca_host_when_nothing_changes(fleet, app
         after = time.time()
         ca_host.run(["systemctl", "start", "salt-minion"])
         fleet.wait_minions([ca_host], after=after)
+
+
+def test_renewal_schedule_renews_a_near_expiry_certificate_with_a_reload(fleet, applied):
+    """tls:auto_renew under a master: each minion carries the daily schedule
+    entry (no cron entry), and running it renews a certificate within
+    renew_days of expiry and reloads the broker (same main PID)."""
+    schedules = fleet.salt("schedule.list", "return_yaml=False", timeout=60, check=True)
+    for host in HOSTS:
+        job = schedules[host]["mosquitto-tls-renew"]
+        # schedule.present stores job_args as args.
+        shape = {k: job.get(k) for k in ("function", "args", "hours", "splay")}
+        assert shape == {"function": "state.apply", "args": ["mosquitto.runtime.certificate"],
+                         "hours": 24, "splay": 3600}, job
+        assert fleet[host].run(["test", "!", "-e", "/etc/cron.d/mosquitto-tls-renew"], check=False).returncode == 0
+
+    h, cert = fleet[CA_HOST], "/etc/mosquitto/certs/server.crt"
+    fleet.salt("mosquitto_ca.issue_cert", cert, "/etc/mosquitto/certs/server.key", CA, "/etc/mosquitto/ca/ca.key",
+               CA_HOST, "days_valid=10", tgt=CA_HOST, timeout=60, check=True)
+    h.run(["systemctl", "reload", "mosquitto"])
+    pid = _main_pid(h, "mosquitto")
+
+    def days_left():
+        info = fleet.salt("mosquitto_ca.cert_info", cert, tgt=CA_HOST, timeout=60, check=True)[CA_HOST]
+        return info["days_remaining"]
+    assert days_left() < 30
+    # What the scheduler runs once a day, run now (the splay does not apply).
+    fleet.salt("schedule.run_job", "mosquitto-tls-renew", tgt=CA_HOST, timeout=60, check=True)
+    deadline = time.monotonic() + 180
+    while days_left() < 800 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert days_left() > 800
+    assert _main_pid(h, "mosquitto") == pid
+    assert h.run(["systemctl", "is-active", "mosquitto"]).stdout.strip() == "active"
+    # The renewed certificate is served: the TLS listener presents it.
+    served = h.run(["sh", "-c", f"openssl s_client -connect 127.0.0.1:8883 -servername {CA_HOST} "
+                               f"-CAfile {CA} </dev/null 2>/dev/null | openssl x509 -noout -enddate"]).stdout
+    on_disk = h.run(["openssl", "x509", "-noout", "-enddate", "-in", cert]).stdout
+    assert served.strip() == on_disk.strip() != ""
+    # The exporter (hardened unit, its own user) serves the new notAfter.
+    not_after = datetime.datetime.strptime(on_disk.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
+    metrics = fleet.client.run(["curl", "-s", f"http://{CA_HOST}:9234/metrics"]).stdout
+    series = f'mosquitto_certificate_expiry_timestamp_seconds{{path="{cert}",role="server"}} '
+    (line,) = [x for x in metrics.splitlines() if x.startswith(series)]
+    assert float(line.split()[-1]) == not_after.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def test_original_commands_from_the_client_by_name(fleet, applied, tmp_path):
