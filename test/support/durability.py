@@ -29,6 +29,7 @@ class StreamPublisher:
         self.inflight_at_drop = set()
         self.drops = 0
         self._mid = {}             # paho mid -> seq
+        self._early = {}           # paho mid -> ack time, seq not yet known
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, clean_session=True)
@@ -44,11 +45,15 @@ class StreamPublisher:
         self.host, self.port = host, port
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    # paho calls on_publish holding its own message lock: never call into
+    # paho while holding self._lock, or the two threads deadlock.
     def _on_publish(self, client, userdata, mid, reason, props):
         now = time.monotonic()
         with self._lock:
             seq = self._mid.pop(mid, None)
-            if seq is not None:
+            if seq is None:
+                self._early[mid] = now  # PUBACK before publish() returned
+            else:
                 self.acked.setdefault(seq, now)
 
     def _on_disconnect(self, client, userdata, flags, reason, props):
@@ -68,8 +73,12 @@ class StreamPublisher:
             seq += 1
             with self._lock:
                 self.sent[seq] = time.monotonic()
-                info = self.client.publish(self.topic, str(seq).encode(), qos=1)
-                self._mid[info.mid] = seq
+            info = self.client.publish(self.topic, str(seq).encode(), qos=1)
+            with self._lock:
+                if info.mid in self._early:
+                    self.acked.setdefault(seq, self._early.pop(info.mid))
+                else:
+                    self._mid[info.mid] = seq
             next_at += period
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
@@ -87,13 +96,18 @@ class StreamPublisher:
         self.client.loop_stop()
 
 
-def check_stream(pub, received, kills, window):
+def check_stream(pub, received, crashes, window):
     """Compare a stream with what arrived. Returns a dict of findings.
 
-    received: sequence numbers in arrival order; kills: monotonic times of
-    the kill -9s; window: seconds of acknowledged messages a crash may lose.
-    A lost message is acceptable only if a kill came within `window` s
-    after its PUBACK and before any later save could have held it.
+    received: sequence numbers in arrival order; crashes: (killed_at,
+    start_requested_at) monotonic times of each kill -9 and the start that
+    followed; window: seconds of acknowledged messages a crash may lose.
+
+    A lost message was accepted by the broker run that acked it: the first
+    run whose kill came before the next start was asked for (a PUBACK sent
+    just before the kill can reach the client just after it). The broker
+    got the message after it was sent and after that run was started, so
+    kill time minus the later of the two bounds its age from above.
     """
     counts = collections.Counter(received)
     unexpected = sorted(s for s in counts if s not in pub.sent)
@@ -101,14 +115,18 @@ def check_stream(pub, received, kills, window):
     lost = sorted(s for s in pub.acked if counts[s] == 0)
     ages = []
     for s in lost:
-        after = [k for k in kills if k >= pub.acked[s]]
-        ages.append(min(after) - pub.acked[s] if after else float("inf"))
+        run = next((i for i, (_, started) in enumerate(crashes) if started >= pub.acked[s]), None)
+        if run is None:
+            ages.append(float("inf"))  # lost without a crash after it
+            continue
+        run_started = crashes[run - 1][1] if run else float("-inf")
+        ages.append(crashes[run][0] - max(pub.sent[s], run_started))
     return {
         "sent": len(pub.sent), "acked": len(pub.acked), "received": len(received),
         "unique": len(counts), "unexpected": unexpected, "duplicates": duplicates,
         "allowed_duplicates": sorted(s for s, n in counts.items() if n > 1 and s in pub.inflight_at_drop),
-        "lost": lost, "max_loss_age_s": max(ages) if ages else 0.0,
-        "outside_window": [s for s, a in zip(lost, ages) if a > window],
+        "lost": lost, "max_loss_age_s": round(max(ages), 3) if ages else 0.0,
+        "outside_window": [(s, round(a, 3)) for s, a in zip(lost, ages) if a > window],
     }
 
 
