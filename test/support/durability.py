@@ -26,6 +26,8 @@ class StreamPublisher:
         self.topic, self.rate = topic, rate
         self.sent = {}             # seq -> monotonic time of publish()
         self.acked = {}            # seq -> monotonic time of its PUBACK
+        self.connects = []         # monotonic times of each CONNACK
+        self.acked_on = {}         # seq -> index in connects of the connection that acked it
         self.inflight_at_drop = set()
         self.drops = 0
         self._mid = {}             # paho mid -> seq
@@ -42,6 +44,7 @@ class StreamPublisher:
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_publish = self._on_publish
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect = self._on_connect
         self.host, self.port = host, port
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -52,9 +55,13 @@ class StreamPublisher:
         with self._lock:
             seq = self._mid.pop(mid, None)
             if seq is None:
-                self._early[mid] = now  # PUBACK before publish() returned
-            else:
-                self.acked.setdefault(seq, now)
+                self._early[mid] = (now, len(self.connects) - 1)  # PUBACK before publish() returned
+            elif seq not in self.acked:
+                self.acked[seq], self.acked_on[seq] = now, len(self.connects) - 1
+
+    def _on_connect(self, client, userdata, flags, reason, props):
+        with self._lock:
+            self.connects.append(time.monotonic())
 
     def _on_disconnect(self, client, userdata, flags, reason, props):
         with self._lock:
@@ -76,7 +83,7 @@ class StreamPublisher:
             info = self.client.publish(self.topic, str(seq).encode(), qos=1)
             with self._lock:
                 if info.mid in self._early:
-                    self.acked.setdefault(seq, self._early.pop(info.mid))
+                    self.acked[seq], self.acked_on[seq] = self._early.pop(info.mid)
                 else:
                     self._mid[info.mid] = seq
             next_at += period
@@ -103,11 +110,11 @@ def check_stream(pub, received, crashes, window):
     start_requested_at) monotonic times of each kill -9 and the start that
     followed; window: seconds of acknowledged messages a crash may lose.
 
-    A lost message was accepted by the broker run that acked it: the first
-    run whose kill came before the next start was asked for (a PUBACK sent
-    just before the kill can reach the client just after it). The broker
-    got the message after it was sent and after that run was started, so
-    kill time minus the later of the two bounds its age from above.
+    A lost message was accepted by the broker run that acked it: the run
+    that was up when the acking connection got its CONNACK (the PUBACK
+    itself may be read only after that run was killed). The broker got the
+    message after it was sent and after that run was started, so its kill
+    time minus the later of the two bounds the message's age from above.
     """
     counts = collections.Counter(received)
     unexpected = sorted(s for s in counts if s not in pub.sent)
@@ -115,8 +122,9 @@ def check_stream(pub, received, crashes, window):
     lost = sorted(s for s in pub.acked if counts[s] == 0)
     ages = []
     for s in lost:
-        run = next((i for i, (_, started) in enumerate(crashes) if started >= pub.acked[s]), None)
-        if run is None:
+        connected = pub.connects[pub.acked_on[s]]
+        run = sum(1 for _, started in crashes if started <= connected)
+        if run == len(crashes):
             ages.append(float("inf"))  # lost without a crash after it
             continue
         run_started = crashes[run - 1][1] if run else float("-inf")
