@@ -53,13 +53,14 @@ class QuietBroker(Broker):
     def write_conf(self):
         self.conf.write_text(
             f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            f"log_dest stdout\nlog_type error\nlog_type warning\n"
+            f"log_dest file {self.dir / 'saves.log'}\nlog_type error\nlog_type warning\n"
             f"log_type information\nlog_timestamp_format %s\n"
             f"persistence true\npersistence_location {self.dir}/\n"
             f"max_queued_messages 0\n{self.extra}\n")
 
     def saves(self):
-        return self.logtext().count("Saving in-memory database")
+        log = self.dir / "saves.log"  # a file log is flushed line by line
+        return log.read_text(errors="replace").count("Saving in-memory database") if log.exists() else 0
 
     def cpu_s(self):
         with open(f"/proc/{self.proc.pid}/stat") as f:
@@ -80,20 +81,16 @@ def make_store(queued, workdir):
     try:
         offline_subscriber(b.port, "backlog", "backlog/#")
         offline_subscriber(b.port, "stream", "stream/#")
-        pub = Client(b.port)
-        assert pub.connect()
-        pub.client.max_inflight_messages_set(200)
-        pending = [pub.client.publish("backlog/x", PAYLOAD, qos=1) for _ in range(queued)]
-        for info in pending:
-            info.wait_for_publish(60)
-        pub.close()
+        acked, _ = flood(b.port, topic="backlog/x", count=queued)
+        assert acked == queued, (acked, queued)
     finally:
         b.stop()
     return pathlib.Path(workdir) / "mosquitto.db"  # written on the clean stop
 
 
-def flood(port, seconds):
-    """QoS 1 publishes as fast as one client goes, 200 in flight; acks/s."""
+def flood(port, seconds=None, topic="stream/x", count=None):
+    """QoS 1 publishes as fast as one client goes, 200 in flight, for
+    `seconds` or until `count` are acked; returns (acked, elapsed)."""
     acked, done = [0], threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     client.max_inflight_messages_set(200)
@@ -102,13 +99,19 @@ def flood(port, seconds):
     def on_publish(*_):
         acked[0] += 1
         window.release()
+        if count is not None and acked[0] >= count:
+            done.set()
     client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
+    t0, sent = time.monotonic(), 0
+    limit = seconds if seconds is not None else 300
+    while time.monotonic() - t0 < limit and (count is None or sent < count):
         if window.acquire(timeout=1):
-            client.publish("stream/x", PAYLOAD, qos=1)
+            client.publish(topic, PAYLOAD, qos=1)
+            sent += 1
+    if count is not None:
+        done.wait(60)
     elapsed = time.monotonic() - t0
     client.disconnect()
     client.loop_stop()
