@@ -199,7 +199,9 @@ def main():
     print("| --- | --- | --- | --- |")
     for name, extra in SETTINGS:
         r = loss_window(extra, args.kills, rng)
-        print(f"| {name} | {r['acked']} | {len(r['lost'])} | {r['max_loss_age_s']:.2f} |", flush=True)
+        age = r["max_loss_age_s"]
+        age = f"{age:.2f}" if age != float("inf") else "all (the session itself was never saved)"
+        print(f"| {name} | {r['acked']} | {len(r['lost'])} | {age} |", flush=True)
 
 
 if __name__ == "__main__":
