@@ -55,6 +55,7 @@ _OWNED_OPTIONS = {
     "persistence": "persistence:enabled",
     "persistence_location": "persistence:location",
     "autosave_interval": "persistence:autosave_interval",
+    "autosave_on_changes": "persistence:autosave_on_changes",
     "log_dest": "lookup:paths:log_file",
     "include_dir": "lookup:paths:include_dir",
     "max_keepalive": "max_keepalive",
@@ -500,12 +501,18 @@ def validate(data):
             errors.add(["queue", "persistent_client_expiration"], f"must be like 14d, 12h, 2w, 1m, 1y or '' (never), got {exp!r}")
 
     persistence = data.get("persistence", {})
-    if _unknown_keys(errors, ["persistence"], persistence, {"enabled", "location", "autosave_interval"}):
+    if _unknown_keys(errors, ["persistence"], persistence,
+                     {"enabled", "location", "autosave_interval", "autosave_on_changes"}):
         _bool(errors, ["persistence", "enabled"], persistence.get("enabled"))
         _abspath(errors, ["persistence", "location"], persistence.get("location"))
         if isinstance(persistence.get("location"), str) and not persistence["location"].endswith("/"):
             persistence["location"] += "/"  # mosquitto concatenates the file name
         _int(errors, ["persistence", "autosave_interval"], persistence.get("autosave_interval"), 0, 86400 * 7)
+        _bool(errors, ["persistence", "autosave_on_changes"], persistence.get("autosave_on_changes"))
+        if persistence.get("autosave_on_changes") is True and persistence.get("autosave_interval") == 0:
+            # 0 turns autosave off in either mode: not what on_changes asks for.
+            errors.add(["persistence", "autosave_interval"],
+                       "must be a count of at least 1 when autosave_on_changes is true")
 
     tls = data.get("tls", {})
     tls_keys = {"ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",

@@ -294,6 +294,28 @@ def test_broker_comes_back_after_kill_9(fleet, applied):
     assert fleet.client.tcp_open(h.ip, 8883)
 
 
+def test_queued_messages_survive_systemctl_kill(fleet, applied, tmp_path):
+    """Issue 14 under systemd: 100 QoS 1 messages queued for an offline
+    persistent subscriber outlive SIGKILL; Restart=on-failure starts it."""
+    h = fleet["mqtt1.test"]
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(fleet[CA_HOST].path(CA).read_bytes())
+    base = ["-h", h.name, "-p", "8883", "--cafile", str(ca), "-u", "alice", "-P", PASSWORD, "-q", "1"]
+    sub = ["mosquitto_sub", *base, "-i", "durable-100", "-t", "durable/#"]
+    fleet.client.run([*sub, "-c", "-E"])  # persistent session, subscribed, offline
+    try:
+        fleet.client.run(["mosquitto_pub", *base, "-t", "durable/x", "-l"],
+                         input="".join(f"{i}\n" for i in range(100)))
+        time.sleep(3)  # longer than the loss window (autosave_interval 1: a save every 2 s)
+        pid = _main_pid(h, "mosquitto")
+        h.run(["systemctl", "kill", "-s", "KILL", "mosquitto"])
+        assert _wait_active(h, "mosquitto", not_pid=pid), h.run(["systemctl", "status", "mosquitto"], check=False).stdout
+        got = fleet.client.run([*sub, "-c", "-C", "100", "-W", "30"], check=False, timeout=60)
+        assert got.stdout.split() == [str(i) for i in range(100)], (got.stdout, got.stderr)
+    finally:
+        fleet.client.run([*sub, "-E"], check=False)  # clean session: drop it
+
+
 def test_everything_is_back_after_a_reboot_without_apply(fleet, applied, tmp_path):
     h = fleet["mqtt2.test"]
     h.restart()
