@@ -61,13 +61,13 @@ def running():
     return __context__["mosquitto_firewall.running"]
 
 
-def zone(name):
+def zone(name, permanent=True, runtime=True):
     """
     The ports and services of zone ``name``, permanent and at runtime.
 
     Returns ``{"permanent": {...} or None, "runtime": {...} or None}``
-    (None: no such zone there). Raises CommandExecutionError when firewalld
-    does not answer.
+    (None: no such zone there), each side only when asked for. Raises
+    CommandExecutionError when firewalld does not answer.
 
     CLI Example:
 
@@ -78,12 +78,14 @@ def zone(name):
     from salt.exceptions import CommandExecutionError  # pylint: disable=import-outside-toplevel
 
     found = {}
-    ok, out = _busctl("call", BUS_NAME, CONFIG_PATH, BUS_NAME + ".config", "getZoneByName", "s", name)
-    if ok:
-        ok, out = _busctl("call", BUS_NAME, out["data"][0], BUS_NAME + ".config.zone", "getSettings2")
-    found["permanent"] = _settings_or_none(ok, out, name, CommandExecutionError)
-    ok, out = _busctl("call", BUS_NAME, RUNTIME_PATH, BUS_NAME + ".zone", "getZoneSettings2", "s", name)
-    found["runtime"] = _settings_or_none(ok, out, name, CommandExecutionError)
+    if permanent:
+        ok, out = _busctl("call", BUS_NAME, CONFIG_PATH, BUS_NAME + ".config", "getZoneByName", "s", name)
+        if ok:
+            ok, out = _busctl("call", BUS_NAME, out["data"][0], BUS_NAME + ".config.zone", "getSettings2")
+        found["permanent"] = _settings_or_none(ok, out, name, CommandExecutionError)
+    if runtime:
+        ok, out = _busctl("call", BUS_NAME, RUNTIME_PATH, BUS_NAME + ".zone", "getZoneSettings2", "s", name)
+        found["runtime"] = _settings_or_none(ok, out, name, CommandExecutionError)
     return found
 
 

@@ -36,9 +36,9 @@ def _firewall_cmd(*args):
     return res["stdout"]
 
 
-def _read(name, ret):
+def _read(name, ret, **sides):
     try:
-        return __salt__["mosquitto_firewall.zone"](name)
+        return __salt__["mosquitto_firewall.zone"](name, **sides)
     except CommandExecutionError as exc:
         ret["result"] = False
         ret["comment"] = str(exc)
@@ -63,7 +63,7 @@ def zone_present(name, ports=None, services=None):
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     wanted = _wanted(ports, services)
-    current = _read(name, ret)
+    current = _read(name, ret, runtime=False)
     if current is None:
         return ret
     permanent = current["permanent"]
@@ -111,7 +111,7 @@ def reloaded(name, ports=None, services=None):
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     wanted = _wanted(ports, services)
-    current = _read(name, ret)
+    current = _read(name, ret, permanent=False)
     if current is None:
         return ret
     runtime = current["runtime"]
@@ -129,7 +129,7 @@ def reloaded(name, ports=None, services=None):
         ret["result"] = False
         ret["comment"] = str(exc)
         return ret
-    after = _read(name, ret)
+    after = _read(name, ret, permanent=False)
     if after is None:
         return ret
     if after["runtime"] != wanted:
