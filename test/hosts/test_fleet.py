@@ -341,6 +341,6 @@ def test_firewall_disabled_in_pillar_changes_no_firewall(fleet, applied):
     ret = fleet.salt("state.apply", "mosquitto", f"pillar={pillar}", tgt=h.name, timeout=600, check=True)[h.name]
     note = [v["comment"] for k, v in ret.items() if "mosquitto-configure-firewall-unmanaged" in k]
     assert note and "firewall:enabled is false in pillar" in note[0]
-    assert not [k for k in ret if "firewalld_|-" in k]
+    assert not [k for k in ret if "mosquitto_firewall_|-" in k]
     assert changed(ret) == {}
     assert h.run(["firewall-cmd", "--permanent", "--zone=public", "--list-all"]).stdout == before
