@@ -15,6 +15,7 @@ line break.
 import copy
 import ipaddress
 import re
+import resource
 
 from salt.exceptions import CommandExecutionError
 
@@ -51,10 +52,16 @@ _OWNED_OPTIONS = {
     "tls_version": "listeners:mqtts:tls_version",
     "connection": "bridges",
     "user": "lookup:service:user",
+    "max_connections": "listeners:mqtts:max_connections",
 }
 
+# File descriptors the broker keeps for itself besides the TLS listener's
+# clients: listening sockets, log, persistence file, epoll, bridges and the
+# loopback listener's local clients (the exporter, mosquitto_pub/sub).
+FD_RESERVE = 128
+
 _TOP_KEYS = {
-    "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive",
+    "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
     "firewall", "paths", "pkg", "service", "tofs",
 }
@@ -361,7 +368,72 @@ def _options(errors, path, options, owned):
             _text(errors, ipath, item)
 
 
-def validate(data):
+def nofile_hard(init=None):
+    """The highest open-files limit a broker started here can get.
+
+    Under systemd that is PID 1's hard limit: systemd sets a unit's
+    LimitNOFILE= to at most its own (it lowers a higher value silently).
+    Elsewhere the init script inherits salt's process limit. None when
+    unlimited or unknown.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_config.nofile_hard systemd
+    """
+    hard = None
+    if init == "systemd":
+        try:
+            with open("/proc/1/limits", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("Max open files"):
+                        value = line.split()[4]
+                        hard = int(value) if value.isdigit() else None
+        except OSError:
+            hard = None
+    else:
+        value = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        hard = None if value == resource.RLIM_INFINITY else value
+    return hard
+
+
+def _capacity(errors, data, nofile_hard_limit):
+    """limits:open_files and the TLS listener's max_connections.
+
+    Each client holds one file descriptor: a broker with N open files can
+    serve N - FD_RESERVE clients, and past the limit accept() fails
+    (clients reset, nothing logged). So max_connections is bounded by the
+    limit ('auto' takes all of it), and refusals past it are mosquitto's
+    own: the socket closed at once, "max_connections exceeded" logged.
+    """
+    limits = data.get("limits", {})
+    if not _unknown_keys(errors, ["limits"], limits, {"open_files"}):
+        return
+    if not _int(errors, ["limits", "open_files"], limits.get("open_files"), 1024, 1048576):
+        return
+    wanted = limits["open_files"]
+    effective = min(wanted, nofile_hard_limit) if nofile_hard_limit else wanted
+    limits["open_files_effective"] = effective
+    mqtts = data.get("listeners", {}).get("mqtts")
+    if not isinstance(mqtts, dict):
+        return
+    room = effective - FD_RESERVE
+    value = mqtts.get("max_connections", "auto")
+    path = ["listeners", "mqtts", "max_connections"]
+    if value == "auto":
+        mqtts["max_connections"] = room
+    elif _int(errors, path, value, 1, 1048576) and value > room:
+        capped = "" if effective == wanted else (
+            f", lowered to {effective} by this host's hard limit (raise it, e.g. "
+            "DefaultLimitNOFILE= in systemd's system.conf, or LimitNOFILE= for containers)")
+        errors.add(path, f"{value} is more than the broker can hold open: limits:open_files is "
+                   f"{wanted}{capped}, which leaves room for {room} clients ({FD_RESERVE} files "
+                   "are kept for the broker itself); lower max_connections, raise "
+                   "limits:open_files, or use 'auto'")
+
+
+def validate(data, nofile_hard_limit=None):
     """
     Check the merged formula settings and return a normalised copy.
 
@@ -370,6 +442,10 @@ def validate(data):
     .. code-block:: bash
 
         salt-call mosquitto_config.validate '{"domain": "mqtt.example.com"}'
+
+    ``nofile_hard_limit`` (from :py:func:`nofile_hard`) caps
+    ``limits:open_files``; the result holds ``limits:open_files_effective``
+    and an integer ``listeners:mqtts:max_connections``.
     """
     errors = _Errors()
     data = copy.deepcopy(data)
@@ -391,9 +467,11 @@ def validate(data):
         if _unknown_keys(errors, ["listeners", "mqtt"], listeners.get("mqtt", {}), {"bind_address"}):
             _bind_address(errors, ["listeners", "mqtt", "bind_address"], listeners["mqtt"].get("bind_address", ""))
         mqtts = listeners.get("mqtts", {})
-        if _unknown_keys(errors, ["listeners", "mqtts"], mqtts, {"bind_address", "tls_version"}):
+        if _unknown_keys(errors, ["listeners", "mqtts"], mqtts, {"bind_address", "tls_version", "max_connections"}):
             _bind_address(errors, ["listeners", "mqtts", "bind_address"], mqtts.get("bind_address", ""))
             _choice(errors, ["listeners", "mqtts", "tls_version"], mqtts.get("tls_version"), _TLS_VERSIONS)
+
+    _capacity(errors, data, nofile_hard_limit)
 
     exporter = data.get("exporter", {})
     if _unknown_keys(errors, ["exporter"], exporter,
@@ -469,7 +547,7 @@ def validate(data):
     paths = data.get("paths", {})
     if isinstance(paths, dict):
         for key, value in paths.items():
-            _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir"))
+            _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir", "sysv_limits_hook"))
     service = data.get("service", {})
     if isinstance(service, dict):
         for key in ("name", "user", "group", "exporter_name", "firewall_name"):

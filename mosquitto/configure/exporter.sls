@@ -60,6 +60,7 @@ mosquitto-configure-exporter-env-file-managed:
         MQTT_CLIENT_ID=mosquitto-exporter-{{ grains['id'] }}
         EXPORTER_PYTHON={{ python }}
         EXPORTER_PROGRAM={{ mosquitto.paths.exporter }}
+        MAX_CONNECTIONS={{ mosquitto.listeners.mqtts.max_connections }}
 
 {%-   if grains.get('init') == 'systemd' %}
 

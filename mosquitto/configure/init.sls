@@ -5,5 +5,6 @@ include:
   - .users
   - .acl
   - .broker
+  - .service
   - .exporter
   - .firewall

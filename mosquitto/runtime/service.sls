@@ -2,7 +2,8 @@
 # vim: ft=sls
 # The broker running and enabled at boot.
 #  - listeners, TLS, persistence, bridges (configure.broker, configure.tls)
-#    are read only at start: a change restarts the broker;
+#    and the service's limits and sandbox (configure.service) are read only
+#    at start: a change restarts the broker;
 #  - users and ACLs are re-read on SIGHUP: a change reloads it, so connected
 #    clients whose credentials still hold stay connected.
 {%- set tplroot = tpldir.split('/')[0] %}
@@ -41,6 +42,8 @@ mosquitto-runtime-service-running:
     - watch:
       - sls: {{ tplroot }}.configure.broker
       - sls: {{ tplroot }}.configure.tls
+      # unit drop-in / open-files limit: applied at start only
+      - sls: {{ tplroot }}.configure.service
 
 mosquitto-runtime-service-reloaded:
   service.running:
