@@ -55,10 +55,10 @@ _OWNED_OPTIONS = {
     "max_connections": "listeners:mqtts:max_connections",
 }
 
-# File descriptors the broker keeps for itself besides the TLS listener's
-# clients: listening sockets, log, persistence file, epoll, bridges and the
-# loopback listener's local clients (the exporter, mosquitto_pub/sub).
-FD_RESERVE = 128
+# File descriptors the broker keeps for itself besides its clients: stdio,
+# epoll, listening sockets, log, persistence saves, libwrap's look at
+# /etc/hosts.allow, bridges and a few loopback clients (the exporter).
+FD_RESERVE = 64
 
 _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
@@ -401,11 +401,14 @@ def nofile_hard(init=None):
 def _capacity(errors, data, nofile_hard_limit):
     """limits:open_files and the TLS listener's max_connections.
 
-    Each client holds one file descriptor: a broker with N open files can
-    serve N - FD_RESERVE clients, and past the limit accept() fails
-    (clients reset, nothing logged). So max_connections is bounded by the
-    limit ('auto' takes all of it), and refusals past it are mosquitto's
-    own: the socket closed at once, "max_connections exceeded" logged.
+    Each client holds one file descriptor, so the open-files limit is the
+    broker's real connection limit: past it every new connection is closed
+    at once. max_connections 'auto' takes all of it (limit - FD_RESERVE); a
+    number above that is refused, a number below it lowers the limit to
+    max_connections + FD_RESERVE. That is what holds on Debian 12's
+    mosquitto 2.0.11, whose own max_connections count drifts down by one at
+    every client disconnect (upstream #1460) and soon limits nothing; it is
+    written too, for versions that count right.
     """
     limits = data.get("limits", {})
     if not _unknown_keys(errors, ["limits"], limits, {"open_files"}):
@@ -423,14 +426,17 @@ def _capacity(errors, data, nofile_hard_limit):
     path = ["listeners", "mqtts", "max_connections"]
     if value == "auto":
         mqtts["max_connections"] = room
-    elif _int(errors, path, value, 1, 1048576) and value > room:
-        capped = "" if effective == wanted else (
-            f", lowered to {effective} by this host's hard limit (raise it, e.g. "
-            "DefaultLimitNOFILE= in systemd's system.conf, or LimitNOFILE= for containers)")
-        errors.add(path, f"{value} is more than the broker can hold open: limits:open_files is "
-                   f"{wanted}{capped}, which leaves room for {room} clients ({FD_RESERVE} files "
-                   "are kept for the broker itself); lower max_connections, raise "
-                   "limits:open_files, or use 'auto'")
+    elif _int(errors, path, value, 1, 1048576):
+        if value > room:
+            capped = "" if effective == wanted else (
+                f", lowered to {effective} by this host's hard limit (raise it, e.g. "
+                "DefaultLimitNOFILE= in systemd's system.conf, or LimitNOFILE= for containers)")
+            errors.add(path, f"{value} is more than the broker can hold open: limits:open_files is "
+                       f"{wanted}{capped}, which leaves room for {room} clients ({FD_RESERVE} files "
+                       "are kept for the broker itself); lower max_connections, raise "
+                       "limits:open_files, or use 'auto'")
+        else:
+            limits["open_files_effective"] = value + FD_RESERVE
 
 
 def validate(data, nofile_hard_limit=None):

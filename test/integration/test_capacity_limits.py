@@ -6,10 +6,11 @@ import re
 
 from scripts.saltlocal import changed, failed
 from test.integration.conftest import base_pillar, broker_pid, wait_for
+from test.support.modules import load
 
 HOOK = pathlib.Path("/lib/lsb/init-functions.d/60-mosquitto-formula-limits")
 CONF = pathlib.Path("/etc/mosquitto/mosquitto.conf")
-RESERVE = 128
+RESERVE = load("_modules", "mosquitto_config").FD_RESERVE
 
 
 def nofile(pid):
@@ -46,6 +47,15 @@ def test_open_files_from_pillar_reach_the_broker(salt_local, applied, passwords)
         assert wait_for(lambda: broker_pid() != pid)
         assert nofile(broker_pid()) == (8192, 8192)
         assert f"max_connections {8192 - RESERVE}\n" in CONF.read_text()
+        # a lower max_connections lowers the limit: the kernel enforces it
+        pid = broker_pid()
+        pillar["mosquitto"]["listeners"] = {"mqtts": {"max_connections": 1000}}
+        salt_local.write_pillar(pillar)
+        rc, states, err = salt_local.apply()
+        assert rc == 0 and not failed(states), failed(states)
+        assert wait_for(lambda: broker_pid() != pid)
+        assert nofile(broker_pid()) == (1000 + RESERVE, 1000 + RESERVE)
+        assert "max_connections 1000\n" in CONF.read_text()
     finally:
         salt_local.write_pillar(base_pillar(passwords))
         rc, states, _ = salt_local.apply()

@@ -39,6 +39,8 @@ def test_a_lower_host_hard_limit_caps_both():
 def test_explicit_max_connections_within_the_limit_is_kept():
     out = validate(nofile_hard_limit=20000, listeners={"mqtts": {"max_connections": 50}})
     assert out["listeners"]["mqtts"]["max_connections"] == 50
+    # the open-files limit enforces it (2.0.11 miscounts its own max_connections)
+    assert out["limits"]["open_files_effective"] == 50 + cfg.FD_RESERVE
 
 
 def test_max_connections_above_the_limit_is_refused_plainly():
