@@ -16,6 +16,7 @@ import copy
 import ipaddress
 import os.path
 import re
+import resource
 
 from salt.exceptions import CommandExecutionError
 
@@ -66,6 +67,7 @@ _OWNED_OPTIONS = {
     "ciphers": "tls:profile",
     "connection": "bridges",
     "user": "lookup:service:user",
+    "max_connections": "listeners:mqtts:max_connections",
 }
 
 # Bridge options the formula writes from a bridge's own keys, and secrets
@@ -78,8 +80,13 @@ _BRIDGE_OWNED = {
 }
 _BRIDGE_OWNED["bridge_psk"] = "(not supported: a secret under options would be a state argument)"
 
+# File descriptors the broker keeps for itself besides its clients: stdio,
+# epoll, listening sockets, log, persistence saves, libwrap's look at
+# /etc/hosts.allow, bridges and a few loopback clients (the exporter).
+FD_RESERVE = 64
+
 _TOP_KEYS = {
-    "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive",
+    "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
     "firewall", "paths", "pkg", "service", "tofs",
 }
@@ -442,7 +449,78 @@ def _options(errors, path, options, owned):
             _text(errors, ipath, item)
 
 
-def validate(data):
+def nofile_hard(init=None):
+    """The highest open-files limit a broker started here can get.
+
+    Under systemd that is PID 1's hard limit: systemd sets a unit's
+    LimitNOFILE= to at most its own (it lowers a higher value silently).
+    Elsewhere the init script inherits salt's process limit. None when
+    unlimited or unknown.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_config.nofile_hard systemd
+    """
+    hard = None
+    if init == "systemd":
+        try:
+            with open("/proc/1/limits", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("Max open files"):
+                        value = line.split()[4]
+                        hard = int(value) if value.isdigit() else None
+        except OSError:
+            hard = None
+    else:
+        value = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        hard = None if value == resource.RLIM_INFINITY else value
+    return hard
+
+
+def _capacity(errors, data, nofile_hard_limit):
+    """limits:open_files and the TLS listener's max_connections.
+
+    Each client holds one file descriptor, so the open-files limit is the
+    broker's real connection limit: past it every new connection is closed
+    at once. max_connections 'auto' takes all of it (limit - FD_RESERVE); a
+    number above that is refused, a number below it lowers the limit to
+    max_connections + FD_RESERVE. That is what holds on Debian 12's
+    mosquitto 2.0.11, whose own max_connections count drifts down by one at
+    every client disconnect (upstream #1460) and soon limits nothing; it is
+    written too, for versions that count right.
+    """
+    limits = data.get("limits", {})
+    if not _unknown_keys(errors, ["limits"], limits, {"open_files"}):
+        return
+    if not _int(errors, ["limits", "open_files"], limits.get("open_files"), 1024, 1048576):
+        return
+    wanted = limits["open_files"]
+    effective = min(wanted, nofile_hard_limit) if nofile_hard_limit else wanted
+    limits["open_files_effective"] = effective
+    mqtts = data.get("listeners", {}).get("mqtts")
+    if not isinstance(mqtts, dict):
+        return
+    room = effective - FD_RESERVE
+    value = mqtts.get("max_connections", "auto")
+    path = ["listeners", "mqtts", "max_connections"]
+    if value == "auto":
+        mqtts["max_connections"] = room
+    elif _int(errors, path, value, 1, 1048576):
+        if value > room:
+            capped = "" if effective == wanted else (
+                f", lowered to {effective} by this host's hard limit (raise it, e.g. "
+                "DefaultLimitNOFILE= in systemd's system.conf, or LimitNOFILE= for containers)")
+            errors.add(path, f"{value} is more than the broker can hold open: limits:open_files is "
+                       f"{wanted}{capped}, which leaves room for {room} clients ({FD_RESERVE} files "
+                       "are kept for the broker itself); lower max_connections, raise "
+                       "limits:open_files, or use 'auto'")
+        else:
+            limits["open_files_effective"] = value + FD_RESERVE
+
+
+def validate(data, nofile_hard_limit=None):
     """
     Check the merged formula settings and return a normalised copy.
 
@@ -451,6 +529,10 @@ def validate(data):
     .. code-block:: bash
 
         salt-call mosquitto_config.validate '{"domain": "mqtt.example.com"}'
+
+    ``nofile_hard_limit`` (from :py:func:`nofile_hard`) caps
+    ``limits:open_files``; the result holds ``limits:open_files_effective``
+    and an integer ``listeners:mqtts:max_connections``.
     """
     errors = _Errors()
     data = copy.deepcopy(data)
@@ -472,9 +554,11 @@ def validate(data):
         if _unknown_keys(errors, ["listeners", "mqtt"], listeners.get("mqtt", {}), {"bind_address"}):
             _bind_address(errors, ["listeners", "mqtt", "bind_address"], listeners["mqtt"].get("bind_address", ""))
         mqtts = listeners.get("mqtts", {})
-        if _unknown_keys(errors, ["listeners", "mqtts"], mqtts, {"bind_address", "tls_version"}):
+        if _unknown_keys(errors, ["listeners", "mqtts"], mqtts, {"bind_address", "tls_version", "max_connections"}):
             _bind_address(errors, ["listeners", "mqtts", "bind_address"], mqtts.get("bind_address", ""))
             _choice(errors, ["listeners", "mqtts", "tls_version"], mqtts.get("tls_version"), _TLS_VERSIONS)
+
+    _capacity(errors, data, nofile_hard_limit)
 
     exporter = data.get("exporter", {})
     if _unknown_keys(errors, ["exporter"], exporter,
@@ -565,7 +649,7 @@ def validate(data):
     paths = data.get("paths", {})
     if isinstance(paths, dict):
         for key, value in paths.items():
-            _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir"))
+            _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir", "sysv_limits_hook"))
         # The formula empties bridges_dir of other *.conf files.
         if paths.get("bridges_dir") and paths.get("bridges_dir") in (paths.get("include_dir"),
                                                                       _dirname(paths.get("conf"))):

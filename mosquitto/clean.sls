@@ -24,6 +24,11 @@ mosquitto-clean-configure-files-absent:
       - {{ mosquitto.tls.cert }}
       - {{ mosquitto.tls.key }}
       - {{ salt['file.dirname'](mosquitto.paths.exporter_secret) }}
+      # the service drop-in (systemd) or the init script's limits hook
+      - {{ mosquitto.paths.systemd_units }}/{{ mosquitto.service.name }}.service.d/mosquitto-formula.conf
+{%- if mosquitto.paths.sysv_limits_hook %}
+      - {{ mosquitto.paths.sysv_limits_hook }}
+{%- endif %}
     - require:
       - service: mosquitto-clean-runtime-service-dead
 

@@ -62,6 +62,7 @@ mosquitto-configure-exporter-env-file-managed:
         EXPORTER_PROGRAM={{ mosquitto.paths.exporter }}
         SERVER_CERT_FILE={{ mosquitto.tls.cert }}
         CA_CERT_FILE={{ mosquitto.tls.ca_cert }}
+        MAX_CONNECTIONS={{ mosquitto.listeners.mqtts.max_connections }}
 
 {%-   if grains.get('init') == 'systemd' %}
 

@@ -6,5 +6,6 @@ include:
   - .acl
   - .bridges
   - .broker
+  - .service
   - .exporter
   - .firewall
