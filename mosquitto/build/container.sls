@@ -50,6 +50,10 @@ mosquitto-build-container-user-present:
     - home: /nonexistent
     - createhome: False
     - shell: /usr/sbin/nologin
+    # Another image may run its broker as another uid: this account is the
+    # formula's own (checked above), the files are re-owned by configure/.
+    - allow_uid_change: True
+    - allow_gid_change: True
     - require:
       - group: mosquitto-build-container-group-present
 {%-   if account and account.get('fullname') != marker %}

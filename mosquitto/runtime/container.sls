@@ -92,19 +92,38 @@ mosquitto-runtime-container-broker-running:
 {%- endif %}
     - require:
       - sls: {{ tplroot }}.build.container
+      - sls: {{ tplroot }}.configure.tls
       - sls: {{ tplroot }}.configure.users
       - sls: {{ tplroot }}.configure.acl
-    - watch:
+      - sls: {{ tplroot }}.configure.broker
+
+{#- A restart, not docker_container's watch (which re-creates the container
+    and, in the engine, leaves it "manually stopped": the restart policy then
+    did not bring it back after a crash). A changed image, uid or any other
+    container setting re-creates it above. #}
+mosquitto-runtime-container-broker-restarted:
+  module.run:
+    - docker.restart:
+      - name: {{ ct.name }}
+    - require:
+      - docker_container: mosquitto-runtime-container-broker-running
+    - onchanges:
       - sls: {{ tplroot }}.configure.broker
       - sls: {{ tplroot }}.configure.tls
 
+{#- SIGHUP from inside the container's namespaces (nsenter; the broker is
+    its PID 1), not through the engine's kill API: Docker 20.10 marks a
+    container signalled that way as "manually stopped", and restart policy
+    unless-stopped then no longer restarts it after a crash. A non-zero exit
+    fails the state (run_all's retcode). #}
 mosquitto-runtime-container-broker-reloaded:
   module.run:
-    - docker.signal:
+    - docker.run_all:
       - name: {{ ct.name }}
-      - signal: SIGHUP
+      - cmd: sh -c 'kill -HUP 1'
+      - exec_driver: nsenter
     - require:
-      - docker_container: mosquitto-runtime-container-broker-running
+      - module: mosquitto-runtime-container-broker-restarted
     - onchanges:
       - sls: {{ tplroot }}.configure.users
       - sls: {{ tplroot }}.configure.acl

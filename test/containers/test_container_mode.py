@@ -41,6 +41,14 @@ def nofile_limit(pid):
     raise AssertionError("no nofile limit")
 
 
+def connects(port, user, password, **kw):
+    """True once the broker accepts these credentials; None while it is down."""
+    try:
+        return Client(port, user, password, **kw).connect() or None
+    except OSError:
+        return None
+
+
 def test_broker_runs_hardened_in_its_container(applied, engine):
     info = attrs(engine)
     host = info["HostConfig"]
@@ -170,9 +178,9 @@ def test_engine_restarts_the_broker_after_it_dies(applied, engine, passwords):
     before = attrs(engine)
     os.kill(before["State"]["Pid"], signal.SIGKILL)
     assert wait_for(lambda: attrs(engine)["RestartCount"] > before["RestartCount"]
-                    and attrs(engine)["State"]["Running"], 30)
+                    and attrs(engine)["State"]["Running"], 30), attrs(engine)["State"]
     assert attrs(engine)["Id"] == before["Id"]
-    assert wait_for(lambda: Client(MQTT, "bob", passwords["bob"]).connect() or None, 20)
+    assert wait_for(lambda: connects(MQTT, "bob", passwords["bob"]), 20)
 
 
 def test_password_rotation_reloads_and_keeps_other_clients(salt_local, applied, engine, passwords):
@@ -194,7 +202,7 @@ def test_password_rotation_reloads_and_keeps_other_clients(salt_local, applied, 
         after = attrs(engine)
         # Same container, same process: a SIGHUP, not a restart.
         assert (after["Id"], after["State"]["Pid"]) == (before["Id"], before["State"]["Pid"])
-        assert wait_for(lambda: Client(MQTT, "alice", new["alice"]).connect() or None)
+        assert wait_for(lambda: connects(MQTT, "alice", new["alice"]))
         assert Client(MQTT, "alice", passwords["alice"]).connect() is False
         assert not bob.disconnected.is_set()
         other = Client(MQTT, "alice", new["alice"])
@@ -225,33 +233,58 @@ def _queue_for_offline_subscriber(passwords, client_id, count=3):
     pub.close()
 
 
+def _accepts(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def _receive_queued(passwords, client_id, count=3):
+    assert wait_for(lambda: _accepts(MQTT), 20)
     sub = Client(MQTT, "bob", passwords["bob"], client_id=client_id, clean=False)
-    assert wait_for(lambda: sub.connect() or None, 20)
+    assert sub.connect()
     try:
         return sorted(sub.get(timeout=10)[1] for _ in range(count))
     finally:
         sub.close()
 
 
-def test_listener_change_recreates_the_container_and_queued_messages_survive(
+def test_listener_change_restarts_the_container_and_queued_messages_survive(
         salt_local, applied, engine, passwords):
-    _queue_for_offline_subscriber(passwords, "queue-recreate")
-    before = attrs(engine)["Id"]
+    _queue_for_offline_subscriber(passwords, "queue-restart")
+    before = attrs(engine)
     changed_pillar = pillar(passwords)
     changed_pillar["mosquitto"]["max_keepalive"] = 600
     try:
         salt_local.write_pillar(changed_pillar)
         rc, states, err = salt_local.apply()
         assert rc == 0 and not failed(states), failed(states)
-        assert "mosquitto-runtime-container-broker-running" in changed(states)
-        assert attrs(engine)["Id"] != before, "the container was not re-created"
+        assert set(changed(states)) == {"mosquitto-configure-broker-config-file-managed",
+                                        "mosquitto-runtime-container-broker-restarted"}
+        after = attrs(engine)
+        assert after["Id"] == before["Id"] and after["State"]["StartedAt"] != before["State"]["StartedAt"]
         assert "max_keepalive 600" in pathlib.Path(f"{ETC}/mosquitto.conf").read_text()
-        assert _receive_queued(passwords, "queue-recreate") == [b"m0", b"m1", b"m2"]
+        assert _receive_queued(passwords, "queue-restart") == [b"m0", b"m1", b"m2"]
     finally:
         salt_local.write_pillar(pillar(passwords))
         rc, states, _ = salt_local.apply()
         assert rc == 0 and not failed(states)
+
+
+def test_queued_messages_survive_the_container_being_recreated(salt_local, applied, engine, passwords):
+    """The operator removes the container (docker stop + rm); the next apply
+    creates a new one on the same data directory."""
+    _queue_for_offline_subscriber(passwords, "queue-recreate")
+    before = attrs(engine)["Id"]
+    engine.docker("stop", NAME)  # SIGTERM: the broker saves its database
+    engine.docker("rm", NAME)
+    rc, states, err = salt_local.apply()
+    assert rc == 0 and not failed(states), failed(states)
+    assert "mosquitto-runtime-container-broker-running" in changed(states)
+    assert attrs(engine)["Id"] != before
+    assert _receive_queued(passwords, "queue-recreate") == [b"m0", b"m1", b"m2"]
 
 
 def test_bad_container_pillar_fails_before_anything_changes(salt_local, applied, engine, passwords):
