@@ -34,6 +34,19 @@ mosquitto-build-container-account-foreign:
     - failhard: True
 {%-   endif %}
 
+{#- The image's uid changes (another image): the running broker is stopped
+    first, so it saves its database while the data dir is still its own
+    (configure.broker then hands it to the new uid). #}
+{%-   set user = ct.uid ~ ':' ~ ct.gid %}
+{%-   if salt['docker.exists'](ct.name) and salt['docker.state'](ct.name) == 'running'
+         and salt['docker.inspect_container'](ct.name)['Config']['User'] != user %}
+mosquitto-build-container-broker-stopped:
+  docker_container.stopped:
+    - name: {{ ct.name }}
+    - require_in:
+      - group: mosquitto-build-container-group-present
+{%-   endif %}
+
 mosquitto-build-container-group-present:
   group.present:
     - name: {{ mosquitto.service.group }}

@@ -109,6 +109,8 @@ class DockerEngine:
                 ids = self.docker("ps", "-aq", check=False, timeout=60).stdout.split()
                 if ids:
                     self.docker("rm", "-f", *ids, check=False, timeout=120)
+                # Their bridges would outlive the engine as host interfaces.
+                self.docker("network", "prune", "-f", check=False, timeout=60)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(30)

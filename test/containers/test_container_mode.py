@@ -327,10 +327,44 @@ def test_an_image_the_formula_did_not_build_with_another_uid(salt_local, applied
         assert rc == 0 and not failed(states)
 
 
+NETWORK, SUBNET, BROKER_IP, PUBLISHED = "mqctr-net", "198.19.0.0/24", "198.19.0.10", 18884
+
+
+def test_named_network_with_fixed_address_and_published_tls_port(salt_local, applied, engine,
+                                                                  passwords, tmp_path):
+    """The option to host networking: a network the formula creates, the
+    broker at a fixed address on it, its TLS port published on the host's
+    loopback. The plain listener stays inside the container. The pillar is
+    left so for the clean test, which must remove the network too."""
+    salt_local.write_pillar(pillar(passwords, network=NETWORK, subnet=SUBNET, ip=BROKER_IP,
+                                   publish=[f"127.0.0.1:{PUBLISHED}:{MQTTS}"]))
+    rc, states, err = salt_local.apply()
+    assert rc == 0 and not failed(states), failed(states)
+    assert "mosquitto-build-container-network-present" in changed(states)
+    info = attrs(engine)
+    assert info["HostConfig"]["NetworkMode"] == NETWORK
+    assert info["NetworkSettings"]["Networks"][NETWORK]["IPAMConfig"]["IPv4Address"] == BROKER_IP
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", MQTT), timeout=2)  # not the host's any more
+    for host, port in ((BROKER_IP, MQTTS), ("127.0.0.1", PUBLISHED)):
+        # The certificate's name, resolved to where the broker is reached.
+        hosts = tmp_path / "hosts"
+        hosts.write_text(f"{host} {DOMAIN}\n")
+        result = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f"mount --bind {hosts} /etc/hosts && exec \"$@\"", "sh",
+             "mosquitto_pub", "-h", DOMAIN, "-p", str(port), "--cafile", CA, "-u", "alice",
+             "-P", passwords["alice"], "-t", "sensors/net", "-m", "x", "-q", "1"],
+            capture_output=True, text=True, timeout=20)
+        assert result.returncode == 0, (host, port, result.stderr)
+    rc, states, _ = salt_local.apply()
+    assert rc == 0 and changed(states) == {}
+
+
 def test_zz_clean_removes_the_container_mode(salt_local, applied, engine):
     rc, states, err = salt_local.apply("mosquitto.clean")
     assert rc == 0 and not failed(states), failed(states)
     assert engine.docker("ps", "-aq", "--filter", f"name=^{NAME}$").stdout.strip() == ""
+    assert engine.docker("network", "inspect", NETWORK, check=False).returncode != 0
     import pwd
     with pytest.raises(KeyError):
         pwd.getpwnam("mosquitto-ctr")
