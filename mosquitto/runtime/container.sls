@@ -83,6 +83,8 @@ mosquitto-runtime-container-broker-running:
 {%- if ct.network == 'host' %}
     - network_mode: host
 {%- else %}
+    # Created on that network (not on the engine's default, then moved).
+    - network_mode: {{ ct.network }}
     - networks:
       - {{ ct.network }}{% if ct.ip %}:
         - ipv4_address: {{ ct.ip }}{% endif %}
@@ -97,10 +99,9 @@ mosquitto-runtime-container-broker-running:
       - sls: {{ tplroot }}.configure.acl
       - sls: {{ tplroot }}.configure.broker
 
-{#- A restart, not docker_container's watch (which re-creates the container
-    and, in the engine, leaves it "manually stopped": the restart policy then
-    did not bring it back after a crash). A changed image, uid or any other
-    container setting re-creates it above. #}
+{#- A restart of the same container (docker_container's watch would
+    re-create it). A changed image, uid or any other container setting
+    re-creates it above. #}
 mosquitto-runtime-container-broker-restarted:
   module.run:
     - docker.restart:
