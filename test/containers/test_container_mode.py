@@ -19,6 +19,8 @@ from test.containers.conftest import (CA, DATA, DOMAIN, ETC, IMAGE, NAME, OTHER_
                                       pillar, wait_for)
 from test.support.mqtt import Client
 
+pytestmark = pytest.mark.containers
+
 MQTT, MQTTS = PORTS["mqtt"], PORTS["mqtts"]
 
 
@@ -298,6 +300,24 @@ def test_bad_container_pillar_fails_before_anything_changes(salt_local, applied,
         assert "mosquitto:container:uid: must not be 0" in text
         assert "mosquitto:container:network: must be host or the name" in text
         assert attrs(engine)["Id"] == before
+        assert pathlib.Path(f"{ETC}/mosquitto.conf").read_bytes() == conf
+    finally:
+        salt_local.write_pillar(pillar(passwords))
+
+
+def test_a_host_account_the_formula_did_not_make_is_refused(salt_local, applied, engine, passwords):
+    import grp
+    import pwd
+    before = (pwd.getpwnam("nobody"), grp.getgrnam("nogroup"), attrs(engine)["Id"])
+    conf = pathlib.Path(f"{ETC}/mosquitto.conf").read_bytes()
+    bad = pillar(passwords)
+    bad["mosquitto"]["lookup"]["service"].update({"user": "nobody", "group": "nogroup"})
+    try:
+        salt_local.write_pillar(bad)
+        rc, states, err = salt_local.apply()
+        assert rc != 0
+        assert "Host account nobody (uid 65534) was not made by this formula" in repr(states)
+        assert (pwd.getpwnam("nobody"), grp.getgrnam("nogroup"), attrs(engine)["Id"]) == before
         assert pathlib.Path(f"{ETC}/mosquitto.conf").read_bytes() == conf
     finally:
         salt_local.write_pillar(pillar(passwords))
