@@ -11,6 +11,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -89,6 +90,10 @@ def engine(tmp_path_factory):
         pytest.fail("the container suite starts dockerd: run it as root")
     before = eng.firewall_snapshot()
     _remove_host_leftovers()  # of an earlier run that was killed
+    # A SIGTERM (CI timeout, an impatient user) still runs the teardown.
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+    previous = signal.signal(signal.SIGTERM, _terminate)
     # A short path: the engine's socket path must fit in sockaddr_un.
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="mqctr-", dir="/tmp"))
     docker = eng.DockerEngine(workdir / "engine")
@@ -100,6 +105,7 @@ def engine(tmp_path_factory):
         docker.stop()
         _remove_host_leftovers()
         shutil.rmtree(workdir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
     assert eng.firewall_snapshot() == before, "the suite changed this host's packet filter"
 
 
