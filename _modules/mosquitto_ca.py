@@ -13,13 +13,24 @@ Rules this module keeps:
   (root:mosquitto 0640 by default); the CA key is root-only (0600).
 - Files are written atomically (temp file in the same directory + rename),
   with mode and owner set before the file appears under its name.
-- ``sign_csr`` takes only the public key from a CSR; names, validity and
-  extensions come from its arguments (the requester's pillar), and the result
-  is always a leaf (CA=False) server certificate.
+- ``sign_csr`` (the fleet's CA minion, called by other minions through Salt
+  peer publish) takes only the public key from a CSR and signs with this
+  minion's own CA (its pillar ``mosquitto:tls:ca_cert``/``ca_key``). The
+  requester is the minion id Salt gives the call (``__pub_id``), never an
+  argument; the names and validity it asks for must fit the signing policy
+  (``mosquitto:tls:signing_policies`` on this minion; by default only names
+  equal to the requester's id or starting with ``<id>.``). The result is
+  always a leaf (CA=False) serverAuth certificate.
+- Every certificate issued is recorded (serial, requester, names, expiry)
+  in ``issued.json`` beside the CA key (root-only); ``issued`` reads it.
 """
 import datetime
+import fcntl
+import fnmatch
 import grp
 import ipaddress
+import json
+import logging
 import os
 import pwd
 import re
@@ -28,6 +39,7 @@ import tempfile
 from salt.exceptions import CommandExecutionError
 
 try:
+    import cryptography
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
@@ -40,15 +52,43 @@ except ImportError:
 
 __virtualname__ = "mosquitto_ca"
 
+log = logging.getLogger(__name__)
+
+# The oldest cryptography with every API used here: Certificate
+# .not_valid_before_utc/.not_valid_after_utc came in 42.0
+# (verify_directly_issued_by in 40.0, the rest is older).
+MIN_CRYPTOGRAPHY = (42, 0)
+
+# The formula's defaults (parameters/defaults.yaml), for a CA minion whose
+# pillar does not set them.
+DEFAULT_CA_CERT = "/etc/mosquitto/certs/ca.crt"
+DEFAULT_CA_KEY = "/etc/mosquitto/ca/ca.key"
+DEFAULT_DAYS_VALID = 825
+# Beside the CA key, root-only: every certificate this CA issued.
+RECORD_NAME = "issued.json"
+# The only arguments a requester may send to sign_csr.
+# A key made for a reissue waits here until its certificate is signed.
+NEW_KEY_SUFFIX = ".new"
+SIGN_ARGS = ("csr_pem", "dns_names", "ip_addresses", "days_valid", "common_name")
+
 EC_CURVES = {256: "SECP256R1", 384: "SECP384R1", 521: "SECP521R1"}
 # Issue certs a little in the past so hosts with a slightly slow clock accept them.
 BACKDATE = datetime.timedelta(minutes=5)
 DNS_RE = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$")
 
 
+def _version(text):
+    """(major, minor) of a version string such as '42.0.5' or '43.0.0rc1'."""
+    nums = re.findall(r"\d+", str(text))
+    return tuple(int(n) for n in (nums + ["0", "0"])[:2])
+
+
 def __virtual__():
     if not HAS_CRYPTOGRAPHY:
         return (False, "mosquitto_ca needs the python 'cryptography' library")
+    if _version(cryptography.__version__) < MIN_CRYPTOGRAPHY:
+        return (False, f"mosquitto_ca needs cryptography >= {'.'.join(map(str, MIN_CRYPTOGRAPHY))} "
+                       f"(it uses Certificate.not_valid_after_utc), this Python has {cryptography.__version__}")
     return __virtualname__
 
 
@@ -350,6 +390,126 @@ def _sign_server_cert(public_key, ca_cert, ca_key, common_name, dns, ips, days_v
     return builder.sign(ca_key, hashes.SHA256())
 
 
+# --- the CA minion's own settings, its signing policy and its record ---------
+
+
+def _pillar_tls(fresh):
+    """This minion's pillar ``mosquitto:tls``. fresh=True compiles it anew on
+    the master (pillar.items), so a policy an operator just changed counts."""
+    if fresh and "pillar.items" in __salt__:
+        # unmask: Salt 3008 redacts every pillar value pillar.items returns
+        # unless asked for the real ones.
+        pillar = __salt__["pillar.items"](unmask=True)
+    else:
+        pillar = globals().get("__pillar__") or {}
+    tls = ((pillar or {}).get("mosquitto") or {}).get("tls") or {}
+    if not isinstance(tls, dict):
+        raise CommandExecutionError("pillar mosquitto:tls on the CA minion must be a mapping")
+    return tls
+
+
+def _ca_settings(fresh=True):
+    """CA cert/key paths, longest validity and signing policies of this minion."""
+    tls = _pillar_tls(fresh)
+    if "mosquitto_config.signing_policies" not in __salt__:
+        raise CommandExecutionError("the mosquitto_config module is missing on the CA minion: run saltutil.sync_modules")
+    try:
+        days = int(tls.get("days_valid", DEFAULT_DAYS_VALID))
+    except (TypeError, ValueError) as exc:
+        raise CommandExecutionError(f"mosquitto:tls:days_valid on the CA minion is not a number: {exc}") from exc
+    return {
+        "ca_cert": tls.get("ca_cert") or DEFAULT_CA_CERT,
+        "ca_key": tls.get("ca_key") or DEFAULT_CA_KEY,
+        "days_valid": days,
+        "policies": __salt__["mosquitto_config.signing_policies"](tls.get("signing_policies") or []),
+    }
+
+
+def _policy_for(requester, policies, ca_days):
+    """What ``requester`` may have signed: the default (its own id) widened by
+    every entry of signing_policies whose ``minions`` glob matches it."""
+    rid = str(requester).lower()
+    matched = [(i, p) for i, p in enumerate(policies) if fnmatch.fnmatchcase(rid, p["minions"].lower())]
+    days = [p["max_days"] for _, p in matched if p.get("max_days")]
+    return {
+        "requester": rid,
+        "dns_names": [pat.lower() for _, p in matched for pat in p.get("dns_names", [])],
+        "ip_networks": [ipaddress.ip_network(n) for _, p in matched for n in p.get("ip_networks", [])],
+        "max_days": max(days) if days else int(ca_days),
+        "matched": [f"signing_policies[{i}] (minions {p['minions']!r})" for i, p in matched],
+    }
+
+
+def _describe_policy(policy):
+    rid = policy["requester"]
+    dns = [rid, f"{rid}.*"] + policy["dns_names"]
+    ips = ", ".join(map(str, policy["ip_networks"])) or "none"
+    source = "default" + "".join(f" + {m}" for m in policy["matched"])
+    return (f"policy for minion {rid} ({source}): DNS names {', '.join(dns)}; "
+            f"IP addresses in {ips}; at most {policy['max_days']} days")
+
+
+def _name_allowed(name, policy):
+    rid = policy["requester"]
+    # The minion's own id, or the id followed by a dot: "h1" allows
+    # h1.example.com but never h10.example.com.
+    if name == rid or name.startswith(rid + "."):
+        return True
+    return any(fnmatch.fnmatchcase(name, pat) for pat in policy["dns_names"])
+
+
+def _policy_problems(policy, dns, ips, days):
+    problems = [f"DNS name {n}" for n in dns if not _name_allowed(n, policy)]
+    problems += [f"IP address {ip}" for ip in ips if not any(ip in net for net in policy["ip_networks"])]
+    if int(days) > policy["max_days"]:
+        problems.append(f"validity {int(days)} days")
+    return problems
+
+
+def _record_path(ca_key_path):
+    return os.path.join(os.path.dirname(os.path.abspath(ca_key_path)), RECORD_NAME)
+
+
+def _read_records(path):
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, "rb") as fh:
+            records = json.loads(fh.read() or b"[]")
+    except (OSError, ValueError) as exc:
+        # Never start a new record over an unreadable one: it is an audit log.
+        raise CommandExecutionError(f"record of issued certificates {path} is unreadable: {exc}") from exc
+    if not isinstance(records, list):
+        raise CommandExecutionError(f"record of issued certificates {path} is not a list")
+    return records
+
+
+def _record(ca_key_path, cert, requester, how):
+    """Add ``cert`` to the CA's record: rewritten whole, atomically (temp file
+    + rename), under an exclusive lock on the CA directory, root-only."""
+    path = _record_path(ca_key_path)
+    dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        records = _read_records(path)
+        info = _info(cert)
+        records.append({
+            "serial": info["serial"],
+            "requester": str(requester),
+            "how": how,
+            "subject_cn": info["subject_cn"],
+            "dns_names": info["dns_names"],
+            "ip_addresses": info["ip_addresses"],
+            "not_after": info["not_after"],
+            "issued_at": _now().replace(microsecond=0).isoformat(),
+            "fingerprint": info["fingerprint"],
+        })
+        root = os.geteuid() == 0
+        _write(path, (json.dumps(records, indent=1) + "\n").encode(), 0o600, 0 if root else None, 0 if root else None)
+    finally:
+        os.close(dir_fd)
+
+
 # --- public functions --------------------------------------------------------
 
 
@@ -521,6 +681,7 @@ def issue_cert(
     ensure_key(key_path, key_type, key_size, key_user, key_group, key_mode, reuse_key)
     key = _load_key(key_path)
     cert = _sign_server_cert(key.public_key(), ca_cert, ca_key, str(common_name), dns, ips, days_valid)
+    _record(ca_key_path, cert, globals().get("__opts__", {}).get("id", "local"), "local")
     _write(cert_path, _cert_pem(cert), 0o644)
     return _info(cert)
 
@@ -550,45 +711,142 @@ def create_csr(key_path, common_name, dns_names=(), ip_addresses=()):
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def sign_csr(csr_pem, ca_cert_path, ca_key_path, dns_names=(), ip_addresses=(), days_valid=825, common_name=None):
+def sign_csr(csr_pem, *, dns_names=(), ip_addresses=(), days_valid=None, common_name=None, **kwargs):
     """
-    Sign a CSR with the local CA and return the PEM certificate. Meant to be
-    called by other minions through ``publish.publish`` so the CA key never
-    leaves this host. Only the CSR's public key is used: the SANs are exactly
-    dns_names + ip_addresses (plus common_name, which defaults to the first
-    of them) and the result is always CA=False, serverAuth.
+    Sign a CSR with this minion's CA for the minion that asked, and return the
+    PEM certificate. Meant to be called by other minions through Salt peer
+    publish (``publish.publish <ca minion> mosquitto_ca.sign_csr``) so the CA
+    key never leaves this host.
 
-    CLI Example:
+    - The CA is this minion's own (pillar ``mosquitto:tls:ca_cert``/``ca_key``,
+      defaults /etc/mosquitto/certs/ca.crt and /etc/mosquitto/ca/ca.key).
+      Any argument besides the CSR, the names, the validity and the common
+      name (a CA or key path, an extension...) is refused: nothing is signed.
+    - The requester is the minion id Salt gives the call (``__pub_id``, set by
+      the master from the caller's authenticated id); a call without one
+      (salt-call here, or from the master) is refused.
+    - The names (dns_names + ip_addresses + common_name, default the first of
+      them) and days_valid (default the CA's tls:days_valid) must fit the
+      policy: DNS names equal to the requester's id or starting with
+      ``<id>.``, no IP addresses, at most tls:days_valid days, widened by
+      ``mosquitto:tls:signing_policies`` entries whose ``minions`` glob
+      matches the requester. A refusal is logged here (warning) and raised
+      to the caller naming the minion, the names and the policy.
+    - Only the CSR's public key is used; the result is always CA=False,
+      serverAuth, and recorded (see ``issued``).
+
+    CLI Example (from a broker minion; the master's ``peer`` must allow it):
 
     .. code-block:: bash
 
-        salt ca-minion mosquitto_ca.sign_csr "$(cat req.csr)" /etc/mosquitto/ca/ca.crt /etc/mosquitto/ca/ca.key \\
-            dns_names='[mqtt.example.com]'
+        salt-call publish.publish ca-minion mosquitto_ca.sign_csr \\
+            arg='[{"__kwarg__": true, "csr_pem": "...", "dns_names": ["mqtt2.example.com"]}]'
     """
+    requester = kwargs.get("__pub_id")
+    unknown = sorted(k for k in kwargs if not str(k).startswith("__pub_"))
+    if unknown:
+        log.warning("mosquitto_ca.sign_csr: refused a request from %s with argument(s) %s",
+                    requester or "an unknown caller", ", ".join(unknown))
+        raise CommandExecutionError(
+            f"sign_csr refuses argument(s) {', '.join(unknown)} (it accepts only {', '.join(SIGN_ARGS)}): "
+            "the CA minion signs with its own CA from its own pillar, the caller chooses no CA, key or "
+            "extension. Nothing was signed."
+        )
+    if not requester:
+        raise CommandExecutionError(
+            "sign_csr serves other minions through Salt peer publish and signs for the minion id Salt "
+            "gives the call; this call has none (salt-call or the master?). Nothing was signed; "
+            "on the CA host itself use mosquitto_ca.issue_cert."
+        )
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
     except (ValueError, TypeError) as exc:
         raise CommandExecutionError(f"not a PEM certificate signing request: {exc}") from exc
     if not csr.is_signature_valid:
         raise CommandExecutionError("CSR signature does not verify (the requester does not hold the key)")
+    settings = _ca_settings()
     dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
     common_name = common_name or (dns[0] if dns else str(ips[0]))
-    ca_cert, ca_key = _load_ca(ca_cert_path, ca_key_path)
-    cert = _sign_server_cert(csr.public_key(), ca_cert, ca_key, str(common_name), dns, ips, days_valid)
+    days = settings["days_valid"] if days_valid is None else days_valid
+    try:
+        days = int(days)
+    except (TypeError, ValueError) as exc:
+        raise CommandExecutionError(f"days_valid must be a number, not {days!r}") from exc
+    if days < 1:
+        raise CommandExecutionError(f"days_valid must be at least 1, not {days}")
+    policy = _policy_for(requester, settings["policies"], settings["days_valid"])
+    problems = _policy_problems(policy, dns, ips, days)
+    if problems:
+        message = (f"minion {policy['requester']} may not have a certificate with {', '.join(problems)}: "
+                   f"not allowed by the {_describe_policy(policy)}. Nothing was signed; widen it with "
+                   "mosquitto:tls:signing_policies in the CA minion's pillar if this is wanted.")
+        log.warning("mosquitto_ca.sign_csr refused: %s", message)
+        raise CommandExecutionError(message)
+    ca_cert, ca_key = _load_ca(settings["ca_cert"], settings["ca_key"])
+    cert = _sign_server_cert(csr.public_key(), ca_cert, ca_key, str(common_name), dns, ips, days)
+    _record(settings["ca_key"], cert, policy["requester"], "peer")
+    log.info("mosquitto_ca.sign_csr: signed serial %X for %s (%s)", cert.serial_number, policy["requester"],
+             ", ".join(dns + [str(i) for i in ips]))
     return _cert_pem(cert).decode()
 
 
-def read_ca_cert(ca_cert_path):
+def check_request(requester, dns_names=(), ip_addresses=(), days_valid=None, common_name=None):
     """
-    The CA certificate as PEM. Re-serialised from the parsed certificate, so a
-    peer calling this can never read anything but a CA certificate.
+    Whether this CA minion's policy lets ``requester`` have a certificate for
+    these names and days, without signing anything: {"allowed", "problems",
+    "policy"}. For operators checking a policy before a run.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt ca-minion mosquitto_ca.read_ca_cert /etc/mosquitto/ca/ca.crt
+        salt ca-minion mosquitto_ca.check_request mqtt2.example.com dns_names='[mqtt.example.com]'
     """
+    settings = _ca_settings()
+    dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
+    days = settings["days_valid"] if days_valid is None else int(days_valid)
+    policy = _policy_for(requester, settings["policies"], settings["days_valid"])
+    problems = _policy_problems(policy, dns, ips, days)
+    return {"allowed": not problems, "problems": problems, "policy": _describe_policy(policy)}
+
+
+def issued(ca_key_path=None, requester=None):
+    """
+    Every certificate this CA issued, oldest first: serial (hex), requester
+    (minion id), how ("peer": signed for another minion; "local": this
+    host's own), subject_cn, dns_names, ip_addresses, not_after, issued_at,
+    fingerprint. Read from ``issued.json`` beside the CA key
+    (pillar mosquitto:tls:ca_key, default /etc/mosquitto/ca/ca.key).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ca-minion mosquitto_ca.issued
+        salt ca-minion mosquitto_ca.issued requester=mqtt2.example.com
+    """
+    path = _record_path(ca_key_path or _ca_settings(fresh=False)["ca_key"])
+    records = _read_records(path)
+    if requester is not None:
+        records = [r for r in records if r.get("requester") == str(requester).lower()]
+    return records
+
+
+def read_ca_cert(ca_cert_path=None, **kwargs):
+    """
+    The CA certificate as PEM. Re-serialised from the parsed certificate, so a
+    caller can never read anything but a CA certificate. Called by another
+    minion (peer publish) it is always this minion's own CA certificate
+    (pillar mosquitto:tls:ca_cert), whatever path the caller gives.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ca-minion mosquitto_ca.read_ca_cert /etc/mosquitto/certs/ca.crt
+    """
+    if ca_cert_path is None or kwargs.get("__pub_id"):
+        ca_cert_path = _pillar_tls(False).get("ca_cert") or DEFAULT_CA_CERT
     cert = _load_cert(ca_cert_path, "CA certificate")
     if not _is_ca(cert):
         raise CommandExecutionError(f"{ca_cert_path} is not a CA certificate")
@@ -614,6 +872,74 @@ def write_cert(cert_path, cert_pem, key_path=None, ca_cert_path=None):
         raise CommandExecutionError(f"certificate for {cert_path} is not signed by CA {ca_cert_path}")
     _write(cert_path, _cert_pem(cert), 0o644)
     return _info(cert)
+
+
+def install_cert(cert_path, cert_pem, key_path, ca_cert_path=None, new_key_path=None, ca_cert_pem=None):
+    """
+    Install a certificate signed by a remote CA minion together with its key.
+    Everything is checked first: the certificate parses, is signed by the CA
+    at ca_cert_path (or given as ca_cert_pem) and matches the key (new_key_path when given, else
+    key_path). Then a new key is renamed over key_path and the certificate
+    written (0644, atomically). Returns cert_info.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.install_cert /etc/mosquitto/certs/server.crt "$(cat server.crt)" \\
+            /etc/mosquitto/certs/server.key /etc/mosquitto/certs/ca.crt
+    """
+    cert = _load_cert_pem(cert_pem)
+    if not _key_matches(cert, _load_key(new_key_path or key_path)):
+        raise CommandExecutionError(f"certificate for {cert_path} does not match key {new_key_path or key_path}")
+    ca_cert = _load_cert_pem(ca_cert_pem, "CA certificate") if ca_cert_pem else _load_cert(ca_cert_path, "CA certificate")
+    if not _issued_by(cert, ca_cert):
+        raise CommandExecutionError(f"certificate for {cert_path} is not signed by CA {ca_cert_path or 'given'}")
+    if new_key_path:
+        os.replace(new_key_path, key_path)
+    _write(cert_path, _cert_pem(cert), 0o644)
+    return _info(cert)
+
+
+def key_fits(key_path, key_type="ec", key_size=2048):
+    """
+    True when key_path holds a readable key of the wanted type and size (one
+    a reissue keeps).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.key_fits /etc/mosquitto/certs/server.key ec
+    """
+    want = _key_spec(key_type, key_size)
+    if not os.path.exists(key_path):
+        return False
+    try:
+        return _describe_key(_load_key(key_path)) == want
+    except CommandExecutionError:
+        return False
+
+
+def discard_new_key(path):
+    """
+    Remove a new key (``*.new``) that certificate_managed made for a
+    certificate the CA minion then refused, so a refused run leaves nothing
+    behind. Refuses any other file. True when it existed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.discard_new_key /etc/mosquitto/certs/server.key.new
+    """
+    if not str(path).endswith(NEW_KEY_SUFFIX):
+        raise CommandExecutionError(f"{path} is not a new key ({NEW_KEY_SUFFIX}): not removing it")
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def needs_reissue(

@@ -14,6 +14,7 @@ line break.
 
 import copy
 import ipaddress
+import os.path
 import re
 
 from salt.exceptions import CommandExecutionError
@@ -27,6 +28,18 @@ _OPTION = re.compile(r"^[a-z][a-z0-9_]*$")
 _BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ACCESS = ("read", "write", "readwrite", "deny")
 _TLS_VERSIONS = ("tlsv1.2", "tlsv1.3")
+# tls:profile -> TLS 1.2 suites (OpenSSL names) for the listener's `ciphers`.
+# intermediate: Mozilla's "intermediate" without its DHE suites: ECDHE key
+# exchange with AEAD ciphers only (no CBC, no SHA-1 MAC), for ECDSA and RSA
+# server keys. modern: TLS 1.3 only, whose suites OpenSSL picks well.
+TLS_PROFILES = {
+    "intermediate": ":".join([
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ]),
+    "modern": "",
+}
 _KEY_TYPES = ("ec", "rsa")
 
 # mosquitto.conf options the formula writes itself: setting them again under
@@ -42,6 +55,7 @@ _OWNED_OPTIONS = {
     "persistence": "persistence:enabled",
     "persistence_location": "persistence:location",
     "autosave_interval": "persistence:autosave_interval",
+    "autosave_on_changes": "persistence:autosave_on_changes",
     "log_dest": "lookup:paths:log_file",
     "include_dir": "lookup:paths:include_dir",
     "max_keepalive": "max_keepalive",
@@ -49,9 +63,20 @@ _OWNED_OPTIONS = {
     "persistent_client_expiration": "queue:persistent_client_expiration",
     "cafile": "tls", "certfile": "tls", "keyfile": "tls",
     "tls_version": "listeners:mqtts:tls_version",
+    "ciphers": "tls:profile",
     "connection": "bridges",
     "user": "lookup:service:user",
 }
+
+# Bridge options the formula writes from a bridge's own keys, and secrets
+# that would become state arguments under `options`.
+_BRIDGE_OWNED = {
+    key: "bridges:<name> keys" for key in (
+        "connection", "address", "addresses", "topic", "cleansession", "notifications",
+        "keepalive_interval", "remote_username", "remote_password", "bridge_cafile",
+        "bridge_tls_version")
+}
+_BRIDGE_OWNED["bridge_psk"] = "(not supported: a secret under options would be a state argument)"
 
 _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive",
@@ -59,6 +84,7 @@ _TOP_KEYS = {
     "firewall", "paths", "pkg", "service", "tofs", "container",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
+_POLICY_KEYS = {"minions", "dns_names", "ip_networks", "max_days"}
 _BRIDGE_KEYS = {
     "address", "topics", "remote_username", "remote_password", "tls",
     "cleansession", "notifications", "keepalive_interval", "options",
@@ -84,6 +110,10 @@ class _Errors:
 
 def __virtual__():
     return __virtualname__
+
+
+def _dirname(path):
+    return os.path.dirname(str(path or "").rstrip("/")) or None
 
 
 def _unknown_keys(errors, path, data, allowed):
@@ -336,8 +366,59 @@ def _bridges(errors, bridges, tls):
                 _text(errors, bpath + [key], bridge[key])
         if ("remote_username" in bridge) != ("remote_password" in bridge):
             errors.add(bpath, "remote_username and remote_password go together")
-        _options(errors, bpath + ["options"], bridge["options"], owned={})
+        _options(errors, bpath + ["options"], bridge["options"], owned=_BRIDGE_OWNED)
         out[name] = bridge
+    return out
+
+
+def _signing_policies(errors, path, policies):
+    """tls:signing_policies (read by the CA minion): who may get which names."""
+    out = []
+    for i, spec in enumerate(_list(errors, path, policies)):
+        ppath = path + [i]
+        if not _unknown_keys(errors, ppath, spec, _POLICY_KEYS):
+            continue
+        minions = spec.get("minions")
+        if not _text(errors, ppath + ["minions"], minions):
+            continue
+        policy = {"minions": minions.strip().lower(), "dns_names": [], "ip_networks": [], "max_days": None}
+        for j, pattern in enumerate(_list(errors, ppath + ["dns_names"], spec.get("dns_names", []))):
+            if not _text(errors, ppath + ["dns_names", j], pattern):
+                continue
+            pattern = pattern.strip().lower()
+            if not re.match(r"^[a-z0-9*?.\[\]_-]+$", pattern):
+                errors.add(ppath + ["dns_names", j], f"must be a DNS name glob such as '*.example.com', got {pattern!r}")
+                continue
+            if pattern.strip("*?.") == "":
+                errors.add(ppath + ["dns_names", j], f"{pattern!r} matches every name: list the domains instead")
+                continue
+            policy["dns_names"].append(pattern)
+        for j, net in enumerate(_list(errors, ppath + ["ip_networks"], spec.get("ip_networks", []))):
+            try:
+                policy["ip_networks"].append(str(ipaddress.ip_network(str(net), strict=True)))
+            except ValueError:
+                errors.add(ppath + ["ip_networks", j], f"must be a network such as 192.0.2.0/24 (host bits zero), got {net!r}")
+        if spec.get("max_days") is not None and _int(errors, ppath + ["max_days"], spec["max_days"], 1, 36500):
+            policy["max_days"] = spec["max_days"]
+        out.append(policy)
+    return out
+
+
+def signing_policies(policies):
+    """
+    Check and normalise ``mosquitto:tls:signing_policies`` (a list of
+    {minions, dns_names, ip_networks, max_days}); raises naming the key.
+    The CA minion's ``mosquitto_ca.sign_csr`` reads its policies through this.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_config.signing_policies '[{minions: "edge*", dns_names: ["*.edge.example.com"]}]'
+    """
+    errors = _Errors()
+    out = _signing_policies(errors, ["tls", "signing_policies"], [] if policies is None else policies)
+    errors.raise_if_any()
     return out
 
 
@@ -420,16 +501,23 @@ def validate(data):
             errors.add(["queue", "persistent_client_expiration"], f"must be like 14d, 12h, 2w, 1m, 1y or '' (never), got {exp!r}")
 
     persistence = data.get("persistence", {})
-    if _unknown_keys(errors, ["persistence"], persistence, {"enabled", "location", "autosave_interval"}):
+    if _unknown_keys(errors, ["persistence"], persistence,
+                     {"enabled", "location", "autosave_interval", "autosave_on_changes"}):
         _bool(errors, ["persistence", "enabled"], persistence.get("enabled"))
         _abspath(errors, ["persistence", "location"], persistence.get("location"))
         if isinstance(persistence.get("location"), str) and not persistence["location"].endswith("/"):
             persistence["location"] += "/"  # mosquitto concatenates the file name
         _int(errors, ["persistence", "autosave_interval"], persistence.get("autosave_interval"), 0, 86400 * 7)
+        _bool(errors, ["persistence", "autosave_on_changes"], persistence.get("autosave_on_changes"))
+        if persistence.get("autosave_on_changes") is True and persistence.get("autosave_interval") == 0:
+            # 0 turns autosave off in either mode: not what on_changes asks for.
+            errors.add(["persistence", "autosave_interval"],
+                       "must be a count of at least 1 when autosave_on_changes is true")
 
     tls = data.get("tls", {})
     tls_keys = {"ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",
-                "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses"}
+                "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses",
+                "signing_policies", "profile", "auto_renew"}
     if _unknown_keys(errors, ["tls"], tls, tls_keys):
         for key in ("ca_cert", "ca_key", "cert", "key"):
             _abspath(errors, ["tls", key], tls.get(key))
@@ -442,13 +530,21 @@ def validate(data):
         if isinstance(tls.get("renew_days"), int) and isinstance(tls.get("days_valid"), int) \
                 and tls["renew_days"] >= tls["days_valid"]:
             errors.add(["tls", "renew_days"], "must be below days_valid, or every run would reissue the certificate")
+        if _choice(errors, ["tls", "profile"], tls.get("profile"), tuple(TLS_PROFILES)):
+            tls["ciphers"] = TLS_PROFILES[tls["profile"]]
+            mqtts = listeners.get("mqtts") if isinstance(listeners, dict) else None
+            if tls["profile"] == "modern" and isinstance(mqtts, dict):
+                mqtts["tls_version"] = "tlsv1.3"  # the floor for listener and bridges
         _choice(errors, ["tls", "key_type"], tls.get("key_type"), _KEY_TYPES)
+        _bool(errors, ["tls", "auto_renew"], tls.get("auto_renew"))
         if tls.get("key_type") == "rsa":
             _choice(errors, ["tls", "key_size"], tls.get("key_size"), (2048, 3072, 4096))
         tls["dns_names"] = [n for i, name in enumerate(_list(errors, ["tls", "dns_names"], tls.get("dns_names", [])))
                             if (n := _dns(errors, ["tls", "dns_names", i], name))]
         tls["ip_addresses"] = [a for i, ip in enumerate(_list(errors, ["tls", "ip_addresses"], tls.get("ip_addresses", [])))
                                if (a := _ip(errors, ["tls", "ip_addresses", i], ip))]
+        tls["signing_policies"] = _signing_policies(errors, ["tls", "signing_policies"],
+                                                    tls.get("signing_policies", []))
         if data["domain"]:
             # The domain first, then extra names, each once: the SAN list.
             tls["san_dns"] = list(dict.fromkeys([data["domain"]] + tls["dns_names"]))
@@ -470,6 +566,11 @@ def validate(data):
     if isinstance(paths, dict):
         for key, value in paths.items():
             _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir"))
+        # The formula empties bridges_dir of other *.conf files.
+        if paths.get("bridges_dir") and paths.get("bridges_dir") in (paths.get("include_dir"),
+                                                                      _dirname(paths.get("conf"))):
+            errors.add(["lookup", "paths", "bridges_dir"], "must be a directory of its own "
+                       "(not include_dir, not the directory of mosquitto.conf)")
     service = data.get("service", {})
     if isinstance(service, dict):
         for key in ("name", "user", "group", "exporter_name", "firewall_name"):

@@ -20,9 +20,10 @@ States for Mosquitto's CA and server certificate (thin wrappers around the
 
 With ``ca_server: <minion id>`` the certificate is signed by that minion
 through ``publish.publish`` (the master's ``peer`` setting must allow
-``mosquitto_ca.sign_csr`` and ``mosquitto_ca.read_ca_cert``); ``ca_cert`` and
-``ca_key`` are then the paths on the CA minion (the formula uses the same
-layout everywhere), and the CA cert is also kept at ``ca_cert`` locally.
+``mosquitto_ca.sign_csr``; ``mosquitto_ca.read_ca_cert`` too for the fallback
+below). The CA minion signs with its own CA, for the minion id Salt gives the
+call, within its signing policy; the CA cert is also kept at ``ca_cert``
+locally.
 
 The CA minion puts its CA certificate in the Salt mine
 (``ca_cert_published``, mine name ``mosquitto_ca_cert``); the other brokers
@@ -33,6 +34,7 @@ whose certificate is current thus never waits for the CA minion.
 ``changes`` only ever hold certificate metadata, never key material.
 """
 import os
+import time
 
 from salt.exceptions import CommandExecutionError
 
@@ -41,6 +43,8 @@ __virtualname__ = "mosquitto_ca"
 # The mine entry under which a CA minion publishes its CA certificate.
 MINE_NAME = "mosquitto_ca_cert"
 PEM_CERT = "-----BEGIN CERTIFICATE-----"
+# Where a new key waits for its certificate (mosquitto_ca.NEW_KEY_SUFFIX).
+NEW_KEY_SUFFIX = ".new"
 
 # Fields of cert_info shown in changes: enough to see what happened, nothing secret.
 META = ("serial", "not_after", "dns_names", "ip_addresses", "key_type", "key_size", "fingerprint")
@@ -68,23 +72,32 @@ def _current_meta(path):
         return {}
 
 
-def _publish(ca_server, fun, kwargs, timeout):
-    """Call fun on the CA minion and return its answer, or raise a clear error."""
+def _publish(ca_server, fun, kwargs, timeout, retries=0, interval=3):
+    """Call fun on the CA minion and return its answer, or raise a clear error.
+
+    No answer (CA minion busy, restarting) is asked again ``retries`` times;
+    an answer that refuses is final: asking again would only be refused again.
+    """
     if "publish.publish" not in __salt__:
         raise CommandExecutionError(
             f"ca_server {ca_server} needs publish.publish: run on a minion connected to a master"
         )
-    # A {"__kwarg__": True} dict travels as keyword arguments, untouched by
-    # the YAML parsing plain string arguments get on the way.
-    answer = __salt__["publish.publish"](ca_server, fun, arg=[{"__kwarg__": True, **kwargs}], timeout=timeout)
-    if not isinstance(answer, dict) or ca_server not in answer:
+    for attempt in range(int(retries) + 1):
+        if attempt:
+            time.sleep(interval)
+        # A {"__kwarg__": True} dict travels as keyword arguments, untouched by
+        # the YAML parsing plain string arguments get on the way.
+        answer = __salt__["publish.publish"](ca_server, fun, arg=[{"__kwarg__": True, **kwargs}], timeout=timeout)
+        if isinstance(answer, dict) and ca_server in answer:
+            break
+    else:
         raise CommandExecutionError(
             f"CA minion {ca_server} did not answer {fun}: check peer config on the master "
-            f"(peer must allow mosquitto_ca.sign_csr and mosquitto_ca.read_ca_cert) and that {ca_server} is up"
+            f"(peer must allow {fun} for this minion) and that {ca_server} is up"
         )
     result = answer[ca_server]
     if not isinstance(result, str) or not result.startswith(PEM_CERT):
-        raise CommandExecutionError(f"CA minion {ca_server} refused {fun}: {str(result)[:500]}")
+        raise CommandExecutionError(f"CA minion {ca_server} refused {fun}: {str(result)[:1000]}")
     return result
 
 
@@ -97,11 +110,12 @@ def _mined_ca_cert(minion):
     return pem if isinstance(pem, str) and pem.startswith(PEM_CERT) else None
 
 
-def _ca_cert_of(ca_server, ca_cert_path, timeout):
+def _ca_cert_of(ca_server, timeout, retries=0, interval=3):
     """The CA minion's CA certificate: from the mine (the master answers; the
     CA minion may be busy), else by asking the CA minion (peer publish)."""
+    # The CA minion answers with its own CA certificate; no path is sent.
     return _mined_ca_cert(ca_server) or _publish(
-        ca_server, "mosquitto_ca.read_ca_cert", {"ca_cert_path": ca_cert_path}, timeout)
+        ca_server, "mosquitto_ca.read_ca_cert", {}, timeout, retries=retries, interval=interval)
 
 
 def _same_cert(path, pem):
@@ -212,6 +226,8 @@ def certificate_managed(
     mode="0640",
     ca_server=None,
     publish_timeout=30,
+    publish_retries=0,
+    publish_interval=3,
 ):
     """
     A server certificate at ``name`` (key at ``key_path``) signed by the CA,
@@ -222,6 +238,14 @@ def certificate_managed(
     ca_server
         Minion id of the CA minion: sign there through publish.publish, so the
         CA key never leaves it. The CA cert is fetched to ``ca_cert`` too.
+        Only the CSR, names, validity and common name are sent: the CA minion
+        signs with its own CA under its own policy (``ca_key`` is not used).
+        A refusal fails the state with the CA minion's reason and leaves the
+        key, the certificate and the CA certificate here as they were.
+
+    publish_retries, publish_interval
+        Ask the CA minion again this many times, this many seconds apart,
+        when it does not answer (never when it refuses).
     """
     ret = _ret(name)
     test = __opts__["test"]
@@ -230,14 +254,14 @@ def certificate_managed(
     try:
         if not common_name:
             raise CommandExecutionError("common_name is required")
-        if not ca_key:
-            raise CommandExecutionError("ca_key is required (the CA key path, on the CA minion with ca_server)")
+        if not ca_key and not ca_server:
+            raise CommandExecutionError("ca_key is required (the CA key path) without ca_server")
         # An unknown user or group fails the state now, under test=True too.
         __salt__["mosquitto_ca.check_owner"](user, group)
 
         ca_pem, ca_update = None, {}
         if ca_server:
-            ca_pem = _ca_cert_of(ca_server, ca_cert, publish_timeout)
+            ca_pem = _ca_cert_of(ca_server, publish_timeout, publish_retries, publish_interval)
             if not _same_cert(ca_cert, ca_pem):
                 ca_update = {"old": _current_meta(ca_cert), "new": {"fingerprint": _pem_fingerprint(ca_pem)}}
 
@@ -281,14 +305,12 @@ def certificate_managed(
 
     try:
         comments = []
-        if ca_update:
-            __salt__["mosquitto_ca.write_cert"](ca_cert, ca_pem)
-            ret["changes"]["ca_cert"] = ca_update
-            comments.append(f"CA certificate {ca_cert} updated from {ca_server}")
         if check["reissue"]:
             if ca_server:
-                info = _issue_remote(name, key_path, ca_cert, ca_key, common_name, dns_names, ip_addresses,
-                                     days_valid, key_type, key_size, user, group, mode, ca_server, publish_timeout)
+                # Signed and installed first: a refusal leaves the CA cert here as it was too.
+                info = _issue_remote(name, key_path, ca_pem, common_name, dns_names, ip_addresses,
+                                     days_valid, key_type, key_size, user, group, mode, ca_server, publish_timeout,
+                                     publish_retries, publish_interval)
             else:
                 info = __salt__["mosquitto_ca.issue_cert"](
                     name, key_path, ca_cert, ca_key, common_name, dns_names, ip_addresses, days_valid,
@@ -300,6 +322,10 @@ def certificate_managed(
             __salt__["mosquitto_ca.ensure_permissions"](key_path, user, group, mode)
             ret["changes"]["key_permissions"] = perms
             comments.insert(0, f"permissions of {key_path} fixed")
+        if ca_update:
+            __salt__["mosquitto_ca.write_cert"](ca_cert, ca_pem)
+            ret["changes"]["ca_cert"] = ca_update
+            comments.append(f"CA certificate {ca_cert} updated from {ca_server}")
     except CommandExecutionError as exc:
         ret["comment"] = f"certificate {name} not {verb}: {exc}"
         return ret
@@ -307,26 +333,44 @@ def certificate_managed(
     return ret
 
 
-def _issue_remote(name, key_path, ca_cert, ca_key, common_name, dns_names, ip_addresses,
-                  days_valid, key_type, key_size, user, group, mode, ca_server, timeout):
-    """Local key + CSR, signature from the CA minion, checked before install."""
-    __salt__["mosquitto_ca.ensure_key"](key_path, key_type, key_size, user, group, mode)
-    csr = __salt__["mosquitto_ca.create_csr"](key_path, common_name, dns_names, ip_addresses)
-    pem = _publish(
-        ca_server,
-        "mosquitto_ca.sign_csr",
-        {
-            "csr_pem": csr,
-            "ca_cert_path": ca_cert,
-            "ca_key_path": ca_key,
-            "dns_names": dns_names,
-            "ip_addresses": ip_addresses,
-            "days_valid": int(days_valid),
-            "common_name": common_name,
-        },
-        timeout,
-    )
-    return __salt__["mosquitto_ca.write_cert"](name, pem, key_path=key_path, ca_cert_path=ca_cert)
+def _issue_remote(name, key_path, ca_pem, common_name, dns_names, ip_addresses,
+                  days_valid, key_type, key_size, user, group, mode, ca_server, timeout, retries, interval):
+    """CSR from our key, signature from the CA minion, checked before install.
+
+    A key that still fits is kept; otherwise a new one waits beside it
+    (``<key>.new``) and replaces it only once its certificate is signed, so a
+    refused or failed request changes nothing here.
+    """
+    new_key = None
+    if not __salt__["mosquitto_ca.key_fits"](key_path, key_type, key_size):
+        new_key = key_path + NEW_KEY_SUFFIX
+        __salt__["mosquitto_ca.ensure_key"](new_key, key_type, key_size, user, group, mode, reuse_key=False)
+    try:
+        csr = __salt__["mosquitto_ca.create_csr"](new_key or key_path, common_name, dns_names, ip_addresses)
+        # Only what we ask for: the CA minion signs with its own CA and
+        # decides by its own policy, for the minion id Salt tells it.
+        pem = _publish(
+            ca_server,
+            "mosquitto_ca.sign_csr",
+            {
+                "csr_pem": csr,
+                "dns_names": dns_names,
+                "ip_addresses": ip_addresses,
+                "days_valid": int(days_valid),
+                "common_name": common_name,
+            },
+            timeout,
+            retries=retries,
+            interval=interval,
+        )
+        info = __salt__["mosquitto_ca.install_cert"](name, pem, key_path, ca_cert_pem=ca_pem, new_key_path=new_key)
+    except BaseException:
+        if new_key:
+            __salt__["mosquitto_ca.discard_new_key"](new_key)
+        raise
+    if not new_key:
+        __salt__["mosquitto_ca.ensure_permissions"](key_path, user, group, mode)
+    return info
 
 
 def ca_cert_present(name, ca_server, ca_cert_path=None, publish_timeout=30):
@@ -335,11 +379,12 @@ def ca_cert_present(name, ca_server, ca_cert_path=None, publish_timeout=30):
     hosts that only need to trust the CA (bridges, clients).
 
     ca_cert_path
-        Path of the CA cert on the CA minion; defaults to ``name``.
+        Ignored (kept for old SLS files): the CA minion always hands out its
+        own CA certificate, from its own pillar.
     """
     ret = _ret(name)
     try:
-        pem = _ca_cert_of(ca_server, ca_cert_path or name, publish_timeout)
+        pem = _ca_cert_of(ca_server, publish_timeout)
         if _same_cert(name, pem):
             ret.update(result=True, comment=f"CA certificate {name} matches the one on {ca_server}")
             return ret

@@ -14,22 +14,58 @@ execution module).
             exporter:
               password_file: /etc/mosquitto/exporter.secret
               generate_password: True           # create the secret if missing
+            carol:
+              password_pillar: 'mosquitto:users:carol:password'   # read at run time
+            dave:
+              password_hash_pillar: 'mosquitto:users:dave:password_hash'
 
 Changes and comments name users only; passwords, hashes and generated
-secrets never appear in the output.
+secrets never appear in the output. The formula passes pillar keys
+(``password_pillar``) rather than passwords: a state's arguments show up in
+``state.show_sls``, ``state.show_lowstate`` and a master's job cache, the
+pillar value is read here, while the state runs, and goes no further than
+the password file.
 """
 
 import secrets
 
+import salt.utils.data
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_passwd"
+
+
+def _pillar_value(key):
+    """The plain value at ``key`` (``:`` nested) of this run's pillar, or None.
+
+    Read from ``__pillar__`` itself: Salt 3008's ``pillar.get`` returns
+    ``**********`` for every value outside template rendering (pillar
+    masking), which would become the password.
+    """
+    return salt.utils.data.traverse_dict_and_list(__pillar__, key, None, delimiter=":")
 
 
 def __virtual__():
     if "mosquitto_passwd.manage" in __salt__:
         return __virtualname__
     return (False, "the mosquitto_passwd execution module is not available")
+
+
+# user spec key -> the key the module takes, read from pillar by that key
+_PILLAR_KEYS = {"password_pillar": "password", "password_hash_pillar": "password_hash"}
+
+
+def _from_pillar(name, spec):
+    """{password_pillar: 'a:b:c'} -> {password: <pillar value>}; errors name the key only."""
+    if len(spec) != 1:
+        raise SaltInvocationError(
+            f"user {name!r}: give exactly one of {', '.join(sorted(_PILLAR_KEYS))} and nothing else"
+        )
+    (ref_key, pillar_key), = spec.items()
+    value = _pillar_value(pillar_key)
+    if value in (None, ""):
+        raise CommandExecutionError(f"user {name!r}: pillar key {pillar_key} is missing or empty")
+    return {_PILLAR_KEYS[ref_key]: value}
 
 
 def _resolve_users(users, generate):
@@ -42,6 +78,9 @@ def _resolve_users(users, generate):
     """
     resolved, created = {}, []
     for name, spec in (users or {}).items():
+        if isinstance(spec, dict) and set(spec) & set(_PILLAR_KEYS):
+            resolved[name] = _from_pillar(name, spec)
+            continue
         if not isinstance(spec, dict) or "password_file" not in spec:
             resolved[name] = spec
             continue
@@ -119,6 +158,10 @@ def managed(
         - ``{password_file: /path, generate_password: False}``: the plain
           password is read from a root-only file; with ``generate_password``
           a missing file is created with a random secret first.
+        - ``{password_pillar: 'mosquitto:users:alice:password'}`` or
+          ``{password_hash_pillar: ...}``: the password (or hash) is read from
+          this pillar key (``:`` nested) while the state runs, so it is never
+          a state argument.
 
     prune
         Remove users not listed (default True).

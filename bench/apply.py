@@ -5,13 +5,20 @@ Prints, in one run on this machine:
     a no-op re-apply, and a no-op re-apply with 10,000 users in pillar,
     each beside a one-state `salt-call --local` baseline;
   - full TLS handshakes per second on 8883 with the default ECDSA P-256
-    certificate and with an RSA-2048 one, same client, same run.
+    certificate and with an RSA-2048 one, same client, same run;
+  - how many of 1,000 connected TLS clients a server-certificate reissue
+    (new SAN: reload) drops, beside a change that restarts the broker
+    (max_keepalive), same run (`--clients N` to change the count).
 
-Run as root on a machine you may reconfigure: `.venv/bin/python bench/apply.py`.
+Run as root on a machine you may reconfigure: `.venv/bin/python bench/apply.py`
+(`--reissue-only` runs the last part alone).
 It applies the formula to this host (like `make apply`) and leaves the broker
 running with the bench pillar. The CA lives in a temp dir, not /etc/mosquitto/ca.
 """
+import asyncio
+import fcntl
 import os
+import resource
 import secrets
 import socket
 import ssl
@@ -26,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scripts.saltlocal import SaltLocal, changed, failed  # noqa: E402
 
 DOMAIN = "bench.mqtt.test"
+HOST_LOCK = "/run/lock/mosquitto-formula-host.lock"
 
 
 def pillar(workdir, users=1, key_type="ec"):
@@ -79,6 +87,79 @@ def handshakes(cafile, seconds=5.0):
     return count / (time.perf_counter() - start)
 
 
+def mqtt_connect_packet(client_id, username, password, keepalive=600):
+    """MQTT 3.1.1 CONNECT with clean session, user name and password."""
+    def field(text):
+        data = text.encode()
+        return len(data).to_bytes(2, "big") + data
+    body = field("MQTT") + bytes([4, 0xC2]) + keepalive.to_bytes(2, "big") \
+        + field(client_id) + field(username) + field(password)
+    length, encoded = len(body), b""
+    while True:
+        byte, length = length % 128, length // 128
+        encoded += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            break
+    return b"\x10" + encoded + body
+
+
+class TlsClients:
+    """N idle MQTT clients over TLS (chain and name verified), each noticing
+    when the broker closes its connection."""
+
+    def __init__(self, count, cafile, username, password):
+        self.count, self.cafile = count, cafile
+        self.username, self.password = username, password
+        self.closed = 0
+        self.writers = []
+
+    async def _open(self, ctx, i, limit):
+        async with limit:  # handshakes in flight
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", 8883, ssl=ctx, server_hostname=DOMAIN)
+            writer.write(mqtt_connect_packet(f"bench-{i}", self.username, self.password))
+            await writer.drain()
+            connack = await reader.readexactly(4)
+        if connack[3] != 0:
+            raise SystemExit(f"client {i} refused: CONNACK {connack.hex()}")
+        self.writers.append(writer)
+        return reader
+
+    async def _watch(self, reader):
+        try:
+            while await reader.read(4096):
+                pass  # nothing is published to these clients
+        except (ConnectionError, OSError):
+            pass
+        self.closed += 1
+
+    async def connect(self, tasks):
+        ctx = ssl.create_default_context(cafile=self.cafile)
+        limit = asyncio.Semaphore(50)
+        readers = await asyncio.gather(*(self._open(ctx, i, limit) for i in range(self.count)))
+        tasks.extend(asyncio.ensure_future(self._watch(r)) for r in readers)
+
+    def close(self):
+        for writer in self.writers:
+            writer.close()
+
+
+async def dropped_by(label, clients_args, change, settle=5.0):
+    """Connect the clients, run change() in a thread, wait settle seconds
+    after it returns, and count the connections the broker closed."""
+    clients, tasks = TlsClients(*clients_args), []
+    await clients.connect(tasks)
+    start = time.perf_counter()
+    await asyncio.get_running_loop().run_in_executor(None, change)
+    took = time.perf_counter() - start
+    await asyncio.sleep(settle)
+    dropped = clients.closed
+    clients.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(f"{label:<52} dropped {dropped:5d} of {clients.count}  (apply {took:5.2f} s)")
+    return dropped
+
+
 def row(label, seconds, base):
     print(f"{label:<44} {seconds:7.2f} s   (baseline one-state run {base:5.2f} s)")
 
@@ -89,9 +170,18 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="mosquitto-bench-"))
     work.chmod(0o755)  # the broker, as user mosquitto, reads tls/ below it
     salt = SaltLocal(work / "salt").setup(pillar(work))
+    # One run at a time changes this host's broker (the integration suites
+    # of other checkouts take the same lock).
+    lock = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     salt.sync()
     print(f"mosquitto-formula benchmark on {os.uname().nodename}, {os.cpu_count()} cores\n")
+    if "--reissue-only" not in sys.argv:
+        apply_and_handshake_figures(salt, work)
+    reissue_figures(salt, work)
 
+
+def apply_and_handshake_figures(salt, work):
     # First apply: remove what the formula installs and writes (not the CA:
     # it is in our temp dir and does not exist yet).
     rc, states, err = salt.apply("mosquitto.clean")
@@ -123,6 +213,38 @@ def main():
     rsa = handshakes(f"{work}/tls/ca.crt")
     print(f"TLS 1.2+ full handshakes/s on 8883, ECDSA P-256: {ec:8.0f}")
     print(f"TLS 1.2+ full handshakes/s on 8883, RSA-2048:    {rsa:8.0f}  (ECDSA/RSA = {ec / rsa:.2f}x)")
+    salt.write_pillar(pillar(work))
+    apply_ok(salt)
+
+
+def reissue_figures(salt, work):
+    print()
+    clients = int(sys.argv[sys.argv.index("--clients") + 1]) if "--clients" in sys.argv else 1000
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the broker inherits it via salt-call
+    salt.write_pillar(pillar(work))
+    apply_ok(salt)
+    subprocess.run(["service", "mosquitto", "restart"], check=True, capture_output=True)
+    time.sleep(1)
+    args = (clients, f"{work}/tls/ca.crt", "user00000", f"bench-0-{SECRET}")
+
+    def reissue():
+        wanted = pillar(work)
+        wanted["mosquitto"]["tls"]["dns_names"] = ["reissued.bench.mqtt.test"]
+        salt.write_pillar(wanted)
+        done = changed(apply_ok(salt))
+        assert "mosquitto-runtime-certificate-service-reloaded" in done, done
+        assert "mosquitto-runtime-service-running" not in done, done
+
+    def restart():
+        wanted = pillar(work)
+        wanted["mosquitto"]["max_keepalive"] = 600
+        salt.write_pillar(wanted)
+        done = changed(apply_ok(salt))
+        assert "mosquitto-runtime-service-running" in done, done
+
+    asyncio.run(dropped_by("server-certificate reissue (reload)", args, reissue))
+    asyncio.run(dropped_by("listener-side change (max_keepalive: restart)", args, restart))
     salt.write_pillar(pillar(work))
     apply_ok(salt)
 

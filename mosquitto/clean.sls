@@ -55,6 +55,7 @@ mosquitto-clean-configure-files-absent:
       - {{ mosquitto.paths.conf }}
       - {{ mosquitto.paths.passwd }}
       - {{ mosquitto.paths.acl }}
+      - {{ mosquitto.paths.bridges_dir }}
       - {{ mosquitto.tls.cert }}
       - {{ mosquitto.tls.key }}
       - {{ salt['file.dirname'](mosquitto.paths.exporter_secret) }}
@@ -76,4 +77,17 @@ mosquitto-clean-build-package-pkg-removed:
 {%- endfor %}
     - require:
       - file: mosquitto-clean-configure-files-absent
+{%- endif %}
+
+{#- The renewal job (runtime.renewal): the cron entry, and under a master
+    the minion's schedule entry. #}
+mosquitto-clean-runtime-renewal-cron-absent:
+  file.absent:
+    - name: {{ mosquitto.paths.renew_cron }}
+{%- if salt['config.get']('file_client') != 'local' %}
+
+mosquitto-clean-runtime-renewal-schedule-absent:
+  schedule.absent:
+    - name: mosquitto-tls-renew
+    - persist: True
 {%- endif %}

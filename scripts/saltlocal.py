@@ -48,6 +48,10 @@ class SaltLocal:
         path = self.pillar_dir / "mosquitto.sls"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
+            # Plain YAML, no Jinja: at its `garbage` log level Salt logs the
+            # text of every Jinja-rendered SLS, and masterless pillar renders
+            # in this process, so such a log would hold the passwords.
+            fh.write("#!yaml\n")
             yaml.safe_dump(pillar, fh)
         (self.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
 

@@ -9,6 +9,4 @@
 mosquitto-build-firewall-pkg-installed:
   pkg.installed:
     - name: {{ mosquitto.pkg.firewall }}
-    # Salt's firewalld states load only once firewall-cmd exists.
-    - reload_modules: True
 {%- endif %}

@@ -7,9 +7,12 @@
 {%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
 
-{#- The config needs no passwords: keep them out of the state's arguments. #}
+{#- The context is a state argument (show_sls, a master's job cache): no
+    passwords in it. Users live in the password file, bridges (with their
+    remote_password) in configure.bridges' directory. #}
 {%- set settings = mosquitto.copy() %}
 {%- do settings.pop('users') %}
+{%- do settings.pop('bridges') %}
 
 include:
   - {{ tplroot }}.build.package
@@ -55,7 +58,6 @@ mosquitto-configure-broker-config-file-managed:
     - template: jinja
     - user: root
     - group: {{ mosquitto.service.group }}
-    # 0640: bridge passwords may live here.
     - mode: '0640'
     - context:
         mosquitto: {{ settings | json }}
@@ -64,3 +66,4 @@ mosquitto-configure-broker-config-file-managed:
       - sls: {{ tplroot }}.configure.tls
       - sls: {{ tplroot }}.configure.users
       - sls: {{ tplroot }}.configure.acl
+      - sls: {{ tplroot }}.configure.bridges

@@ -60,6 +60,8 @@ mosquitto-configure-exporter-env-file-managed:
         MQTT_CLIENT_ID=mosquitto-exporter-{{ grains['id'] }}
         EXPORTER_PYTHON={{ python }}
         EXPORTER_PROGRAM={{ mosquitto.paths.exporter }}
+        SERVER_CERT_FILE={{ mosquitto.tls.cert }}
+        CA_CERT_FILE={{ mosquitto.tls.ca_cert }}
 
 {%-   if grains.get('init') == 'systemd' %}
 

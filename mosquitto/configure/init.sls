@@ -4,6 +4,7 @@ include:
   - .tls
   - .users
   - .acl
+  - .bridges
   - .broker
   - .exporter
   - .firewall

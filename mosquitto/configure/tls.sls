@@ -101,9 +101,11 @@ mosquitto-configure-tls-server-cert-managed:
 {%- if tls.ca_server %}
     - ca_server: {{ tls.ca_server }}
     - publish_timeout: 10
-    - retry:
-        attempts: 8
-        interval: 3
+    # Ask again when the CA minion does not answer (busy, restarting), but
+    # not when it refuses: a refusal by its signing policy is final, and
+    # Salt's `retry` would repeat it (and its log lines) for nothing.
+    - publish_retries: 7
+    - publish_interval: 3
 {%- endif %}
     - require:
       - mosquitto_ca: mosquitto-configure-tls-ca-present

@@ -13,9 +13,13 @@ include:
   - {{ tplroot }}.configure.exporter
 {%- endif %}
 
+{#- Pillar keys, not passwords: state arguments are output (show_sls,
+    show_lowstate, a master's job cache); the state reads each value from
+    pillar while it runs. User names never hold ':' (validated). #}
 {%- set users = {} %}
 {%- for name, spec in mosquitto.users.items() %}
-{%-   do users.update({name: {'password': spec.password} if 'password' in spec else {'password_hash': spec.password_hash}}) %}
+{%-   set field = 'password' if 'password' in spec else 'password_hash' %}
+{%-   do users.update({name: {field ~ '_pillar': 'mosquitto:users:' ~ name ~ ':' ~ field}}) %}
 {%- endfor %}
 {%- if mosquitto.exporter.enabled %}
 {%-   do users.update({mosquitto.exporter.user: {'password_file': mosquitto.paths.exporter_secret, 'generate_password': True}}) %}

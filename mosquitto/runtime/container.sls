@@ -23,6 +23,10 @@
 {%- for path in [mosquitto.paths.conf, mosquitto.paths.passwd, mosquitto.paths.acl, tls.ca_cert, tls.cert, tls.key] %}
 {%-   do wanted.append(salt['file.dirname'](path)) %}
 {%- endfor %}
+{#- Bridge files (with their passwords) live in a directory of their own. #}
+{%- if mosquitto.paths.get('bridges_dir') %}
+{%-   do wanted.append(mosquitto.paths.bridges_dir.rstrip('/')) %}
+{%- endif %}
 {%- set dirs = [] %}
 {%- for dir in wanted | unique | sort %}
 {%-   if not dirs or not (dir ~ '/').startswith(dirs[-1] ~ '/') %}

@@ -5,5 +5,7 @@
 include:
   # The broker as the host's service, or in a container (container:enabled).
   - .{{ 'container' if mosquitto.container.enabled else 'service' }}
+  - .certificate
+  - .renewal
   - .exporter
   - .firewall

@@ -1,15 +1,18 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # The broker running and enabled at boot.
-#  - listeners, TLS, persistence, bridges (configure.broker, configure.tls)
-#    are read only at start: a change restarts the broker;
+#  - listeners, persistence, bridges (configure.broker) and the CA are read
+#    only at start: a change restarts the broker;
 #  - users and ACLs are re-read on SIGHUP: a change reloads it, so connected
-#    clients whose credentials still hold stay connected.
+#    clients whose credentials still hold stay connected;
+#  - the server certificate and key are re-read on SIGHUP too: its reload
+#    lives in runtime.certificate, which the renewal job applies alone.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 
 include:
   - {{ tplroot }}.configure
+  - {{ tplroot }}.runtime.certificate
 
 {%- if grains.get('init') != 'systemd' %}
 
@@ -40,7 +43,13 @@ mosquitto-runtime-service-running:
       - sls: {{ tplroot }}.configure.acl
     - watch:
       - sls: {{ tplroot }}.configure.broker
-      - sls: {{ tplroot }}.configure.tls
+      - sls: {{ tplroot }}.configure.bridges
+      # The CA only, not all of configure.tls: that file also holds the
+      # server certificate, whose reissue must not drop every client.
+      - mosquitto_ca: mosquitto-configure-tls-ca-present
+    # A certificate reload after the (re)start, never a start by the reload.
+    - require_in:
+      - service: mosquitto-runtime-certificate-service-reloaded
 
 mosquitto-runtime-service-reloaded:
   service.running:

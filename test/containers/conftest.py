@@ -68,6 +68,7 @@ def pillar(passwords, **container):
         "container": settings,
         "lookup": {
             "paths": {"conf": f"{ETC}/mosquitto.conf", "passwd": f"{ETC}/passwd", "acl": f"{ETC}/acl",
+                      "bridges_dir": f"{ETC}/bridges.d",
                       "exporter_secret": f"{ETC}/exporter/password",
                       "exporter_env": f"/etc/default/{EXPORTER_SERVICE}",
                       "exporter": f"/usr/local/sbin/{EXPORTER_SERVICE}"},

@@ -1,5 +1,6 @@
 """monitoring/: scrape config, alert rules and dashboard, checked with the
 real promtool and a real Prometheus server scraping the real exporter."""
+import datetime
 import json
 import re
 import subprocess
@@ -10,12 +11,13 @@ import urllib.request
 import pytest
 import yaml
 
+from test.exporter.test_exporter_cert_expiry import write_cert
 from test.exporter.helpers import ANON, PYTHONS, ROOT, SYS_FAST, Exporter, libraries, mosquitto_pub
 from test.support.broker import Broker
 from test.support.prometheus import running_prometheus
 
 MONITORING = ROOT / "monitoring"
-NAME = re.compile(r"\b((?:broker|mosquitto_exporter)_[a-z0-9_]*[a-z0-9])\b")
+NAME = re.compile(r"\b((?:broker|mosquitto_exporter|mosquitto_certificate)_[a-z0-9_]*[a-z0-9])\b")
 
 
 def promtool(*args):
@@ -70,8 +72,11 @@ def test_dashboard_is_sound(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def served_names():
-    """Every series name the exporter serves for a broker with a bridge."""
+def served_names(tmp_path_factory):
+    """Every series name the exporter serves for a broker with a bridge and
+    the certificate flags the formula sets."""
+    cert = tmp_path_factory.mktemp("certs") / "server.crt"
+    write_cert(cert, datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))
     python = PYTHONS["pypi"]
     if libraries(python) is None:
         pytest.fail(f"{python} lacks paho-mqtt/prometheus-client: run `make setup-test`")
@@ -80,7 +85,8 @@ def served_names():
             f"address 127.0.0.1:{remote.port}\n"
             "remote_clientid mqtt1_to_mqtt2\n"
             "topic bridged/# out 0\n")) as broker:
-        with Exporter(python, "--endpoint", f"tcp://127.0.0.1:{broker.port}") as exporter:
+        with Exporter(python, "--endpoint", f"tcp://127.0.0.1:{broker.port}",
+                      "--server-cert", str(cert), "--ca-cert", str(cert)) as exporter:
             _, values = exporter.wait_for(
                 lambda t, v: "broker_connection_mqtt1_to_mqtt2_state" in v, "the bridge state")
     return {series.split("{")[0] for series in values}

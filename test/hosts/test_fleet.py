@@ -7,6 +7,7 @@ network namespace (198.18.0.100) talks to them by name.
 
 Tests run in file order on one module-scoped fleet.
 """
+import datetime
 import json
 import pathlib
 import secrets
@@ -71,6 +72,28 @@ def test_second_apply_and_highstate_and_test_mode_change_nothing(fleet, applied)
         rets = fleet.salt(*args, timeout=600, check=True)
         for host in HOSTS:
             assert changed(rets[host]) == {}, (args, host, changed(rets[host]))
+
+
+def _pem_body_lines(path):
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("-----")]
+
+
+def test_master_job_cache_holds_no_secret(fleet, fleet_master, applied):
+    """After the applies above and `salt '*' state.show_sls mosquitto`, no
+    pillar password, generated exporter password or private key line is in
+    the master's job cache (arguments and returns of every job)."""
+    shown = fleet.salt("state.show_sls", "mosquitto", timeout=300)
+    for host in HOSTS:
+        assert "mosquitto-configure-users-passwd-managed" in json.dumps(shown[host]), host
+    found = {"pillar password": PASSWORD}
+    for h in fleet:
+        found[f"{h.name} exporter password"] = h.path("/etc/mosquitto/exporter/password").read_text().strip()
+        for key in ("/etc/mosquitto/certs/server.key",) + (("/etc/mosquitto/ca/ca.key",) if h.name == CA_HOST else ()):
+            found.update({f"{h.name} {key} line {i}": line for i, line in enumerate(_pem_body_lines(h.path(key)))})
+    jobs = pathlib.Path(fleet_master.config["cachedir"]) / "jobs"
+    cache = b"".join(p.read_bytes() for p in jobs.rglob("*") if p.is_file())
+    assert b"state.show_sls" in cache and b"mosquitto-configure-users-passwd-managed" in cache
+    assert sorted(name for name, value in found.items() if value.encode() in cache) == []
 
 
 def test_units_enabled_and_active(fleet, applied):
@@ -161,6 +184,50 @@ def test_brokers_need_no_answer_from_the_ca_host_when_nothing_changes(fleet, app
         fleet.wait_minions([ca_host], after=after)
 
 
+def test_renewal_schedule_renews_a_near_expiry_certificate_with_a_reload(fleet, applied):
+    """tls:auto_renew under a master: each minion carries the daily schedule
+    entry (no cron entry), and running it renews a certificate within
+    renew_days of expiry and reloads the broker (same main PID)."""
+    schedules = fleet.salt("schedule.list", "return_yaml=False", timeout=60, check=True)
+    for host in HOSTS:
+        job = schedules[host]["mosquitto-tls-renew"]
+        # schedule.present stores job_args as args.
+        shape = {k: job.get(k) for k in ("function", "args", "hours", "splay")}
+        assert shape == {"function": "state.apply", "args": ["mosquitto.runtime.certificate"],
+                         "hours": 24, "splay": 3600}, job
+        assert fleet[host].run(["test", "!", "-e", "/etc/cron.d/mosquitto-tls-renew"], check=False).returncode == 0
+
+    h, cert = fleet[CA_HOST], "/etc/mosquitto/certs/server.crt"
+    fleet.salt("mosquitto_ca.issue_cert", cert, "/etc/mosquitto/certs/server.key", CA, "/etc/mosquitto/ca/ca.key",
+               CA_HOST, "days_valid=10", tgt=CA_HOST, timeout=60, check=True)
+    h.run(["systemctl", "reload", "mosquitto"])
+    pid = _main_pid(h, "mosquitto")
+
+    def days_left():
+        info = fleet.salt("mosquitto_ca.cert_info", cert, tgt=CA_HOST, timeout=60, check=True)[CA_HOST]
+        return info["days_remaining"]
+    assert days_left() < 30
+    # What the scheduler runs once a day, run now (the splay does not apply).
+    fleet.salt("schedule.run_job", "mosquitto-tls-renew", tgt=CA_HOST, timeout=60, check=True)
+    deadline = time.monotonic() + 180
+    while days_left() < 800 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert days_left() > 800
+    assert _main_pid(h, "mosquitto") == pid
+    assert h.run(["systemctl", "is-active", "mosquitto"]).stdout.strip() == "active"
+    # The renewed certificate is served: the TLS listener presents it.
+    served = h.run(["sh", "-c", f"openssl s_client -connect 127.0.0.1:8883 -servername {CA_HOST} "
+                               f"-CAfile {CA} </dev/null 2>/dev/null | openssl x509 -noout -enddate"]).stdout
+    on_disk = h.run(["openssl", "x509", "-noout", "-enddate", "-in", cert]).stdout
+    assert served.strip() == on_disk.strip() != ""
+    # The exporter (hardened unit, its own user) serves the new notAfter.
+    not_after = datetime.datetime.strptime(on_disk.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
+    metrics = fleet.client.run(["curl", "-s", f"http://{CA_HOST}:9234/metrics"]).stdout
+    series = f'mosquitto_certificate_expiry_timestamp_seconds{{path="{cert}",role="server"}} '
+    (line,) = [x for x in metrics.splitlines() if x.startswith(series)]
+    assert float(line.split()[-1]) == not_after.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
 def test_original_commands_from_the_client_by_name(fleet, applied, tmp_path):
     ca = tmp_path / "ca.crt"
     ca.write_bytes(fleet[CA_HOST].path(CA).read_bytes())
@@ -227,6 +294,28 @@ def test_broker_comes_back_after_kill_9(fleet, applied):
     assert fleet.client.tcp_open(h.ip, 8883)
 
 
+def test_queued_messages_survive_systemctl_kill(fleet, applied, tmp_path):
+    """Issue 14 under systemd: 100 QoS 1 messages queued for an offline
+    persistent subscriber outlive SIGKILL; Restart=on-failure starts it."""
+    h = fleet["mqtt1.test"]
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(fleet[CA_HOST].path(CA).read_bytes())
+    base = ["-h", h.name, "-p", "8883", "--cafile", str(ca), "-u", "alice", "-P", PASSWORD, "-q", "1"]
+    sub = ["mosquitto_sub", *base, "-i", "durable-100", "-t", "durable/#"]
+    fleet.client.run([*sub, "-c", "-E"])  # persistent session, subscribed, offline
+    try:
+        fleet.client.run(["mosquitto_pub", *base, "-t", "durable/x", "-l"],
+                         input="".join(f"{i}\n" for i in range(100)))
+        time.sleep(3)  # longer than the loss window (autosave_interval 1: a save every 2 s)
+        pid = _main_pid(h, "mosquitto")
+        h.run(["systemctl", "kill", "-s", "KILL", "mosquitto"])
+        assert _wait_active(h, "mosquitto", not_pid=pid), h.run(["systemctl", "status", "mosquitto"], check=False).stdout
+        got = fleet.client.run([*sub, "-c", "-C", "100", "-W", "30"], check=False, timeout=60)
+        assert got.stdout.split() == [str(i) for i in range(100)], (got.stdout, got.stderr)
+    finally:
+        fleet.client.run([*sub, "-E"], check=False)  # clean session: drop it
+
+
 def test_everything_is_back_after_a_reboot_without_apply(fleet, applied, tmp_path):
     h = fleet["mqtt2.test"]
     h.restart()
@@ -252,6 +341,6 @@ def test_firewall_disabled_in_pillar_changes_no_firewall(fleet, applied):
     ret = fleet.salt("state.apply", "mosquitto", f"pillar={pillar}", tgt=h.name, timeout=600, check=True)[h.name]
     note = [v["comment"] for k, v in ret.items() if "mosquitto-configure-firewall-unmanaged" in k]
     assert note and "firewall:enabled is false in pillar" in note[0]
-    assert not [k for k in ret if "firewalld_|-" in k]
+    assert not [k for k in ret if "mosquitto_firewall_|-" in k]
     assert changed(ret) == {}
     assert h.run(["firewall-cmd", "--permanent", "--zone=public", "--list-all"]).stdout == before

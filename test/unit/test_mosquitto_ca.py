@@ -319,50 +319,7 @@ def test_reissue_garbage_files(pki):
     assert reason.startswith("key unreadable")
 
 
-# --- CSR signing for the fleet (CA minion) ----------------------------------------
-
-
-def test_sign_csr_takes_only_the_public_key(pki, tmp_path):
-    key_path = str(tmp_path / "remote.key")
-    ca.ensure_key(key_path)
-    # The requester asks for more than it gets: its CSR names are ignored.
-    csr = ca.create_csr(key_path, "evil.example.com", ["evil.example.com", "*.example.com"], ["10.0.0.1"])
-    pem = ca.sign_csr(csr, pki.ca_crt, pki.ca_key, ["mqtt2.example.com"], ["192.0.2.7"], 30)
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.DNSName) == ["mqtt2.example.com"]
-    assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == ["192.0.2.7"]
-    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "mqtt2.example.com"
-    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
-    assert ExtendedKeyUsageOID.SERVER_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert cert.public_key().public_numbers() == key_of(key_path).public_key().public_numbers()
-    (tmp_path / "remote.crt").write_text(pem)
-    assert openssl_verify(pki.ca_crt, tmp_path / "remote.crt")[0] == 0
-
-
-def test_sign_csr_never_signs_a_ca(pki):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sub CA")]))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.PEM)
-        .decode()
-    )
-    cert = x509.load_pem_x509_certificate(ca.sign_csr(csr, pki.ca_crt, pki.ca_key, ["x.example.com"], []).encode())
-    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
-    ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert not ku.key_cert_sign and ku.key_encipherment  # RSA
-
-
-def test_sign_csr_rejects_garbage_and_nameless(pki, tmp_path):
-    with pytest.raises(CommandExecutionError, match="not a PEM certificate signing request"):
-        ca.sign_csr("hello", pki.ca_crt, pki.ca_key, ["x.example.com"], [])
-    ca.ensure_key(str(tmp_path / "k"))
-    csr = ca.create_csr(str(tmp_path / "k"), "x.example.com")
-    with pytest.raises(CommandExecutionError, match="at least one DNS name or IP"):
-        ca.sign_csr(csr, pki.ca_crt, pki.ca_key, [], [])
+# --- CSR signing for the fleet (CA minion): test_ca_policy.py -----------------------
 
 
 def test_read_ca_cert_only_reads_ca_certs(pki):

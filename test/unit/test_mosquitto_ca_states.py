@@ -14,13 +14,16 @@ import salt.minion
 from salt.exceptions import CommandExecutionError
 
 from test.support.modules import load
+from test.support.pillar import pillar_items
 
 camod = load("_modules", "mosquitto_ca")
+cfgmod = load("_modules", "mosquitto_config")
 st = load("_states", "mosquitto_ca")
 
 FUNCS = [
     "create_ca", "cert_info", "pem_info", "check_owner", "key_matches_cert", "ensure_key", "issue_cert",
     "create_csr", "sign_csr", "read_ca_cert", "write_cert", "needs_reissue", "verify_chain", "ensure_permissions",
+    "install_cert", "key_fits", "discard_new_key",
 ]
 
 
@@ -236,13 +239,30 @@ def test_certificate_needs_ca_key_and_name(salt_env, with_ca):
 # --- certificate_managed and ca_cert_present through a CA minion ----------------------
 
 
+BROKER_ID = "broker1"  # the minion id of the broker in these tests
+
+
 @pytest.fixture
 def ca_minion(salt_env, tmp_path, monkeypatch):
-    """A CA minion 'ca1' whose files live under tmp_path/ca-host (its own "/")."""
+    """A CA minion 'ca1' whose files live under tmp_path/ca-host (its own "/").
+
+    Its pillar names its CA files and lets broker1 have localhost,
+    *.example.com and 127.0.0.0/8 (signing_policies); calls reach it the way
+    peer publish delivers them: arguments parsed by the minion's own
+    load_args_and_kwargs with the publish data (id = the caller)."""
     local, remote = tmp_path / "local", tmp_path / "ca-host"
     local.mkdir()
     remote.mkdir()
     camod.create_ca(str(remote / "ca.crt"), str(remote / "ca.key"))
+    pillar = {"mosquitto": {"tls": {
+        "ca_cert": str(remote / "ca.crt"), "ca_key": str(remote / "ca.key"),
+        "signing_policies": [{"minions": BROKER_ID, "dns_names": ["localhost", "*.example.com"],
+                              "ip_networks": ["127.0.0.0/8"]}],
+    }}}
+    ca_salt = {"pillar.items": pillar_items(pillar), "mosquitto_config.signing_policies": cfgmod.signing_policies}
+    monkeypatch.setattr(camod, "__salt__", ca_salt, raising=False)
+    monkeypatch.setattr(camod, "__pillar__", pillar, raising=False)
+    monkeypatch.setattr(camod, "__opts__", {"id": "ca1"}, raising=False)
     calls = []
 
     def publish(tgt, fun, arg=None, timeout=5, **kwargs):
@@ -250,9 +270,8 @@ def ca_minion(salt_env, tmp_path, monkeypatch):
         if tgt != "ca1":
             return {}  # nobody answers, as with a missing peer rule
         func = salt_env.salt[fun]
-        args, kw = salt.minion.load_args_and_kwargs(func, arg)
-        # Same paths, other host: map local paths onto the CA host's tree.
-        kw = {k: v.replace(str(local), str(remote)) if k.endswith("_path") else v for k, v in kw.items()}
+        data = {"fun": fun, "arg": arg, "tgt": tgt, "jid": "1", "ret": "", "id": BROKER_ID, "user": "root"}
+        args, kw = salt.minion.load_args_and_kwargs(func, arg, data)
         try:
             return {tgt: func(*args, **kw)}
         except CommandExecutionError as exc:
@@ -260,7 +279,7 @@ def ca_minion(salt_env, tmp_path, monkeypatch):
 
     salt_env.salt["publish.publish"] = publish
     return types.SimpleNamespace(
-        local=local, remote=remote, calls=calls,
+        local=local, remote=remote, calls=calls, pillar=pillar,
         ca_crt=str(local / "ca.crt"), ca_key=str(local / "ca.key"),
         crt=str(local / "server.crt"), key=str(local / "server.key"),
     )
@@ -314,10 +333,11 @@ def test_remote_ca_silent(salt_env, ca_minion):
 
 
 def test_remote_ca_error_is_reported(salt_env, ca_minion):
-    ret = managed(ca_minion, ca_server="ca1", ca_key=str(ca_minion.local / "missing.key"))
+    os.unlink(ca_minion.remote / "ca.key")  # the CA host lost its key
+    ret = managed(ca_minion, ca_server="ca1")
     assert ret["result"] is False
     assert "CA minion ca1 refused mosquitto_ca.sign_csr: ERROR: cannot read CA key" in ret["comment"]
-    assert not os.path.exists(ca_minion.crt)
+    assert sorted(os.listdir(ca_minion.local)) == []  # no key, no cert, no CA cert left behind
 
 
 def test_remote_without_publish(salt_env, ca_minion):

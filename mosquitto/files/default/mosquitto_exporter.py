@@ -42,8 +42,19 @@ Freshness
     it is 0 no broker series are served at all (never stale values), and they
     come back with the retained $SYS messages on reconnect, which is retried
     with exponential backoff (1 s doubling to 30 s), each failure logged.
+
+Certificate expiry
+    ``--server-cert`` and ``--ca-cert`` (env SERVER_CERT_FILE, CA_CERT_FILE)
+    name the broker's PEM certificates; each scrape reads them again and
+    serves their notAfter as
+    ``mosquitto_certificate_expiry_timestamp_seconds{role="server|ca",path=...}``,
+    so a renewed certificate shows at once. The date is read from the DER
+    structure with the standard library alone (no new dependency). A file
+    that cannot be read or parsed serves no expiry series, and
+    ``mosquitto_certificate_read_ok{role,path}`` 0 says so.
 """
 import argparse
+import calendar
 import http.server
 import logging
 import os
@@ -190,6 +201,88 @@ class SysCollector:
                 yield UntypedMetricFamily(name, topic, value=value)
             else:
                 yield GaugeMetricFamily(name, topic, value=value)
+
+
+# --- certificates ----------------------------------------------------------
+
+
+def _der_element(data, pos):
+    """(tag, content start, content end) of the DER element at pos."""
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[pos:pos + count], "big")
+        pos += count
+    if pos + length > len(data):
+        raise ValueError("truncated DER element")
+    return tag, pos, pos + length
+
+
+def _der_time(tag, raw):
+    text = raw.decode("ascii")
+    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ: years 1950-2049 (RFC 5280)
+        year = int(text[:2])
+        text = str(1900 + year if year >= 50 else 2000 + year) + text[2:]
+    elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
+        raise ValueError(f"not a time (DER tag {tag:#x})")
+    if len(text) != 15 or not text.endswith("Z"):
+        raise ValueError(f"unexpected time {text!r}")
+    fields = (int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:14]))
+    return float(calendar.timegm(fields))
+
+
+def cert_not_after(path):
+    """notAfter of the first PEM certificate in path, as Unix time."""
+    with open(path, encoding="ascii") as handle:
+        pem = handle.read()
+    begin = pem.index("-----BEGIN CERTIFICATE-----")
+    end = pem.index("-----END CERTIFICATE-----", begin) + len("-----END CERTIFICATE-----")
+    der = ssl.PEM_cert_to_DER_cert(pem[begin:end])
+    _, cert, _ = _der_element(der, 0)           # Certificate ::= SEQUENCE
+    _, pos, _ = _der_element(der, cert)         # tbsCertificate ::= SEQUENCE
+    tag, _, after = _der_element(der, pos)
+    if tag == 0xA0:                             # [0] version, optional
+        pos = after
+    for _ in range(3):                          # serialNumber, signature, issuer
+        pos = _der_element(der, pos)[2]
+    _, validity, _ = _der_element(der, pos)     # validity ::= SEQUENCE {notBefore, notAfter}
+    not_after = _der_element(der, _der_element(der, validity)[2])
+    return _der_time(not_after[0], der[not_after[1]:not_after[2]])
+
+
+class CertificateCollector:
+    """notAfter of the broker's certificates, read at every scrape."""
+
+    def __init__(self, files):
+        self.files = [(role, path) for role, path in files if path]
+        self._failed = set()
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        if not self.files:
+            return
+        expiry = GaugeMetricFamily(
+            "mosquitto_certificate_expiry_timestamp_seconds",
+            "Unix time at which the certificate expires (its notAfter).", labels=["role", "path"])
+        readable = GaugeMetricFamily(
+            "mosquitto_certificate_read_ok",
+            "1 when the certificate file was read and parsed at this scrape, else 0.", labels=["role", "path"])
+        for role, path in self.files:
+            try:
+                expiry.add_metric([role, path], cert_not_after(path))
+            except (OSError, ValueError, IndexError) as err:
+                if path not in self._failed:  # once per failure, not per scrape
+                    LOG.warning("cannot read the %s certificate %s: %s", role, path, err)
+                self._failed.add(path)
+                readable.add_metric([role, path], 0.0)
+                continue
+            self._failed.discard(path)
+            readable.add_metric([role, path], 1.0)
+        yield expiry
+        yield readable
 
 
 # --- MQTT ------------------------------------------------------------------
@@ -357,6 +450,11 @@ def parse_args(argv):
     parser.add_argument("--cafile", default=env("MQTT_CAFILE"),
                         help="CA to verify the broker's certificate and name against; "
                              "without it TLS is not verified (as the Go exporter)")
+    parser.add_argument("--server-cert", default=env("SERVER_CERT_FILE"),
+                        help="the broker's server certificate: serve its expiry (env SERVER_CERT_FILE)")
+    parser.add_argument("--ca-cert", default=env("CA_CERT_FILE"),
+                        help="the CA certificate clients verify the broker with: serve its expiry "
+                             "(env CA_CERT_FILE)")
     parser.add_argument("-i", "--client-id", default=env("MQTT_CLIENT_ID"),
                         help="MQTT client id (default mosquitto-exporter-<host>-<pid>)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -396,6 +494,7 @@ def main(argv=None):
 
     collector = SysCollector()
     REGISTRY.register(collector)
+    REGISTRY.register(CertificateCollector([("server", args.server_cert), ("ca", args.ca_cert)]))
     try:
         httpd = make_http_server(args.bind_address)
     except (OSError, ValueError) as err:

@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Bridges to other brokers: one `connection` section per file in a
+# directory of the formula's own, which mosquitto.conf includes. Their
+# passwords are read from pillar by key while the state runs, so they are
+# never state arguments, template context or a diff; the state reports
+# only which bridges changed. Bridges are read at start only: runtime.service
+# restarts the broker when this changes.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+
+{%- set bridges = {} %}
+{%- for name, bridge in mosquitto.bridges.items() %}
+{%-   set spec = {} %}
+{%-   for key, value in bridge.items() if key != 'remote_password' %}
+{%-     do spec.update({key: value}) %}
+{%-   endfor %}
+{%-   if 'remote_password' in bridge %}
+{#-     Bridge names never hold ':' (validated). #}
+{%-     do spec.update({'remote_password_pillar': 'mosquitto:bridges:' ~ name ~ ':remote_password'}) %}
+{%-   endif %}
+{%-   do bridges.update({name: spec}) %}
+{%- endfor %}
+
+include:
+  - {{ tplroot }}.build.package
+
+mosquitto-configure-bridges-dir-managed:
+  file.directory:
+    - name: {{ mosquitto.paths.bridges_dir }}
+    - user: root
+    - group: {{ mosquitto.service.group }}
+    - mode: '0750'
+    - makedirs: True
+    - require:
+      - sls: {{ tplroot }}.build.package
+
+mosquitto-configure-bridges-bridge-managed:
+  mosquitto_bridge.managed:
+    - name: {{ mosquitto.paths.bridges_dir }}
+    - bridges: {{ bridges | json }}
+    - ca_cert: {{ mosquitto.tls.ca_cert }}
+    - tls_version: {{ mosquitto.listeners.mqtts.tls_version }}
+    - user: root
+    - group: {{ mosquitto.service.group }}
+    - mode: '0640'
+    - require:
+      - file: mosquitto-configure-bridges-dir-managed

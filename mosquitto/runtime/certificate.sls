@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The server certificate the running broker serves. Mosquitto re-reads
+# certfile and keyfile on SIGHUP (listeners__reload_all_certificates), so a
+# reissue (renewal, new SAN, new key) reloads the broker and connected
+# clients stay; the next TLS handshake gets the new certificate. A CA change
+# restarts it instead (runtime.service).
+# Applied alone by the renewal job (runtime.renewal): it holds everything a
+# reissue needs, and nothing that would need a restart to take effect.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+
+include:
+  - {{ tplroot }}.configure.tls
+
+{%- if mosquitto.container.enabled %}
+
+{#- Container mode: the same SIGHUP, sent inside the container (see
+    runtime/container.sls for why not through the engine's kill API). #}
+mosquitto-runtime-certificate-service-reloaded:
+  module.run:
+    - docker.run_all:
+      - name: {{ mosquitto.container.name }}
+      - cmd: sh -c 'kill -HUP 1'
+      - exec_driver: nsenter
+    - onchanges:
+      - mosquitto_ca: mosquitto-configure-tls-server-cert-managed
+{%- else %}
+
+mosquitto-runtime-certificate-service-reloaded:
+  service.running:
+    - name: {{ mosquitto.service.name }}
+    - reload: True
+{%- if mosquitto.service.provider %}
+    - provider: {{ mosquitto.service.provider | json }}
+{%- endif %}
+    - watch:
+      # The server certificate only: a CA change is a restart (runtime.service).
+      - mosquitto_ca: mosquitto-configure-tls-server-cert-managed
+{%- endif %}

@@ -1,0 +1,340 @@
+"""The CA minion signs only what its policy allows (mosquitto_ca.sign_csr).
+
+Requests reach sign_csr the way Salt delivers a peer publish: the caller's
+argument list goes through the minion's own ``load_args_and_kwargs`` with the
+publish data, whose ``id`` (the master sets it from the caller's
+authenticated minion id) becomes ``__pub_id``. Keys, CSRs and certificates
+are real; the record is read back from the file the CA minion writes.
+"""
+import json
+import logging
+import os
+import subprocess
+
+import pytest
+import salt.minion
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from test.support.modules import load
+from test.support.pillar import pillar_items
+
+ca = load("_modules", "mosquitto_ca")
+cfg = load("_modules", "mosquitto_config")
+
+
+@pytest.fixture
+def ca_host(tmp_path, monkeypatch):
+    """A CA minion 'ca1': its CA under tmp_path, its pillar in .pillar (edit it)."""
+    cert, key = str(tmp_path / "ca.crt"), str(tmp_path / "ca.key")
+    ca.create_ca(cert, key)
+    pillar = {"mosquitto": {"tls": {"ca_cert": cert, "ca_key": key}}}
+
+    class Host:
+        pass
+
+    h = Host()
+    h.dir, h.ca_crt, h.ca_key, h.pillar = tmp_path, cert, key, pillar
+    h.tls = pillar["mosquitto"]["tls"]
+    h.record = tmp_path / "issued.json"
+    funcs = {"pillar.items": pillar_items(pillar), "mosquitto_config.signing_policies": cfg.signing_policies}
+    monkeypatch.setattr(ca, "__salt__", funcs, raising=False)
+    monkeypatch.setattr(ca, "__pillar__", pillar, raising=False)
+    monkeypatch.setattr(ca, "__opts__", {"id": "ca1"}, raising=False)
+    return h
+
+
+def csr_for(tmp_path, name="x", key_type="ec"):
+    key_path = str(tmp_path / f"{name}.key")
+    ca.ensure_key(key_path, key_type=key_type, user=os.geteuid(), group=os.getegid())
+    return ca.create_csr(key_path, "ignored.example.com"), key_path
+
+
+def peer_call(fun, requester, *args, **kwargs):
+    """Call fun as Salt does for a peer publish from minion ``requester``."""
+    func = getattr(ca, fun.split(".")[1])
+    arg = list(args) + ([{"__kwarg__": True, **kwargs}] if kwargs else [])
+    data = {"fun": fun, "arg": arg, "tgt": "ca1", "jid": "20260101000000000000", "ret": "",
+            "id": requester, "user": "root", "tgt_type": "glob"}
+    a, kw = salt.minion.load_args_and_kwargs(func, arg, data)
+    return func(*a, **kw)
+
+
+def sign(tmp_path, requester, **kwargs):
+    csr, _ = csr_for(tmp_path)
+    return x509.load_pem_x509_certificate(peer_call("mosquitto_ca.sign_csr", requester, csr_pem=csr, **kwargs).encode())
+
+
+def refused(tmp_path, requester, **kwargs):
+    with pytest.raises(CommandExecutionError) as exc:
+        sign(tmp_path, requester, **kwargs)
+    return str(exc.value)
+
+
+def sans(cert):
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.DNSName), [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+
+
+def records(h):
+    return json.loads(h.record.read_text()) if h.record.exists() else []
+
+
+# --- the default policy: the requester's own id -----------------------------------
+
+
+@pytest.mark.parametrize("name", ["h1", "h1.example.com", "H1.Example.COM", "h1.a.b.example.com"])
+def test_default_allows_the_id_and_names_starting_with_id_dot(ca_host, tmp_path, name):
+    cert = sign(tmp_path, "h1", dns_names=[name])
+    assert sans(cert) == ([name.lower()], [])
+
+
+@pytest.mark.parametrize("name", ["h10.example.com", "h1x", "xh1", "a.h1", "h1-b.example.com", "h2.example.com"])
+def test_default_refuses_other_names_with_a_clear_reason(ca_host, tmp_path, name):
+    msg = refused(tmp_path, "h1", dns_names=[name])
+    assert f"minion h1 may not have a certificate with DNS name {name}" in msg
+    assert "policy for minion h1 (default): DNS names h1, h1.*; IP addresses in none; at most 825 days" in msg
+    assert "mosquitto:tls:signing_policies" in msg and "Nothing was signed" in msg
+    assert records(ca_host) == []
+
+
+def test_the_requester_id_is_compared_without_case(ca_host, tmp_path):
+    assert sans(sign(tmp_path, "MQTT2.Example.com", dns_names=["mqtt2.example.com"]))[0] == ["mqtt2.example.com"]
+    assert records(ca_host)[0]["requester"] == "mqtt2.example.com"
+
+
+def test_default_refuses_ip_addresses_and_names_every_refused_one(ca_host, tmp_path):
+    msg = refused(tmp_path, "h1", dns_names=["h1", "h2"], ip_addresses=["192.0.2.1"], common_name="h1")
+    assert "DNS name h2, IP address 192.0.2.1:" in msg
+    # An IP address as the common name is an IP SAN too.
+    assert "IP address 192.0.2.9" in refused(tmp_path, "h1", common_name="192.0.2.9")
+
+
+def test_validity_at_most_the_cas_days_valid(ca_host, tmp_path):
+    assert "validity 826 days" in refused(tmp_path, "h1", dns_names=["h1"], days_valid=826)
+    cert = sign(tmp_path, "h1", dns_names=["h1"], days_valid=825)
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 825
+    ca_host.tls["days_valid"] = 90  # the CA's own tls:days_valid sets the default and the limit
+    assert "at most 90 days" in refused(tmp_path, "h1", dns_names=["h1"], days_valid=91)
+    cert = sign(tmp_path, "h1", dns_names=["h1"])
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 90
+
+
+# --- signing_policies widen it per minion glob ---------------------------------------
+
+
+def test_policy_dns_globs_for_matching_minions_only(ca_host, tmp_path):
+    ca_host.tls["signing_policies"] = [{"minions": "edge-*", "dns_names": ["*.edge.example.com", "mqtt.example.com"]}]
+    assert sans(sign(tmp_path, "edge-3", dns_names=["a.edge.example.com", "mqtt.example.com"]))[0] == [
+        "a.edge.example.com", "mqtt.example.com"]
+    assert sans(sign(tmp_path, "EDGE-4", dns_names=["B.Edge.Example.Com"]))[0] == ["b.edge.example.com"]
+    # The pattern is the whole name: nothing may follow it.
+    assert "DNS name a.edge.example.com.evil.net" in refused(tmp_path, "edge-3", dns_names=["a.edge.example.com.evil.net"])
+    assert "DNS name edge.example.com" in refused(tmp_path, "edge-3", dns_names=["edge.example.com"])
+    # Another minion does not get what edge-* may have.
+    msg = refused(tmp_path, "core1", dns_names=["a.edge.example.com"])
+    assert "policy for minion core1 (default)" in msg
+    msg = refused(tmp_path, "edge-3", dns_names=["core1"])
+    assert ("policy for minion edge-3 (default + signing_policies[0] (minions 'edge-*')): DNS names edge-3, "
+            "edge-3.*, *.edge.example.com, mqtt.example.com") in msg
+
+
+def test_policy_ip_networks(ca_host, tmp_path):
+    ca_host.tls["signing_policies"] = [
+        {"minions": "h1", "ip_networks": ["192.0.2.0/24", "2001:db8::/32"]},
+    ]
+    cert = sign(tmp_path, "h1", dns_names=["h1"], ip_addresses=["192.0.2.7", "2001:db8::1"])
+    assert sans(cert) == (["h1"], ["192.0.2.7", "2001:db8::1"])
+    assert "IP address 198.51.100.1" in refused(tmp_path, "h1", dns_names=["h1"], ip_addresses=["198.51.100.1"])
+    assert "IP address 192.0.2.7" in refused(tmp_path, "h2", dns_names=["h2"], ip_addresses=["192.0.2.7"])
+
+
+def test_policy_max_days_the_largest_of_the_matching(ca_host, tmp_path):
+    ca_host.tls["signing_policies"] = [
+        {"minions": "*", "max_days": 30},
+        {"minions": "long-*", "max_days": 3650},
+    ]
+    assert "validity 31 days" in refused(tmp_path, "h1", dns_names=["h1"], days_valid=31)
+    assert sign(tmp_path, "h1", dns_names=["h1"], days_valid=30)
+    cert = sign(tmp_path, "long-1", dns_names=["long-1"], days_valid=3650)
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 3650
+
+
+def test_a_policy_change_counts_at_once(ca_host, tmp_path):
+    """The CA minion reads its pillar fresh from the master (pillar.items)."""
+    refused(tmp_path, "h1", dns_names=["mqtt.example.com"])
+    ca_host.tls["signing_policies"] = [{"minions": "h1", "dns_names": ["mqtt.example.com"]}]
+    assert sign(tmp_path, "h1", dns_names=["mqtt.example.com"])
+
+
+def test_a_bad_policy_on_the_ca_minion_signs_nothing(ca_host, tmp_path):
+    ca_host.tls["signing_policies"] = [{"minions": "h1", "dns_names": ["*"]}]
+    msg = refused(tmp_path, "h1", dns_names=["h1"])
+    assert "mosquitto:tls:signing_policies:0:dns_names:0: '*' matches every name" in msg
+    assert records(ca_host) == []
+
+
+def test_check_request_explains_without_signing(ca_host):
+    out = ca.check_request("h1", dns_names=["h1.example.com", "h10.example.com"])
+    assert out["allowed"] is False and out["problems"] == ["DNS name h10.example.com"]
+    assert out["policy"].startswith("policy for minion h1 (default)")
+    assert ca.check_request("h1", dns_names=["h1.example.com"])["allowed"] is True
+    assert records(ca_host) == []
+
+
+# --- nothing the caller sends chooses the CA, the key or the extensions --------------
+
+
+def test_a_caller_sending_ca_paths_gets_nothing_signed(ca_host, tmp_path, caplog):
+    # The caller's own CA, on the CA host where it could put files.
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    ca.create_ca(str(evil / "ca.crt"), str(evil / "ca.key"))
+    csr, _ = csr_for(tmp_path)
+    caplog.set_level(logging.WARNING)
+    for extra in ({"ca_cert_path": str(evil / "ca.crt"), "ca_key_path": str(evil / "ca.key")},
+                  {"extensions": {"basicConstraints": "CA:TRUE"}},
+                  {"is_ca": True}):
+        with pytest.raises(CommandExecutionError) as exc:
+            peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr, dns_names=["h1"], **extra)
+        msg = str(exc.value)
+        assert f"sign_csr refuses argument(s) {', '.join(sorted(extra))}" in msg and "Nothing was signed" in msg
+    assert "refused a request from h1 with argument(s) ca_cert_path, ca_key_path" in caplog.text
+    assert records(ca_host) == [] and not (evil / "issued.json").exists()
+
+
+def test_the_old_positional_call_is_refused(ca_host, tmp_path):
+    """sign_csr(csr, ca_cert_path, ca_key_path, names) as the formula used to send it."""
+    csr, _ = csr_for(tmp_path)
+    with pytest.raises((TypeError, SaltInvocationError)):
+        peer_call("mosquitto_ca.sign_csr", "h1", csr, ca_host.ca_crt, ca_host.ca_key, ["h1"])
+    assert records(ca_host) == []
+
+
+def test_a_forged_requester_argument_is_overridden_by_salts(ca_host, tmp_path):
+    """__pub_id in the caller's arguments loses to the id in the publish data."""
+    msg = refused(tmp_path, "h2", dns_names=["h1"], __pub_id="h1")
+    assert "minion h2 may not have a certificate with DNS name h1" in msg
+    sign(tmp_path, "h2", dns_names=["h2"], __pub_id="h1")
+    assert [r["requester"] for r in records(ca_host)] == ["h2"]
+
+
+def test_without_a_requester_nothing_is_signed(ca_host, tmp_path):
+    csr, _ = csr_for(tmp_path)
+    with pytest.raises(CommandExecutionError, match="this call has none"):
+        ca.sign_csr(csr, dns_names=["h1"])  # salt-call on the CA host: no __pub_id
+    assert records(ca_host) == []
+
+
+def test_the_result_is_a_leaf_with_only_the_csrs_public_key(ca_host, tmp_path):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sub CA")]))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("bank.example")]), critical=False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    pem = peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr, dns_names=["h1.example.com"])
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert not ku.key_cert_sign and ku.key_encipherment  # RSA
+    assert ExtendedKeyUsageOID.SERVER_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert sans(cert) == (["h1.example.com"], [])
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "h1.example.com"
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    (ca_host.dir / "leaf.crt").write_text(pem)
+    verify = subprocess.run(["openssl", "verify", "-purpose", "sslserver", "-CAfile", ca_host.ca_crt,
+                             str(ca_host.dir / "leaf.crt")], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_garbage_and_nameless_requests(ca_host, tmp_path):
+    with pytest.raises(CommandExecutionError, match="not a PEM certificate signing request"):
+        peer_call("mosquitto_ca.sign_csr", "h1", csr_pem="hello", dns_names=["h1"])
+    with pytest.raises(CommandExecutionError, match="at least one DNS name or IP"):
+        sign(tmp_path, "h1")
+
+
+def test_refusals_are_logged_on_the_ca_minion(ca_host, tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    refused(tmp_path, "h1", dns_names=["h10.example.com"])
+    assert any(r.levelno == logging.WARNING and "sign_csr refused: minion h1" in r.getMessage()
+               and "h10.example.com" in r.getMessage() and "policy for minion h1" in r.getMessage()
+               for r in caplog.records)
+
+
+# --- the record of issued certificates --------------------------------------------------
+
+
+def test_every_issued_certificate_is_recorded(ca_host, tmp_path):
+    ca_host.tls["signing_policies"] = [{"minions": "h2", "ip_networks": ["192.0.2.0/24"]}]
+    c1 = sign(tmp_path, "h1", dns_names=["h1.example.com"])
+    refused(tmp_path, "h1", dns_names=["h2"])
+    c2 = sign(tmp_path, "h2", dns_names=["h2"], ip_addresses=["192.0.2.2"], days_valid=10)
+    got = ca.issued()
+    assert [(r["serial"], r["requester"], r["how"]) for r in got] == [
+        (f"{c1.serial_number:X}", "h1", "peer"), (f"{c2.serial_number:X}", "h2", "peer")]
+    assert got[1]["dns_names"] == ["h2"] and got[1]["ip_addresses"] == ["192.0.2.2"]
+    assert got[1]["not_after"] == c2.not_valid_after_utc.isoformat()
+    assert got[1]["fingerprint"] == c2.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert got[0]["issued_at"] <= got[1]["issued_at"]
+    assert ca.issued(requester="H2") == [got[1]]
+    assert os.stat(ca_host.record).st_mode & 0o777 == 0o600
+    # Nothing else left in the CA directory (temp files, locks).
+    assert sorted(os.listdir(ca_host.dir)) == ["ca.crt", "ca.key", "issued.json", "x.key"]
+
+
+def test_locally_issued_certificates_are_recorded_too(ca_host, tmp_path):
+    info = ca.issue_cert(str(tmp_path / "server.crt"), str(tmp_path / "server.key"), ca_host.ca_crt,
+                         ca_host.ca_key, "mqtt.example.com", key_user=os.geteuid(), key_group=os.getegid())
+    assert [(r["serial"], r["requester"], r["how"], r["dns_names"]) for r in ca.issued()] == [
+        (info["serial"], "ca1", "local", ["mqtt.example.com"])]
+
+
+def test_an_unreadable_record_is_never_overwritten(ca_host, tmp_path):
+    ca_host.record.write_text("{not json")
+    with pytest.raises(CommandExecutionError, match="issued.json is unreadable"):
+        sign(tmp_path, "h1", dns_names=["h1"])
+    assert ca_host.record.read_text() == "{not json"
+
+
+# --- dependency floor ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version,ok", [("41.0.7", False), ("40.0.2", False), ("3.4.8", False),
+                                        ("42.0.0", True), ("42.0.8", True), ("44.0.0", True)])
+def test_virtual_refuses_cryptography_older_than_42(monkeypatch, version, ok):
+    monkeypatch.setattr(ca.cryptography, "__version__", version)
+    if ok:
+        assert ca.__virtual__() == "mosquitto_ca"
+    else:
+        loaded, why = ca.__virtual__()
+        assert loaded is False
+        assert f"needs cryptography >= 42.0" in why and version in why
+
+
+def test_pyproject_states_the_same_floor():
+    import pathlib
+    import tomllib
+    root = pathlib.Path(__file__).resolve().parents[2]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "cryptography>=42.0" in deps
+    assert ca.MIN_CRYPTOGRAPHY == (42, 0)
+
+
+def test_read_ca_cert_hands_peers_only_this_minions_ca(ca_host, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    ca.create_ca(str(other / "ca.crt"), str(other / "ca.key"))
+    own = open(ca_host.ca_crt).read()
+    assert peer_call("mosquitto_ca.read_ca_cert", "h1", ca_cert_path=str(other / "ca.crt")) == own
+    assert peer_call("mosquitto_ca.read_ca_cert", "h1") == own
+    # Locally (the mine's call) the path given counts.
+    assert ca.read_ca_cert(str(other / "ca.crt")) == open(other / "ca.crt").read()

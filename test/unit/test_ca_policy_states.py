@@ -1,0 +1,115 @@
+"""certificate_managed against a CA minion that refuses: nothing changes here.
+
+Same stand-ins as test_mosquitto_ca_states.py (the real execution module on
+both sides, arguments parsed as a minion parses a peer publish).
+"""
+import os
+
+import pytest
+
+from test.unit.test_mosquitto_ca_states import (  # noqa: F401  (fixtures)
+    BROKER_ID, camod, ca_minion, managed, paths, salt_env, snapshot, st,
+)
+
+
+
+def listing(p):
+    return sorted(os.listdir(p.local))
+
+
+def test_a_refused_first_request_writes_no_key_and_no_cert(salt_env, ca_minion):
+    p = ca_minion
+    ret = managed(p, ca_server="ca1", dns_names=["bank.example.net"])
+    assert ret["result"] is False
+    assert (f"CA minion ca1 refused mosquitto_ca.sign_csr: ERROR: minion {BROKER_ID} may not have a certificate "
+            "with DNS name bank.example.net: not allowed by the policy for minion broker1 "
+            "(default + signing_policies[0] (minions 'broker1'))") in ret["comment"]
+    assert listing(p) == []  # no key, no certificate, no CA certificate, no leftover new key
+    assert camod.issued(str(p.remote / "ca.key")) == []
+
+
+def test_a_refused_reissue_keeps_key_cert_and_ca_cert(salt_env, ca_minion):
+    p = ca_minion
+    assert managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])["result"] is True
+    before = snapshot(p.crt, p.key, p.ca_crt)
+    # A new key type needs a new key: it waits beside the old one and is dropped on refusal.
+    ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com", "other.example.org"], key_type="rsa")
+    assert ret["result"] is False and "DNS name other.example.org" in ret["comment"]
+    assert snapshot(p.crt, p.key, p.ca_crt) == before
+    assert listing(p) == ["ca.crt", "server.crt", "server.key"]
+    assert [r["requester"] for r in camod.issued(str(p.remote / "ca.key"))] == [BROKER_ID]
+
+
+def test_a_new_key_replaces_the_old_only_with_its_signed_certificate(salt_env, ca_minion):
+    p = ca_minion
+    managed(p, ca_server="ca1")
+    old_key = open(p.key, "rb").read()
+    ret = managed(p, ca_server="ca1", key_type="rsa", key_size=2048)
+    assert ret["result"] is True and ret["changes"]["new"]["key_type"] == "rsa"
+    assert open(p.key, "rb").read() != old_key and camod.key_matches_cert(p.crt, p.key)
+    assert listing(p) == ["ca.crt", "server.crt", "server.key"]
+    assert os.stat(p.key).st_mode & 0o777 == 0o640
+
+
+def test_only_the_request_travels(salt_env, ca_minion, monkeypatch):
+    p = ca_minion
+    sent = []
+    publish = salt_env.salt["publish.publish"]
+
+    def spy(tgt, fun, arg=None, **kwargs):
+        sent.append((fun, sorted(k for k in arg[0] if k != "__kwarg__")))
+        return publish(tgt, fun, arg=arg, **kwargs)
+
+    salt_env.salt["publish.publish"] = spy
+    assert managed(p, ca_server="ca1")["result"] is True
+    assert sent == [("mosquitto_ca.read_ca_cert", []),
+                    ("mosquitto_ca.sign_csr", ["common_name", "csr_pem", "days_valid", "dns_names", "ip_addresses"])]
+
+
+def test_no_answer_is_asked_again_a_refusal_is_not(salt_env, ca_minion, monkeypatch):
+    p = ca_minion
+    monkeypatch.setattr(st.time, "sleep", lambda s: None)
+    publish = salt_env.salt["publish.publish"]
+    silent = {"left": 2}
+
+    def flaky(tgt, fun, arg=None, **kwargs):
+        if fun == "mosquitto_ca.sign_csr" and silent["left"]:
+            silent["left"] -= 1
+            p.calls.append(fun)
+            return {}  # the CA minion missed the job
+        return publish(tgt, fun, arg=arg, **kwargs)
+
+    salt_env.salt["publish.publish"] = flaky
+    assert managed(p, ca_server="ca1", publish_retries=3)["result"] is True
+    assert p.calls.count("mosquitto_ca.sign_csr") == 3
+
+    p.calls.clear()
+    ret = managed(p, ca_server="ca1", dns_names=["bank.example.net"], publish_retries=3)
+    assert ret["result"] is False and p.calls.count("mosquitto_ca.sign_csr") == 1
+
+    silent["left"] = 10
+    ret = managed(p, ca_server="ca1", dns_names=["x.example.com"], publish_retries=2)
+    assert ret["result"] is False and "did not answer mosquitto_ca.sign_csr" in ret["comment"]
+
+
+@pytest.mark.parametrize("policy,message", [
+    ([{"dns_names": ["a.example.com"]}], "mosquitto:tls:signing_policies:0:minions: must be a string, got NoneType"),
+    ([{"minions": "x", "names": []}], "mosquitto:tls:signing_policies:0:names: unknown key"),
+    ([{"minions": "x", "dns_names": ["*.*"]}], "mosquitto:tls:signing_policies:0:dns_names:0: '*.*' matches every name"),
+    ([{"minions": "x", "dns_names": ["a b"]}], "mosquitto:tls:signing_policies:0:dns_names:0: must be a DNS name glob"),
+    ([{"minions": "x", "ip_networks": ["192.0.2.1/24"]}],
+     "mosquitto:tls:signing_policies:0:ip_networks:0: must be a network such as 192.0.2.0/24"),
+    ([{"minions": "x", "max_days": 0}], "mosquitto:tls:signing_policies:0:max_days: must be between 1 and 36500"),
+    ({"minions": "x"}, "mosquitto:tls:signing_policies: must be a list"),
+])
+def test_bad_signing_policies_name_the_key(policy, message):
+    from test.unit.test_mosquitto_config import error_of
+    assert message in error_of(tls={"signing_policies": policy})
+
+
+def test_good_signing_policies_are_normalised():
+    from test.unit.test_mosquitto_config import cfg as config, settings
+    out = config.validate(settings(tls={"signing_policies": [
+        {"minions": "Edge-*", "dns_names": ["*.Edge.example.com"], "ip_networks": ["2001:DB8::/32"], "max_days": 90}]}))
+    assert out["tls"]["signing_policies"] == [
+        {"minions": "edge-*", "dns_names": ["*.edge.example.com"], "ip_networks": ["2001:db8::/32"], "max_days": 90}]
