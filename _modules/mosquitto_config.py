@@ -88,7 +88,7 @@ FD_RESERVE = 64
 _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
-    "firewall", "paths", "pkg", "service", "tofs",
+    "firewall", "paths", "pkg", "service", "tofs", "container",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
 _POLICY_KEYS = {"minions", "dns_names", "ip_networks", "max_days"}
@@ -660,5 +660,73 @@ def validate(data, nofile_hard_limit=None):
         for key in ("name", "user", "group", "exporter_name", "firewall_name"):
             _text(errors, ["lookup", "service", key], service.get(key))
 
+    _container(errors, data.get("container", {}), data)
+
     errors.raise_if_any()
     return data
+
+
+_CONTAINER_KEYS = {
+    "enabled", "name", "image", "uid", "gid", "network", "subnet", "ip", "publish",
+    "restart_policy", "nofile", "healthcheck",
+}
+_DOCKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+_PUBLISH = re.compile(r"^(?:(\[[0-9a-fA-F:]+\]|[0-9.]+):)?([0-9]{1,5}):([0-9]{1,5})$")
+
+
+def _container(errors, container, data):
+    """mosquitto:container: the broker in a Docker container (container mode)."""
+    path = ["container"]
+    if not _unknown_keys(errors, path, container, _CONTAINER_KEYS):
+        return
+    _bool(errors, path + ["enabled"], container.get("enabled"))
+    if _text(errors, path + ["name"], container.get("name")) and not _DOCKER_NAME.match(container["name"]):
+        errors.add(path + ["name"], f"is not a container name: {container['name']!r}")
+    if _text(errors, path + ["image"], container.get("image")) and not _IMAGE_REF.match(container["image"]):
+        errors.add(path + ["image"], f"is not an image reference: {container['image']!r}")
+    for key in ("uid", "gid"):
+        if _int(errors, path + [key], container.get(key), 0, 2**31 - 2) and container[key] == 0:
+            errors.add(path + [key], "must not be 0: the broker never runs as root in its container")
+    network = container.get("network")
+    if _text(errors, path + ["network"], network):
+        if network in ("bridge", "none", "default") or not _DOCKER_NAME.match(network):
+            errors.add(path + ["network"], f"must be host or the name of a network the formula creates, got {network!r}")
+    host_net = network == "host"
+    subnet = container.get("subnet", "")
+    if subnet != "":
+        if host_net:
+            errors.add(path + ["subnet"], "only for a named network (network is host)")
+        else:
+            try:
+                subnet = ipaddress.ip_network(str(subnet))
+            except ValueError:
+                errors.add(path + ["subnet"], f"is not a network like 198.19.0.0/24: {subnet!r}")
+                subnet = None
+    ip = container.get("ip", "")
+    if ip != "":
+        if host_net:
+            errors.add(path + ["ip"], "only for a named network (network is host)")
+        elif (addr := _ip(errors, path + ["ip"], ip)) and subnet and ipaddress.ip_address(addr) not in subnet:
+            errors.add(path + ["ip"], f"{ip} is not in subnet {subnet}")
+        elif not subnet:
+            errors.add(path + ["ip"], "needs container:subnet (a fixed address needs a known subnet)")
+    for i, spec in enumerate(_list(errors, path + ["publish"], container.get("publish", []))):
+        m = _PUBLISH.match(str(spec))
+        if host_net:
+            errors.add(path + ["publish", i], "has no effect with network host: the broker's listeners are the host's")
+        elif not m or not all(0 < int(p) < 65536 for p in m.group(2, 3)):
+            errors.add(path + ["publish", i], f"must be '[host_ip:]host_port:container_port', got {spec!r}")
+        elif int(m.group(3)) == data.get("ports", {}).get("mqtt") and m.group(1) not in ("127.0.0.1", "[::1]"):
+            # Docker's port publishing goes around firewalld: plain MQTT
+            # must stay on loopback.
+            errors.add(path + ["publish", i], "plain MQTT (ports:mqtt) may only be published on 127.0.0.1")
+    policy = container.get("restart_policy")
+    if not (isinstance(policy, str) and re.match(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$", policy)):
+        errors.add(path + ["restart_policy"], f"must be no, always, unless-stopped or on-failure[:N], got {policy!r}")
+    _int(errors, path + ["nofile"], container.get("nofile"), 1024, 1048576)
+    health = container.get("healthcheck", {})
+    if _unknown_keys(errors, path + ["healthcheck"], health, {"interval", "timeout", "retries", "start_period"}):
+        for key in ("interval", "timeout", "start_period"):
+            _int(errors, path + ["healthcheck", key], health.get(key), 1, 3600)
+        _int(errors, path + ["healthcheck", "retries"], health.get("retries"), 1, 100)

@@ -26,13 +26,18 @@ mosquitto-configure-broker-persistence-dir-managed:
     - group: {{ mosquitto.service.group }}
     - mode: '0750'
     - makedirs: True
+{%-   if mosquitto.container.enabled %}
+    # The container's uid may change with the image: its database too.
+    - recurse: [user, group]
+{%-   endif %}
     - require:
       - sls: {{ tplroot }}.build.package
     - require_in:
       - file: mosquitto-configure-broker-config-file-managed
 {%- endif %}
 
-{%- if mosquitto.paths.log_file %}
+{#- A container's broker logs to stderr (docker logs), not to a file. #}
+{%- if mosquitto.paths.log_file and not mosquitto.container.enabled %}
 
 mosquitto-configure-broker-log-dir-managed:
   file.directory:
