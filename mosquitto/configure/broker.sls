@@ -11,8 +11,13 @@
 {%- set settings = mosquitto.copy() %}
 {%- do settings.pop('users') %}
 
+{#- Everything the config names (certificates, password file, ACL) comes
+    first: included, so this file also applies on its own. #}
 include:
   - {{ tplroot }}.build.package
+  - {{ tplroot }}.configure.tls
+  - {{ tplroot }}.configure.users
+  - {{ tplroot }}.configure.acl
 
 {%- if mosquitto.persistence.enabled %}
 
