@@ -14,6 +14,44 @@ from test.support.mqtt import Client
 pytestmark = pytest.mark.integration
 
 
+VENV = "/opt/mosquitto-exporter"
+KEPT = {"/etc/mosquitto", "/etc/mosquitto/ca", "/etc/mosquitto/ca/ca.key",
+        "/etc/mosquitto/certs", "/etc/mosquitto/certs/ca.crt"}
+
+
+def leftovers():
+    """Every path, package, unit, user, process and port the formula
+    touches that is still there after clean (the CA excepted)."""
+    found = []
+    for pkg in ("mosquitto", "mosquitto-clients", "python3-paho-mqtt", "python3-prometheus-client"):
+        status = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status}", pkg],
+                                capture_output=True, text=True).stdout
+        if status not in ("", "not-installed"):
+            found.append(f"package {pkg}: {status}")
+    paths = ["/etc/mosquitto", "/var/lib/mosquitto", "/var/log/mosquitto", "/run/mosquitto",
+             "/etc/default/mosquitto-exporter", "/usr/local/sbin/mosquitto_exporter", VENV,
+             "/etc/init.d/mosquitto", "/etc/init.d/mosquitto-exporter", "/run/mosquitto-exporter.pid",
+             "/etc/systemd/system/mosquitto-exporter.service"]
+    for root in paths:
+        path = pathlib.Path(root)
+        for p in ([path, *path.rglob("*")] if path.is_dir() else [path] if path.exists() else []):
+            if str(p) not in KEPT:
+                found.append(str(p))
+    found += [str(p) for p in pathlib.Path("/etc").glob("rc?.d/*mosquitto*")]
+    for user in ("mosquitto", "mosquitto-exporter"):
+        for db in ("/etc/passwd", "/etc/group"):
+            if any(line.split(":")[0] == user for line in pathlib.Path(db).read_text().splitlines()):
+                found.append(f"{db}: {user}")
+    for port in (1883, 8883, 9234):
+        if subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout:
+            found.append(f"port {port} listening")
+    procs = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout.splitlines()
+    found += [f"process {p}" for p in procs
+              if "/etc/mosquitto/mosquitto.conf" in p or "/usr/local/sbin/mosquitto_exporter" in p]
+    found += [f"command {c}" for c in ("mosquitto", "mosquitto_pub", "mosquitto_sub") if shutil.which(c)]
+    return found
+
+
 def installed(pkg):
     out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True).stdout
     return out.startswith("install ok installed")
@@ -22,14 +60,23 @@ def installed(pkg):
 def test_clean_then_test_mode_then_fresh_apply(salt_local, applied, passwords):
     ca_before = pathlib.Path(CA).read_bytes()
 
+    # Something to lose: a venv, as exporter:install venv makes.
+    pathlib.Path(VENV, "bin").mkdir(parents=True, exist_ok=True)
+    pathlib.Path(VENV, "bin", "python").touch()
+
+    rc, states, err = salt_local.apply("mosquitto.clean", test=True)
+    assert rc == 0 and not failed(states), failed(states)
+    assert "mosquitto-clean-build-package-pkg-purged" in changed(states)
+    assert installed("mosquitto") and pathlib.Path("/etc/mosquitto/passwd").exists(), "test=True changed the host"
+
     rc, states, err = salt_local.apply("mosquitto.clean")
     assert rc == 0 and not failed(states), failed(states)
-    assert not installed("mosquitto") and shutil.which("mosquitto_pub") is None
-    for path in ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/passwd", "/etc/mosquitto/acl",
-                 "/etc/mosquitto/certs/server.key", "/etc/mosquitto/exporter"):
-        assert not pathlib.Path(path).exists(), path
+    assert leftovers() == [], "clean left these behind"
     assert pathlib.Path("/etc/mosquitto/ca/ca.key").exists(), "clean must keep the CA"
-    assert subprocess.run(["ss", "-Hltn", "sport = :8883"], capture_output=True, text=True).stdout == ""
+    assert pathlib.Path(CA).read_bytes() == ca_before
+
+    rc, states, err = salt_local.apply("mosquitto.clean")
+    assert rc == 0 and changed(states) == {}, changed(states)
 
     rc, states, err = salt_local.apply(test=True)
     assert rc == 0 and not failed(states), failed(states)
