@@ -10,6 +10,7 @@ import ssl
 import subprocess
 
 import pytest
+import yaml
 
 from scripts.saltlocal import REPO, SaltLocal, changed, failed
 from test.integration.conftest import CA, base_pillar, broker_pid, wait_for
@@ -106,6 +107,11 @@ def test_exporter_runs_from_the_pypi_venv(variant):
                           "print(paho.mqtt.__file__, prometheus_client.__file__)"],
                          capture_output=True, text=True, check=True).stdout
     assert out.count(VENV) == 2, out  # from the venv, not Debian's packages
+    # exactly the versions exporter:pip_pkgs asks for (defaults.yaml's)
+    wanted = yaml.safe_load((REPO / "mosquitto/parameters/defaults.yaml").read_text())["values"]["exporter"]["pip_pkgs"]
+    check = subprocess.run([f"{VENV}/bin/pip", "install", "--dry-run", "--no-index", *wanted],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_rsa_server_key_and_ip_address_san(variant, passwords):
