@@ -292,6 +292,10 @@ def _tree_digest(root="/etc/mosquitto"):
     ({"users": {"eve:il": {"password": "x"}}}, "mosquitto:users:eve:il: bad user name"),
     ({"users": {"carol": {}}}, "mosquitto:users:carol:password: missing"),
     ({"colour": "blue"}, "mosquitto:colour: unknown key"),
+    # mosquitto_passwd's rule, applied while rendering (before any state).
+    ({"users": {"#ops": {"password": "x"}}}, "mosquitto:users:#ops: bad user name: username '#ops' starts with '#'"),
+    ({"config": {"per_listener_settings": True}}, "mosquitto:config:per_listener_settings: is managed by the formula"),
+    ({"config": {"max_connections": 10}}, "mosquitto:config:max_connections: is a per-listener option"),
 ])
 def test_bad_pillar_fails_before_anything_changes(salt_local, applied, passwords, bad, message):
     pillar = base_pillar(passwords)
