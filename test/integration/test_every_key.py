@@ -59,6 +59,8 @@ def variant(salt_local, applied, passwords, tmp_path_factory):
                      file_roots=[*salt_local.file_roots, str(extra)])
     salt.setup(variant_pillar(passwords))
     salt.sync()
+    # A venv left by an earlier run would hide its creation from pip.
+    shutil.rmtree(VENV, ignore_errors=True)
     pid = broker_pid()
     rc, states, err = salt.apply()
     yield salt, rc, states, err, pid
