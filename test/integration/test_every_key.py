@@ -8,7 +8,9 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
@@ -180,10 +182,25 @@ def test_password_hash_user_and_max_keepalive(variant, passwords):
     assert ok.connect()
     ok.close()
     assert Client(1883, "carol", "wrong", host="::1").connect() is False
-    # MQTT 3.1.1 clients asking for more than max_keepalive are refused.
-    too_long = Client(1883, "carol", carol, host="::1", keepalive=601)
-    assert too_long.connect() is False
-    assert too_long.reason is not None and too_long.reason.is_failure
+    # max_keepalive (2.0: MQTT v5 only): a client asking for more is told
+    # to use max_keepalive, in the CONNACK's Server Keep Alive.
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set("carol", carol)
+    connack = {}
+    done = threading.Event()
+
+    def on_connect(c, userdata, flags, reason, props):
+        connack.update(reason=reason, keepalive=getattr(props, "ServerKeepAlive", None))
+        done.set()
+    client.on_connect = on_connect
+    client.connect("::1", 1883, keepalive=1200)
+    client.loop_start()
+    try:
+        assert done.wait(10)
+        assert not connack["reason"].is_failure and connack["keepalive"] == 600, connack
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def test_persistence_off_loses_queued_messages_on_restart(variant, passwords):
