@@ -33,8 +33,19 @@ def test_the_tree_has_the_files_we_expect():
     assert len(names) == 16, names
 
 
+# Files with nothing to do under the integration pillar on Debian: no extra
+# repository (EPEL is RedHat's), firewall:enabled false. Salt answers an
+# SLS without states with an error ("No states found"), so for these the
+# test checks that they render to nothing instead.
+EMPTY_HERE = {"mosquitto.build.repo", "mosquitto.build.firewall", "mosquitto.runtime.firewall"}
+
+
 @pytest.mark.parametrize("sls", sls_names())
 def test_sls_applies_alone_on_a_converged_host(salt_local, applied, sls):
+    if sls in EMPTY_HERE:
+        rc, shown, err = salt_local.call("state.show_sls", sls)
+        assert rc == 0 and shown == {}, (shown, err)
+        return
     rc, states, err = salt_local.apply(sls)
     assert rc == 0 and not failed(states), (failed(states), err)
     assert isinstance(states, dict) and states, states
