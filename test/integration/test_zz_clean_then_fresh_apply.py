@@ -1,6 +1,7 @@
 """mosquitto.clean undoes the formula (keeping the CA); on the bare host that
 leaves, test=True plans without touching anything, and a real apply brings
 everything back. Runs last in this folder: it reinstalls the broker."""
+import os
 import pathlib
 import shutil
 import subprocess
@@ -46,11 +47,22 @@ def leftovers():
     for port in (1883, 8883, 9234):
         if subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout:
             found.append(f"port {port} listening")
-    procs = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout.splitlines()
-    found += [f"process {p}" for p in procs
-              if "/etc/mosquitto/mosquitto.conf" in p or "/usr/local/sbin/mosquitto_exporter" in p]
+    found += [f"process {args}" for args in _own_processes()
+              if "/etc/mosquitto/mosquitto.conf" in args or "/usr/local/sbin/mosquitto_exporter" in args]
     found += [f"command {c}" for c in ("mosquitto", "mosquitto_pub", "mosquitto_sub") if shutil.which(c)]
     return found
+
+
+def _own_processes():
+    """Command lines of processes in this host's mount namespace (the test
+    hosts and containers of other suites show in /proc too)."""
+    ours = os.readlink("/proc/self/ns/mnt")
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.readlink(proc / "ns" / "mnt") == ours:
+                yield (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
 
 
 def _named_by_this_formula(path):
