@@ -8,6 +8,7 @@
 # Kept on purpose:
 #  - the CA (tls:ca_cert, tls:ca_key): clients trust it and a new one would
 #    have to be redistributed. Delete it by hand if you mean to;
+#  - the broker's system user, made by its package (which keeps it too);
 #  - firewalld itself and ssh in the zone (removing them could open the host
 #    or lock its operator out), ca-certificates and python3-venv (shared
 #    system tools).
@@ -102,9 +103,9 @@ mosquitto-clean-build-exporter-program-absent:
     - require:
       - service: mosquitto-clean-runtime-exporter-service-dead
 
-{#- Purged: the package's conffiles and init script go too. The package
-    made the broker's system user; with the package and every file it
-    owned gone, it goes as well. #}
+{#- Purged: the package's conffiles and init script go too. The broker's
+    system user stays, as the package leaves it (Debian policy): a later
+    test=True run on this host can then still plan files owned by it. #}
 mosquitto-clean-build-package-pkg-purged:
   pkg.purged:
     - pkgs:
@@ -115,21 +116,17 @@ mosquitto-clean-build-package-pkg-purged:
       - file: mosquitto-clean-configure-files-absent
       - file: mosquitto-clean-build-exporter-program-absent
 
-mosquitto-clean-configure-users-user-absent:
+mosquitto-clean-configure-exporter-user-absent:
   user.absent:
-    - names:
-      - {{ exporter.user }}
-      - {{ mosquitto.service.user }}
+    - name: {{ exporter.user }}
     - require:
       - pkg: mosquitto-clean-build-package-pkg-purged
 
-mosquitto-clean-configure-users-group-absent:
+mosquitto-clean-configure-exporter-group-absent:
   group.absent:
-    - names:
-      - {{ exporter.user }}
-      - {{ mosquitto.service.group }}
+    - name: {{ exporter.user }}
     - require:
-      - user: mosquitto-clean-configure-users-user-absent
+      - user: mosquitto-clean-configure-exporter-user-absent
 
 {#- Data, log and run directories once empty (the package's purge empties
     its own; persistence:location may be a directory shared with others,

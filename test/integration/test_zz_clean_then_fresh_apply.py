@@ -40,7 +40,8 @@ def leftovers():
             if str(p) not in KEPT:
                 found.append(str(p))
     found += [str(p) for p in pathlib.Path("/etc").glob("rc?.d/*mosquitto*")]
-    for user in ("mosquitto", "mosquitto-exporter"):
+    # (the broker's own user stays: its package made it and keeps it)
+    for user in ("mosquitto-exporter",):
         for db in ("/etc/passwd", "/etc/group"):
             if any(line.split(":")[0] == user for line in pathlib.Path(db).read_text().splitlines()):
                 found.append(f"{db}: {user}")
