@@ -18,14 +18,14 @@ import os.path
 import re
 import resource
 
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_config"
 
 # Label rules of RFC 1123; the name must fit a certificate SAN too.
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DURATION = re.compile(r"^[0-9]+[hdwmy]$")
-_OPTION = re.compile(r"^[a-z][a-z0-9_]*$")
+_OPTION = re.compile(r"^[a-z][a-z0-9_.]*$")
 _BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ACCESS = ("read", "write", "readwrite", "deny")
 _TLS_VERSIONS = ("tlsv1.2", "tlsv1.3")
@@ -68,7 +68,44 @@ _OWNED_OPTIONS = {
     "connection": "bridges",
     "user": "lookup:service:user",
     "max_connections": "listeners:mqtts:max_connections",
+    # The formula writes `per_listener_settings false`: authentication and
+    # ACLs are global, and options below are placed on that assumption.
+    "per_listener_settings": "(always false: users and ACLs apply to every listener)",
 }
+
+# Bridge options the formula writes from a bridge's own keys, and secrets
+# that would become state arguments under `options`.
+_BRIDGE_OWNED = {
+    key: "bridges:<name> keys" for key in (
+        "connection", "address", "addresses", "topic", "cleansession", "notifications",
+        "keepalive_interval", "remote_username", "remote_password", "bridge_cafile",
+        "bridge_tls_version")
+}
+_BRIDGE_OWNED["bridge_psk"] = "(not supported: a secret under options would be a state argument)"
+
+# File descriptors the broker keeps for itself besides its clients: stdio,
+# epoll, listening sockets, log, persistence saves, libwrap's look at
+# /etc/hosts.allow, bridges and a few loopback clients (the exporter).
+FD_RESERVE = 64
+
+# Options that belong to one listener (mosquitto.conf(5) 2.0, "Listeners"),
+# allowed under listeners:<name>:options. The formula writes listener, port,
+# bind_address, cafile, certfile, keyfile, tls_version, ciphers (tls:profile)
+# and the TLS listener's max_connections (sized with limits:open_files) itself.
+_LISTENER_OPTIONS = {
+    "bind_interface", "http_dir", "max_qos", "max_topic_alias",
+    "mount_point", "protocol", "socket_domain", "use_username_as_clientid",
+    "websockets_headers_size",
+}
+# Certificate options that only make sense on the TLS listener.
+_TLS_LISTENER_OPTIONS = {
+    "ciphers_tls1.3", "crlfile", "dhparamfile", "require_certificate",
+    "use_identity_as_username", "use_subject_as_username",
+}
+# Under `config` (written before the first listener) a per-listener option
+# would configure mosquitto's default listener on 1883 instead: refused there.
+_PER_LISTENER = _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS | {"max_connections", "ciphers", "capath", "psk_hint", "tls_engine",
+                                                           "tls_engine_kpass_sha1", "tls_keyform"}
 
 # Bridge options the formula writes from a bridge's own keys, and secrets
 # that would become state arguments under `options`.
@@ -226,15 +263,13 @@ def _bind_address(errors, path, value):
 
 
 def check_username(name):
-    """Mosquitto's own rule (mosquitto_passwd): no ':' and no control chars."""
-    return (
-        isinstance(name, str)
-        and name == name.strip()
-        and name != ""
-        and ":" not in name
-        and not any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
-        and len(name.encode()) <= 65535
-    )
+    """Mosquitto's password-file rule, from mosquitto_passwd.check_username
+    (the one copy of it): None when fine, else what is wrong."""
+    try:
+        __salt__["mosquitto_passwd.check_username"](name)
+    except SaltInvocationError as exc:
+        return str(exc)
+    return None
 
 
 def check_topic_filter(topic):
@@ -289,9 +324,9 @@ def _users(errors, users, exporter_user):
     out = {}
     for name, spec in users.items():
         upath = path + [name]
-        if not check_username(name):
-            errors.add(upath, "bad user name: it must be non-empty, without ':', "
-                       "control characters or surrounding blanks")
+        problem = check_username(name)
+        if problem:
+            errors.add(upath, f"bad user name: {problem}")
             continue
         if name == exporter_user:
             errors.add(upath, "is reserved for the exporter (its password is generated "
@@ -429,8 +464,20 @@ def signing_policies(policies):
     return out
 
 
-def _options(errors, path, options, owned):
-    """Free-form mosquitto.conf options: name -> scalar or list of scalars."""
+def _listener_options(errors, name, listener, allowed):
+    """listeners:<name>:options: only options mosquitto applies per listener."""
+    path = ["listeners", name, "options"]
+    options = listener.setdefault("options", {})
+    if options is None:
+        options = listener["options"] = {}
+    _options(errors, path, options, _OWNED_OPTIONS, allowed=allowed)
+
+
+def _options(errors, path, options, owned, allowed=None, per_listener=()):
+    """Free-form mosquitto.conf options: name -> scalar or list of scalars.
+
+    allowed: the only names accepted (listener options); per_listener: names
+    refused because they belong under listeners:<name>:options."""
     if not isinstance(options, dict):
         errors.add(path, "must be a mapping of mosquitto.conf option to value")
         return
@@ -441,6 +488,14 @@ def _options(errors, path, options, owned):
             continue
         if key in owned:
             errors.add(kpath, f"is managed by the formula: set {owned[key]} instead")
+            continue
+        if key in per_listener:
+            errors.add(kpath, "is a per-listener option: set it under "
+                       "listeners:mqtt:options or listeners:mqtts:options")
+            continue
+        if allowed is not None and key not in allowed:
+            errors.add(kpath, f"is not a per-listener option here (allowed: {', '.join(sorted(allowed))}); "
+                       "global options go under config")
             continue
         for i, item in enumerate(value if isinstance(value, list) else [value]):
             ipath = kpath + ([i] if isinstance(value, list) else [])
@@ -551,12 +606,14 @@ def validate(data, nofile_hard_limit=None):
 
     listeners = data.get("listeners", {})
     if _unknown_keys(errors, ["listeners"], listeners, {"mqtt", "mqtts"}):
-        if _unknown_keys(errors, ["listeners", "mqtt"], listeners.get("mqtt", {}), {"bind_address"}):
+        if _unknown_keys(errors, ["listeners", "mqtt"], listeners.get("mqtt", {}), {"bind_address", "options"}):
             _bind_address(errors, ["listeners", "mqtt", "bind_address"], listeners["mqtt"].get("bind_address", ""))
+            _listener_options(errors, "mqtt", listeners["mqtt"], _LISTENER_OPTIONS)
         mqtts = listeners.get("mqtts", {})
-        if _unknown_keys(errors, ["listeners", "mqtts"], mqtts, {"bind_address", "tls_version", "max_connections"}):
+        if _unknown_keys(errors, ["listeners", "mqtts"], mqtts, {"bind_address", "tls_version", "max_connections", "options"}):
             _bind_address(errors, ["listeners", "mqtts", "bind_address"], mqtts.get("bind_address", ""))
             _choice(errors, ["listeners", "mqtts", "tls_version"], mqtts.get("tls_version"), _TLS_VERSIONS)
+            _listener_options(errors, "mqtts", mqtts, _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS)
 
     _capacity(errors, data, nofile_hard_limit)
 
@@ -569,8 +626,9 @@ def validate(data, nofile_hard_limit=None):
         for i, req in enumerate(_list(errors, ["exporter", "pip_pkgs"], exporter.get("pip_pkgs", []))):
             if _text(errors, ["exporter", "pip_pkgs", i], req) and not re.match(r"^[A-Za-z0-9_.\-\[\]]+\s*([<>=!~]=?[^,\s]+\s*,?\s*)*$", req):
                 errors.add(["exporter", "pip_pkgs", i], f"is not a pip requirement: {req!r}")
-        if not check_username(exporter.get("user")):
-            errors.add(["exporter", "user"], "must be a valid MQTT user name")
+        problem = check_username(exporter.get("user"))
+        if problem:
+            errors.add(["exporter", "user"], f"must be a valid MQTT user name: {problem}")
         _bind_address(errors, ["exporter", "bind_address"], exporter.get("bind_address"))
 
     data["users"] = _users(errors, data.get("users"), exporter.get("user"))
@@ -634,7 +692,7 @@ def validate(data, nofile_hard_limit=None):
             tls["san_dns"] = list(dict.fromkeys([data["domain"]] + tls["dns_names"]))
 
     data["bridges"] = _bridges(errors, data.get("bridges", {}), tls)
-    _options(errors, ["config"], data.get("config", {}), _OWNED_OPTIONS)
+    _options(errors, ["config"], data.get("config", {}), _OWNED_OPTIONS, per_listener=_PER_LISTENER)
 
     firewall = data.get("firewall", {})
     if _unknown_keys(errors, ["firewall"], firewall, {"enabled", "zone", "ssh", "extra_ports"}):

@@ -14,8 +14,13 @@
 {%- do settings.pop('users') %}
 {%- do settings.pop('bridges') %}
 
+{#- Everything the config names (certificates, password file, ACL) comes
+    first: included, so this file also applies on its own. #}
 include:
   - {{ tplroot }}.build.package
+  - {{ tplroot }}.configure.tls
+  - {{ tplroot }}.configure.users
+  - {{ tplroot }}.configure.acl
 
 {%- if mosquitto.persistence.enabled %}
 

@@ -11,6 +11,10 @@
 {%- set secret_dir = salt['file.dirname'](mosquitto.paths.exporter_secret) %}
 {%- set python = exporter.venv_dir ~ '/bin/python' if exporter.install == 'venv' else '/usr/bin/python3' %}
 {%- set mqtt_host = mosquitto.listeners.mqtt.bind_address or '127.0.0.1' %}
+{#- An IPv6 address goes in brackets in the endpoint URL (tcp://[::1]:1883). #}
+{%- if ':' in mqtt_host %}
+{%-   set mqtt_host = '[' ~ mqtt_host ~ ']' %}
+{%- endif %}
 
 {%- if exporter.enabled %}
 include:

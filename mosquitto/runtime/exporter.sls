@@ -31,7 +31,7 @@ mosquitto-runtime-exporter-service-listening:
   mosquitto_broker.listening:
     - name: {{ mosquitto.service.exporter_name }}
     - ports:
-      - [{{ mosquitto.exporter.bind_address if mosquitto.exporter.bind_address not in ('', '0.0.0.0', '::') else '127.0.0.1' }}, {{ mosquitto.ports.exporter }}]
+      - {{ [mosquitto.exporter.bind_address if mosquitto.exporter.bind_address not in ('', '0.0.0.0', '::') else '127.0.0.1', mosquitto.ports.exporter] | json }}
     - require:
       - service: mosquitto-runtime-exporter-service-running
 {%- endif %}

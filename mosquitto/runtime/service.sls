@@ -73,8 +73,9 @@ mosquitto-runtime-service-listening:
   mosquitto_broker.listening:
     - name: {{ mosquitto.service.name }}
     - ports:
-      - [{{ mosquitto.listeners.mqtt.bind_address or '127.0.0.1' }}, {{ mosquitto.ports.mqtt }}]
-      - [{{ mqtts_host }}, {{ mosquitto.ports.mqtts }}]
+      # JSON: an IPv6 address such as ::1 is not a plain YAML scalar.
+      - {{ [mosquitto.listeners.mqtt.bind_address or '127.0.0.1', mosquitto.ports.mqtt] | json }}
+      - {{ [mqtts_host, mosquitto.ports.mqtts] | json }}
     - log_file: {{ mosquitto.paths.log_file | json }}
     - require:
       - service: mosquitto-runtime-service-reloaded
