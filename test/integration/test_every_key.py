@@ -31,7 +31,7 @@ def variant_pillar(passwords):
     pillar = base_pillar(passwords)
     m = pillar["mosquitto"]
     m["listeners"] = {"mqtt": {"bind_address": "::1"},
-                      "mqtts": {"options": {"max_connections": 2, "mount_point": "tls/"}}}
+                      "mqtts": {"max_connections": 2, "options": {"mount_point": "tls/"}}}
     m["acl_patterns"] = ["readwrite clients/%c/#"]
     m["max_keepalive"] = 600
     # A user given as a mosquitto_passwd line (hashed here, not on the host).

@@ -39,7 +39,7 @@ def test_formula_owned_options_are_refused_per_listener(option):
     assert f"mosquitto:listeners:mqtts:options:{option}: is managed by the formula" in text
 
 
-@pytest.mark.parametrize("option", ["max_connections", "protocol", "mount_point", "use_username_as_clientid",
+@pytest.mark.parametrize("option", ["protocol", "mount_point", "use_username_as_clientid",
                                     "max_qos", "http_dir", "socket_domain", "require_certificate"])
 def test_per_listener_options_are_refused_under_config(option):
     text = error_of(config={option: 1})
@@ -53,8 +53,8 @@ def test_global_options_are_refused_per_listener():
 
 
 def test_tls_options_only_on_the_tls_listener():
-    text = error_of(listeners={"mqtt": {"options": {"ciphers": "HIGH"}}})
-    assert "mosquitto:listeners:mqtt:options:ciphers: is not a per-listener option" in text
+    text = error_of(listeners={"mqtt": {"options": {"crlfile": "/etc/mosquitto/crl.pem"}}})
+    assert "mosquitto:listeners:mqtt:options:crlfile: is not a per-listener option" in text
     cfg.validate(settings(listeners={"mqtts": {"options": {"ciphers_tls1.3": "TLS_AES_256_GCM_SHA384"}}}))
 
 
@@ -65,14 +65,14 @@ def test_listener_option_values_are_single_lines():
 
 def test_globals_come_before_the_first_listener_and_options_after_their_own():
     lines = render(config={"sys_interval": 2, "log_type": ["error", "notice"]},
-                   listeners={"mqtt": {"options": {"max_connections": 10}},
-                              "mqtts": {"options": {"max_connections": 500, "mount_point": "tls/"}}})
+                   listeners={"mqtt": {"options": {"max_qos": 1}},
+                              "mqtts": {"max_connections": 500, "options": {"mount_point": "tls/"}}})
     listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
     assert len(listeners) == 2
     first, second = listeners
     assert lines.index("sys_interval 2") < first
     assert lines.index("log_type error") < first and lines.index("log_type notice") < first
-    assert first < lines.index("max_connections 10") < second
+    assert first < lines.index("max_qos 1") < second
     assert lines.index("max_connections 500") > second and lines.index("mount_point tls/") > second
     assert lines.count("per_listener_settings false") == 1
 
@@ -81,7 +81,8 @@ def test_defaults_render_no_listener_options():
     lines = render()
     after = lines[[i for i, line in enumerate(lines) if line.startswith("listener ")][-1]:]
     assert [line.split()[0] for line in after if line and not line.startswith("#")] == \
-        ["listener", "cafile", "certfile", "keyfile", "tls_version", "include_dir"]
+        ["listener", "cafile", "certfile", "keyfile", "tls_version", "ciphers", "max_connections",
+         "include_dir", "include_dir"]
 
 
 def test_ipv6_loopback_listener_renders():

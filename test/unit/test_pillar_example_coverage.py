@@ -67,14 +67,42 @@ COVERAGE = {
     # Distribution details: every apply uses them, the render suite checks
     # both families and an override (test_lookup_overrides_os_defaults).
     "lookup": ("test/render/test_platforms.py", "test_lookup_overrides_os_defaults"),
+    # Keys added with the later issues.
+    "limits:open_files": (I + "test_capacity_limits.py", "test_open_files_from_pillar_reach_the_broker"),
+    "listeners:mqtts:max_connections": (EVERY, "test_listener_options_apply_to_their_listener_only"),
+    # A real broker started from the rendered persistence lines, killed -9.
+    "persistence:autosave_on_changes": ("test/unit/test_durability_config.py",
+                                        "test_autosave_on_changes_saves_after_that_many_changes"),
+    "tls:auto_renew": (I + "test_certificates.py", "test_auto_renew_off_removes_the_job"),
+    "tls:profile": (I + "test_secrets.py", "test_modern_profile_is_tls13_only"),
+    "tls:signing_policies": (H + "test_ca_policy.py", "test_a_widened_policy_signs_the_name_it_allows"),
+    "bridges:*:address": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:topics": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:remote_username": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:remote_password": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:tls": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:cleansession": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:notifications": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:keepalive_interval": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:options": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "container:enabled": ("test/containers/test_container_mode.py", "test_broker_runs_hardened_in_its_container"),
+    "container:image": ("test/containers/test_container_mode.py", "test_an_image_the_formula_did_not_build_with_another_uid"),
+    "container:uid": ("test/containers/test_container_mode.py", "test_an_image_the_formula_did_not_build_with_another_uid"),
+    "container:gid": ("test/containers/test_container_mode.py", "test_files_belong_to_the_account_with_the_containers_ids"),
+    "container:nofile": ("test/containers/test_container_mode.py", "test_broker_runs_hardened_in_its_container"),
+    "container:restart_policy": ("test/containers/test_container_mode.py", "test_engine_restarts_the_broker_after_it_dies"),
+    "container:name": ("test/containers/test_container_mode.py", "test_broker_runs_hardened_in_its_container"),
+    "container:network": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:ip": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:subnet": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:publish": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:healthcheck:interval": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
+    "container:healthcheck:timeout": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
+    "container:healthcheck:retries": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
+    "container:healthcheck:start_period": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
 }
 
-# Applied for real by tests on another branch (secrets: test_secrets.py),
-# not in this tree yet: the xfail below is strict, so it fails as soon as
-# they are covered here, and they move into COVERAGE.
-PENDING = {f"bridges:*:{key}" for key in (
-    "address", "topics", "remote_username", "remote_password", "tls", "cleansession",
-    "notifications", "keepalive_interval", "options")}
+PENDING = set()
 
 # Mappings whose contents are free-form: the mapping is the key.
 FREE_FORM = {("config",), ("listeners", "mqtt", "options"), ("listeners", "mqtts", "options"),
@@ -116,12 +144,3 @@ def test_the_mapped_test_exists_and_names_the_key(path):
     words |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg}
     leaf = [k for k in path.split(":") if k != "*"][-1]
     assert any(leaf in w for w in words), f"{module} never names {leaf!r}"
-
-
-@pytest.mark.xfail(strict=True, reason="bridges are applied for real only on the secrets branch")
-def test_pending_keys_are_covered():
-    paths = example_paths()
-    assert PENDING <= paths
-    sources = "".join(p.read_text() for p in (ROOT / "test").rglob("*.py")
-                      if p.parts[-2] in ("integration", "hosts"))
-    assert all(key.split(":")[-1] in sources for key in PENDING) and "bridges" in sources
