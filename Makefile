@@ -13,7 +13,7 @@ APPLY_DEBS := python3-venv python3-dev gcc ca-certificates openssl
 TEST_DEBS  := mosquitto mosquitto-clients prometheus nmap debootstrap \
               systemd-container iproute2 curl python3-paho-mqtt \
               python3-prometheus-client util-linux sslscan cron \
-              docker.io nftables iptables
+              docker.io nftables iptables strace
 
 .PHONY: apply test setup-apply setup-test clean-venv
 

@@ -16,20 +16,15 @@ values at run time (the ``mosquitto_bridge.managed`` state reads them from
 pillar or a root-only file); nothing here logs or returns them.
 """
 
-import grp
 import hmac
 import os
-import pwd
 import re
-import stat
-import tempfile
 
 import salt.utils.files
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_bridge"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _OPTION = re.compile(r"^[a-z][a-z0-9_]*$")
 _KNOWN = {
     "address", "topics", "remote_username", "remote_password", "tls",
@@ -45,6 +40,8 @@ SUFFIX = ".conf"
 
 
 def __virtual__():
+    if "mosquitto_files.atomic_write" not in __utils__ or "mosquitto_names.is_bridge_name" not in __utils__:
+        return (False, "mosquitto_bridge needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
 
 
@@ -73,7 +70,7 @@ def render_section(name, bridge, ca_cert=None, tls_version="tlsv1.2"):
         With ``tls`` the remote is verified against ``ca_cert`` with at
         least ``tls_version``.
     """
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not __utils__["mosquitto_names.is_bridge_name"](name):
         raise SaltInvocationError(f"bridge name {name!r}: use letters, digits, '_', '.', '-'")
     unknown = set(bridge) - _KNOWN
     if unknown:
@@ -118,9 +115,9 @@ def render_section(name, bridge, ca_cert=None, tls_version="tlsv1.2"):
 
 def _owner(user, group):
     try:
-        return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
-    except KeyError as exc:
-        raise CommandExecutionError(f"cannot own bridge files as {user}:{group}: {exc.args[0]} does not exist") from None
+        return __utils__["mosquitto_files.owner_ids"](user, group)
+    except CommandExecutionError as exc:
+        raise CommandExecutionError(f"cannot own bridge files as {user}:{group}: {exc}") from None
 
 
 def _read(path):
@@ -155,7 +152,7 @@ def plan(directory, bridges, ca_cert=None, tls_version="tlsv1.2", user="root",
 def _plan(directory, bridges, ca_cert, tls_version, user, group, mode, owner_ids):
     if not isinstance(bridges, dict):
         raise SaltInvocationError("bridges must be a mapping of bridge name to settings")
-    want_mode = int(str(mode), 8)
+    want_mode = __utils__["mosquitto_files.normalize_mode"](mode)
     uid, gid = owner_ids if owner_ids else _owner(user, group)
     wanted = {name: render_section(name, spec, ca_cert, tls_version).encode("utf-8")
               for name, spec in bridges.items()}
@@ -171,8 +168,7 @@ def _plan(directory, bridges, ca_cert, tls_version, user, group, mode, owner_ids
             report["updated"].append(name)
         else:
             report["unchanged"].append(name)
-        st = os.stat(path)
-        if stat.S_IMODE(st.st_mode) != want_mode or (uid is not None and (st.st_uid, st.st_gid) != (uid, gid)):
+        if __utils__["mosquitto_files.attr_changes"](path, uid, gid, want_mode):
             report["permissions"].append(name)
     if os.path.isdir(directory):
         for entry in sorted(os.listdir(directory)):
@@ -180,26 +176,6 @@ def _plan(directory, bridges, ca_cert, tls_version, user, group, mode, owner_ids
                 report["removed"].append(entry[: -len(SUFFIX)])
     report["changed"] = any(report[k] for k in ("added", "updated", "removed", "permissions"))
     return report, wanted, (uid, gid, want_mode)
-
-
-def _atomic_write(path, data, uid, gid, mode):
-    """Temp file in the same directory, owner and mode set before the rename."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bridge.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchown(fh.fileno(), uid, gid)
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def manage(directory, bridges, ca_cert=None, tls_version="tlsv1.2", user="root",
@@ -225,14 +201,15 @@ def manage(directory, bridges, ca_cert=None, tls_version="tlsv1.2", user="root",
                                               user, group, mode, None)
     try:
         for name in report["added"] + report["updated"]:
-            _atomic_write(os.path.join(directory, name + SUFFIX), wanted[name], uid, gid, mode)
+            __utils__["mosquitto_files.atomic_write"](os.path.join(directory, name + SUFFIX),
+                                                      wanted[name], mode, uid, gid)
         for name in report["permissions"]:
             if name not in report["updated"]:
-                path = os.path.join(directory, name + SUFFIX)
-                os.chown(path, uid, gid)
-                os.chmod(path, mode)
+                __utils__["mosquitto_files.set_attrs"](os.path.join(directory, name + SUFFIX), uid, gid, mode)
         for name in report["removed"]:
             os.unlink(os.path.join(directory, name + SUFFIX))
+        if report["removed"]:
+            __utils__["mosquitto_files.fsync_dir"](directory)
     except OSError as exc:
         raise CommandExecutionError(f"cannot write bridge files in {directory}: {exc}") from exc
     return report

@@ -27,14 +27,11 @@ Rules this module keeps:
 import datetime
 import fcntl
 import fnmatch
-import grp
 import ipaddress
 import json
 import logging
 import os
-import pwd
 import re
-import tempfile
 
 from salt.exceptions import CommandExecutionError
 
@@ -74,7 +71,6 @@ SIGN_ARGS = ("csr_pem", "dns_names", "ip_addresses", "days_valid", "common_name"
 EC_CURVES = {256: "SECP256R1", 384: "SECP384R1", 521: "SECP521R1"}
 # Issue certs a little in the past so hosts with a slightly slow clock accept them.
 BACKDATE = datetime.timedelta(minutes=5)
-DNS_RE = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$")
 
 
 def _version(text):
@@ -84,6 +80,8 @@ def _version(text):
 
 
 def __virtual__():
+    if "mosquitto_files.atomic_write" not in __utils__ or "mosquitto_names.is_dns_name" not in __utils__:
+        return (False, "mosquitto_ca needs the formula's _utils (run saltutil.sync_all)")
     if not HAS_CRYPTOGRAPHY:
         return (False, "mosquitto_ca needs the python 'cryptography' library")
     if _version(cryptography.__version__) < MIN_CRYPTOGRAPHY:
@@ -184,53 +182,17 @@ def _cert_pem(cert):
 
 def _ids(user, group):
     """uid/gid by name; raises before anything is written when one is unknown."""
-    try:
-        uid = pwd.getpwnam(user).pw_uid if not isinstance(user, int) else user
-    except KeyError as exc:
-        raise CommandExecutionError(f"user {user!r} does not exist") from exc
-    try:
-        gid = grp.getgrnam(group).gr_gid if not isinstance(group, int) else group
-    except KeyError as exc:
-        raise CommandExecutionError(f"group {group!r} does not exist") from exc
-    return uid, gid
+    return __utils__["mosquitto_files.owner_ids"](user, group)
 
 
 def _mode(mode):
-    return int(str(mode), 8) if not isinstance(mode, int) else mode
+    return __utils__["mosquitto_files.normalize_mode"](mode)
 
 
 def _write(path, data, mode, uid=None, gid=None, overwrite=True):
-    """Write atomically: the file appears complete, with its final mode and owner.
-
-    With overwrite=False the final step is a hard link, which fails if the
-    name exists: no race can replace a CA file created meanwhile.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise CommandExecutionError(f"directory {directory} does not exist (manage it before {path})")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".mosquitto_ca-")
-    try:
-        # Mode and owner first, then the content: a private key is never
-        # readable by anyone else, not even for an instant.
-        os.fchmod(fd, mode)
-        if uid is not None or gid is not None:
-            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError as exc:
-                raise CommandExecutionError(f"{path} appeared meanwhile; not overwriting it") from exc
-            os.unlink(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write atomically: the file appears complete, with its final mode and
+    owner; overwrite=False never replaces an existing file (see _utils)."""
+    __utils__["mosquitto_files.atomic_write"](path, data, mode, uid, gid, overwrite=overwrite)
 
 
 def _as_list(value, what):
@@ -248,7 +210,7 @@ def _dns_list(names):
     out = []
     for name in _as_list(names, "dns_names"):
         name = name.lower().rstrip(".")
-        if not DNS_RE.match(name):
+        if not __utils__["mosquitto_names.is_dns_name"](name, wildcard=True):
             raise CommandExecutionError(f"invalid DNS name {name!r}")
         if name not in out:
             out.append(name)
@@ -896,7 +858,7 @@ def install_cert(cert_path, cert_pem, key_path, ca_cert_path=None, new_key_path=
     if not _issued_by(cert, ca_cert):
         raise CommandExecutionError(f"certificate for {cert_path} is not signed by CA {ca_cert_path or 'given'}")
     if new_key_path:
-        os.replace(new_key_path, key_path)
+        __utils__["mosquitto_files.replace"](new_key_path, key_path)
     _write(cert_path, _cert_pem(cert), 0o644)
     return _info(cert)
 
@@ -1047,22 +1009,9 @@ def ensure_permissions(path, user, group, mode, test=False):
         salt '*' mosquitto_ca.ensure_permissions /etc/mosquitto/certs/server.key root mosquitto 0640
     """
     uid, gid = _ids(user, group)
-    st = os.stat(path)
-    diff = {}
-    if st.st_uid != uid:
-        diff["user"] = [_name(pwd.getpwuid, st.st_uid), user]
-    if st.st_gid != gid:
-        diff["group"] = [_name(grp.getgrgid, st.st_gid), group]
-    if st.st_mode & 0o7777 != _mode(mode):
-        diff["mode"] = [f"{st.st_mode & 0o7777:04o}", f"{_mode(mode):04o}"]
+    os.stat(path)  # a missing file is an error here, not "nothing differs"
+    diff = {key: [change["old"], change["new"]]
+            for key, change in __utils__["mosquitto_files.attr_changes"](path, uid, gid, _mode(mode)).items()}
     if diff and not test:
-        os.chown(path, uid, gid)
-        os.chmod(path, _mode(mode))
+        __utils__["mosquitto_files.set_attrs"](path, uid, gid, _mode(mode))
     return diff
-
-
-def _name(lookup, num):
-    try:
-        return lookup(num)[0]
-    except KeyError:
-        return num

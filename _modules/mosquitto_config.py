@@ -22,11 +22,8 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_config"
 
-# Label rules of RFC 1123; the name must fit a certificate SAN too.
-_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DURATION = re.compile(r"^[0-9]+[hdwmy]$")
 _OPTION = re.compile(r"^[a-z][a-z0-9_.]*$")
-_BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ACCESS = ("read", "write", "readwrite", "deny")
 _TLS_VERSIONS = ("tlsv1.2", "tlsv1.3")
 # tls:profile -> TLS 1.2 suites (OpenSSL names) for the listener's `ciphers`.
@@ -153,6 +150,10 @@ class _Errors:
 
 
 def __virtual__():
+    # The name rules are the formula's _utils: without them (modules synced
+    # but not utils) map.jinja says to run saltutil.sync_all.
+    if "mosquitto_names.is_dns_name" not in __utils__:
+        return (False, "mosquitto_config needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
 
 
@@ -222,11 +223,9 @@ def _list(errors, path, value):
 
 
 def is_dns_name(name):
-    """True for a host name usable in a certificate SAN (lower case)."""
-    if not isinstance(name, str) or not 0 < len(name) <= 253:
-        return False
-    labels = name.rstrip(".").split(".")
-    return all(_DNS_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+    """True for a host name usable in a certificate SAN (lower case): the
+    rule the CA signs by too (_utils/mosquitto_names.py)."""
+    return __utils__["mosquitto_names.is_dns_name"](name)
 
 
 def _dns(errors, path, value):
@@ -370,7 +369,7 @@ def _bridges(errors, bridges, tls):
     out = {}
     for name, spec in bridges.items():
         bpath = path + [name]
-        if not isinstance(name, str) or not _BRIDGE_NAME.match(name):
+        if not __utils__["mosquitto_names.is_bridge_name"](name):
             errors.add(bpath, "bridge names use letters, digits, '_', '.', '-'")
             continue
         if not _unknown_keys(errors, bpath, spec, _BRIDGE_KEYS):

@@ -20,14 +20,11 @@ about 0.6 s (measured in test/unit/test_mosquitto_passwd_perf.py).
 import base64
 import binascii
 import collections
-import grp
 import hashlib
 import hmac
 import os
-import pwd
 import secrets
 import stat
-import tempfile
 
 import salt.utils.files
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -42,7 +39,9 @@ _C_BLANKS = " \t\n\v\f\r"
 
 
 def __virtual__():
-    # hashlib.pbkdf2_hmac is always there: nothing to check.
+    # hashlib.pbkdf2_hmac is always there; the file helpers are the formula's _utils.
+    if "mosquitto_files.atomic_write" not in __utils__:
+        return (False, "mosquitto_passwd needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
 
 
@@ -344,58 +343,18 @@ def _diff(entries, wanted, prune):
 
 
 def _normalize_mode(mode):
-    if mode is None:
-        return None
     # Same convention as file.managed: '0640', '640' and YAML 0640 all work.
-    normalized = salt.utils.files.normalize_mode(mode)
-    try:
-        value = int(normalized, 8)
-    except ValueError:
-        raise SaltInvocationError(f"mode {mode!r} is not an octal file mode") from None
-    if value > 0o7777:
-        raise SaltInvocationError(f"mode {mode!r} is not an octal file mode")
-    return value
+    return __utils__["mosquitto_files.normalize_mode"](mode)
 
 
 def _lookup_owner(user, group):
     """(uid, gid), None meaning 'leave as is'; fails before anything is written."""
-    uid = gid = None
-    if user is not None:
-        try:
-            uid = pwd.getpwnam(user).pw_uid
-        except KeyError:
-            raise CommandExecutionError(f"user {user!r} does not exist") from None
-    if group is not None:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise CommandExecutionError(
-                f"group {group!r} does not exist (is mosquitto installed?)"
-            ) from None
-    return uid, gid
-
-
-def _name_of(kind, ident):
-    try:
-        return pwd.getpwuid(ident).pw_name if kind == "user" else grp.getgrgid(ident).gr_name
-    except KeyError:
-        return str(ident)
+    return __utils__["mosquitto_files.owner_ids"](user, group, group_hint="is mosquitto installed?")
 
 
 def _attr_changes(path, uid, gid, mode):
     """{'mode'|'user'|'group': {'old', 'new'}} for an existing file."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return {}
-    changes = {}
-    if mode is not None and stat.S_IMODE(st.st_mode) != mode:
-        changes["mode"] = {"old": f"{stat.S_IMODE(st.st_mode):04o}", "new": f"{mode:04o}"}
-    if uid is not None and st.st_uid != uid:
-        changes["user"] = {"old": _name_of("user", st.st_uid), "new": _name_of("user", uid)}
-    if gid is not None and st.st_gid != gid:
-        changes["group"] = {"old": _name_of("group", st.st_gid), "new": _name_of("group", gid)}
-    return changes
+    return __utils__["mosquitto_files.attr_changes"](path, uid, gid, mode)
 
 
 def _plan(path, users, prune, user, group, mode):
@@ -449,35 +408,10 @@ def plan(path, users, prune=True, user=None, group=None, mode=None, iterations=N
 
 
 def _atomic_write(path, data, uid, gid, mode):
-    """Write via a temp file in the same directory, fsync, rename.
-
-    The temp file gets owner and mode before the rename, so the live file
-    never has the wrong permissions, and a failure leaves the old file whole.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise CommandExecutionError(f"directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchown(fh.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    # Make the rename itself durable.
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Owner and mode set before the rename, file and directory fsynced: the
+    live file never has the wrong permissions and a failure leaves the old
+    file whole (see _utils/mosquitto_files.py)."""
+    __utils__["mosquitto_files.atomic_write"](path, data, mode, uid, gid)
 
 
 def manage(
@@ -538,9 +472,7 @@ def manage(
                 gid = st.st_gid if gid is None else gid
             _atomic_write(path, data, uid, gid, mode)
         else:
-            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
-            if mode is not None:
-                os.chmod(path, mode)
+            __utils__["mosquitto_files.set_attrs"](path, uid, gid, mode)
     except OSError as exc:
         raise CommandExecutionError(f"cannot write password file {path}: {exc}") from exc
     return report

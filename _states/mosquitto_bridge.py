@@ -26,22 +26,11 @@ changed" and nothing more. The broker reads bridges only at start: watch
 this state to restart it.
 """
 
-import salt.utils.data
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_bridge"
 
 _REFS = ("remote_password_pillar", "remote_password_file")
-
-
-def _pillar_value(key):
-    """The plain value at ``key`` (``:`` nested) of this run's pillar, or None.
-
-    Read from ``__pillar__`` itself: Salt 3008's ``pillar.get`` returns
-    ``**********`` for every value outside template rendering (pillar
-    masking), which would become the password.
-    """
-    return salt.utils.data.traverse_dict_and_list(__pillar__, key, None, delimiter=":")
 
 
 def __virtual__():
@@ -64,7 +53,8 @@ def _resolve(name, spec):
     ref = refs[0]
     out = {k: v for k, v in spec.items() if k != ref}
     if ref == "remote_password_pillar":
-        value = _pillar_value(spec[ref])
+        # From __pillar__ itself: pillar.get masks values outside rendering.
+        value = __utils__["mosquitto_pillar.plain_value"](__pillar__, spec[ref])
         where = f"pillar key {spec[ref]}"
     else:
         value = __salt__["mosquitto_bridge.read_secret"](spec[ref])

@@ -29,20 +29,9 @@ the password file.
 
 import secrets
 
-import salt.utils.data
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_passwd"
-
-
-def _pillar_value(key):
-    """The plain value at ``key`` (``:`` nested) of this run's pillar, or None.
-
-    Read from ``__pillar__`` itself: Salt 3008's ``pillar.get`` returns
-    ``**********`` for every value outside template rendering (pillar
-    masking), which would become the password.
-    """
-    return salt.utils.data.traverse_dict_and_list(__pillar__, key, None, delimiter=":")
 
 
 def __virtual__():
@@ -62,7 +51,8 @@ def _from_pillar(name, spec):
             f"user {name!r}: give exactly one of {', '.join(sorted(_PILLAR_KEYS))} and nothing else"
         )
     (ref_key, pillar_key), = spec.items()
-    value = _pillar_value(pillar_key)
+    # From __pillar__ itself: pillar.get masks values outside rendering.
+    value = __utils__["mosquitto_pillar.plain_value"](__pillar__, pillar_key)
     if value in (None, ""):
         raise CommandExecutionError(f"user {name!r}: pillar key {pillar_key} is missing or empty")
     return {_PILLAR_KEYS[ref_key]: value}
@@ -216,29 +206,27 @@ def secret_present(name, length=32, user="root", group="root", mode="0600"):
     ``changes`` say ``generated`` once, so services can ``watch`` this state
     and restart only when their password really changed.
     """
-    import grp
-    import os
-    import pwd
-    import stat
-
+    files = "mosquitto_files."
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     try:
-        uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
-    except KeyError as exc:
+        uid, gid = __utils__[files + "owner_ids"](user, group)
+    except CommandExecutionError as exc:
         if not __opts__["test"]:
-            ret.update(result=False, comment=f"cannot own secret {name}: {exc.args[0]}")
+            ret.update(result=False, comment=f"cannot own secret {name}: {exc}")
             return ret
         uid = gid = None  # the user may be created earlier in the same run
-    want_mode = int(str(mode), 8)
+    want_mode = __utils__[files + "normalize_mode"](mode)
     exists = __salt__["mosquitto_passwd.read_secret"](name) is not None
     if not exists:
         ret["changes"]["secret"] = "generated"
     else:
-        st = os.stat(name)
-        if stat.S_IMODE(st.st_mode) != want_mode:
-            ret["changes"]["mode"] = {"old": oct(stat.S_IMODE(st.st_mode))[2:].zfill(4), "new": str(mode)}
-        if uid is not None and (st.st_uid, st.st_gid) != (uid, gid):
-            ret["changes"]["owner"] = {"old": f"{st.st_uid}:{st.st_gid}", "new": f"{user}:{group}"}
+        diff = __utils__[files + "attr_changes"](name, uid, gid, want_mode)
+        if "mode" in diff:
+            ret["changes"]["mode"] = {"old": diff["mode"]["old"], "new": str(mode)}
+        if "user" in diff or "group" in diff:
+            old = {key: diff.get(key, {}).get("old") for key in ("user", "group")}
+            ret["changes"]["owner"] = {"old": f"{old['user'] or user}:{old['group'] or group}",
+                                       "new": f"{user}:{group}"}
     if not ret["changes"]:
         ret["comment"] = f"secret {name} is present"
         return ret
@@ -247,8 +235,7 @@ def secret_present(name, length=32, user="root", group="root", mode="0600"):
         return ret
     try:
         __salt__["mosquitto_passwd.ensure_secret"](name, length=length)
-        os.chown(name, uid, gid)
-        os.chmod(name, want_mode)
+        __utils__[files + "set_attrs"](name, uid, gid, want_mode)
     except (OSError, CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, changes={}, comment=f"cannot write secret {name}: {exc}")
         return ret

@@ -1,5 +1,5 @@
 """Shared fixtures for functional tests: Salt's real loaders with the
-formula's _modules/ and _states/ on the module path, against temp dirs.
+formula's _modules/, _states/ and _utils/ on the module path, against temp dirs.
 
 Usage in a test module::
 
@@ -34,9 +34,10 @@ def _no_deferred_salt_log():
 
 @pytest.fixture(scope="package")
 def minion_opts(salt_factories, tmp_path_factory):
-    """Masterless minion opts whose loaders also search ROOT/_modules, ROOT/_states.
+    """Masterless minion opts whose loaders also search ROOT/_modules, ROOT/_states
+    and ROOT/_utils (the real `__utils__` of the formula's modules).
 
-    `module_dirs`/`states_dirs` name extra directories loaded as they are
+    `module_dirs`/`states_dirs`/`utils_dirs` name extra directories loaded as they are
     (not ROOT itself: the loader would then import ROOT/test as a module and
     collide with salt's `test` module). file_roots points at an empty dir, so
     the sync Loaders does at start-up has nothing to copy.
@@ -48,6 +49,7 @@ def minion_opts(salt_factories, tmp_path_factory):
             "file_client": "local",
             "file_roots": {"base": [str(file_root)]},
             "module_dirs": [str(ROOT / "_modules")],
+            "utils_dirs": [str(ROOT / "_utils")],
             "states_dirs": [str(ROOT / "_states")],
         },
     )

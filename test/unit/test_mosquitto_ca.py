@@ -89,7 +89,7 @@ def test_create_ca_is_a_proper_ca(pki):
     assert mode_owner(pki.ca_key) == ("0600", 0, "root")
     assert mode_owner(pki.ca_crt)[0] == "0644"
     assert openssl_verify(pki.ca_crt, pki.ca_crt, purpose="any")[0] == 0
-    assert not [f for f in os.listdir(pki.dir) if f.startswith(".mosquitto_ca-")]  # no temp files left
+    assert not [f for f in os.listdir(pki.dir) if f.startswith(".")]  # no temp files left
 
 
 def test_create_ca_rsa(tmp_path):

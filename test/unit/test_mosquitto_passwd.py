@@ -14,7 +14,7 @@ from unittest.mock import patch
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from test.support.modules import load
+from test.support.modules import load, utils
 
 passwd = load("_modules", "mosquitto_passwd")
 passwd_state = load("_states", "mosquitto_passwd")
@@ -31,9 +31,10 @@ MOSQUITTO_GID = grp.getgrnam("mosquitto").gr_gid
 def configure_loader_modules():
     funcs = ("plan", "manage", "read_secret", "ensure_secret")
     return {
-        passwd: {"__opts__": {"test": False}},
+        passwd: {"__opts__": {"test": False}, "__utils__": utils()},
         passwd_state: {
             "__opts__": {"test": False},
+            "__utils__": utils(),
             "__salt__": {f"mosquitto_passwd.{f}": getattr(passwd, f) for f in funcs},
         },
     }

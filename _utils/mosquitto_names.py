@@ -1,0 +1,42 @@
+"""
+Name rules shared by pillar validation (mosquitto_config, at render time)
+and the CA (mosquitto_ca, for what a peer asks it to sign), kept once so a
+name the formula accepts is one its CA signs and the other way round.
+
+Reached as ``__utils__["mosquitto_names.<function>"]``.
+"""
+import re
+
+__virtualname__ = "mosquitto_names"
+
+# One host-name label: letters, digits and inner hyphens, at most 63.
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def is_dns_name(name, wildcard=False):
+    """True for a host name usable in a certificate SAN: lower case, at most
+    253 characters, labels of letters, digits and inner hyphens, the last
+    not all digits (so an IPv4 address is no DNS name). wildcard=True also
+    accepts one leading ``*.`` label."""
+    if not isinstance(name, str):
+        return False
+    if wildcard and name.startswith("*."):
+        name = name[2:]
+    if not 0 < len(name) <= 253:
+        return False
+    labels = name.rstrip(".").split(".")
+    return all(_DNS_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+# Bridge names become file names (<name>.conf) and mosquitto's connection
+# name: no path separators, blanks or leading dot.
+_BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def is_bridge_name(name):
+    """True for a usable bridge name: letters, digits, '_', '.', '-', not first '.', '_' or '-'."""
+    return isinstance(name, str) and bool(_BRIDGE_NAME.match(name))
