@@ -104,21 +104,6 @@ _TLS_LISTENER_OPTIONS = {
 _PER_LISTENER = _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS | {"max_connections", "ciphers", "capath", "psk_hint", "tls_engine",
                                                            "tls_engine_kpass_sha1", "tls_keyform"}
 
-# Bridge options the formula writes from a bridge's own keys, and secrets
-# that would become state arguments under `options`.
-_BRIDGE_OWNED = {
-    key: "bridges:<name> keys" for key in (
-        "connection", "address", "addresses", "topic", "cleansession", "notifications",
-        "keepalive_interval", "remote_username", "remote_password", "bridge_cafile",
-        "bridge_tls_version")
-}
-_BRIDGE_OWNED["bridge_psk"] = "(not supported: a secret under options would be a state argument)"
-
-# File descriptors the broker keeps for itself besides its clients: stdio,
-# epoll, listening sockets, log, persistence saves, libwrap's look at
-# /etc/hosts.allow, bridges and a few loopback clients (the exporter).
-FD_RESERVE = 64
-
 _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",

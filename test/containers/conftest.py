@@ -7,6 +7,7 @@ after. The formula's files go to their own paths (/etc/mosquitto-ctr, ports
 11883/18883/19234, own accounts and exporter service) so the host broker the
 integration suite manages is not touched and both suites can run at once.
 """
+import functools
 import os
 import pathlib
 import secrets
@@ -14,12 +15,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
 import pytest
 
 from scripts.saltlocal import SaltLocal, failed
 from test.containers import engine as eng
+from test.support import localhost
 
 DOMAIN = "mqtt.container.test"
 ETC = "/etc/mosquitto-ctr"
@@ -146,21 +147,7 @@ def applied(salt_local):
 def hosts_ns(tmp_path):
     """Run a command with DOMAIN mapped to 127.0.0.1 in a private mount
     namespace: the host's /etc/hosts is never touched."""
-    hosts = tmp_path / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost {DOMAIN}\n")
-
-    def run(cmd, timeout=20, **kw):
-        script = f"mount --bind {hosts} /etc/hosts && exec \"$@\""
-        return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *cmd],
-                              capture_output=True, text=True, timeout=timeout, **kw)
-    return run
+    return localhost.hosts_runner(tmp_path, [DOMAIN])
 
 
-def wait_for(predicate, timeout=20.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
+wait_for = functools.partial(localhost.wait_for, timeout=20.0)

@@ -17,6 +17,7 @@ import pytest
 from scripts.saltlocal import changed, failed
 from test.containers.conftest import (CA, DATA, DOMAIN, ETC, IMAGE, NAME, OTHER_IMAGE, PORTS,
                                       pillar, wait_for)
+from test.support.localhost import accepts
 from test.support.mqtt import Client
 
 pytestmark = pytest.mark.containers
@@ -235,16 +236,9 @@ def _queue_for_offline_subscriber(passwords, client_id, count=3):
     pub.close()
 
 
-def _accepts(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
 
 def _receive_queued(passwords, client_id, count=3):
-    assert wait_for(lambda: _accepts(MQTT), 20)
+    assert wait_for(lambda: accepts(MQTT), 20)
     sub = Client(MQTT, "bob", passwords["bob"], client_id=client_id, clean=False)
     assert sub.connect()
     try:

@@ -8,11 +8,11 @@ import os
 import pathlib
 import secrets
 import subprocess
-import time
 
 import pytest
 
 from scripts.saltlocal import SaltLocal, changed, failed
+from test.support import localhost
 
 DOMAIN = "mqtt.integration.test"
 CA = "/etc/mosquitto/certs/ca.crt"
@@ -81,26 +81,12 @@ def applied(salt_local):
 def hosts_ns(tmp_path):
     """Run a command with DOMAIN mapped to 127.0.0.1 in a private mount
     namespace: the host's /etc/hosts is never touched."""
-    hosts = tmp_path / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost {DOMAIN} alt.integration.test\n")
-
-    def run(cmd, timeout=20, **kw):
-        script = f"mount --bind {hosts} /etc/hosts && exec \"$@\""
-        return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *cmd],
-                              capture_output=True, text=True, timeout=timeout, **kw)
-    return run
+    return localhost.hosts_runner(tmp_path, [DOMAIN, "alt.integration.test"])
 
 
 def broker_pid():
     return int(pathlib.Path(PIDFILE).read_text().split()[0])
 
 
-def wait_for(predicate, timeout=10.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
+wait_for = localhost.wait_for
 

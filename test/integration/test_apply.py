@@ -14,6 +14,7 @@ import time
 import pytest
 
 from test.integration.conftest import CA, DOMAIN, base_pillar, broker_pid, wait_for
+from test.support.localhost import accepts
 from test.support.mqtt import Client
 from scripts.saltlocal import changed, failed
 
@@ -165,7 +166,7 @@ def test_offline_persistent_subscriber_gets_queued_messages_after_restart(salt_l
     # A restart writes the in-memory store to disk and reads it back.
     subprocess.run(["service", "mosquitto", "restart"], check=True, capture_output=True, timeout=60)
     assert wait_for(lambda: broker_pid() != before)
-    wait_for(lambda: _accepts(1883))
+    wait_for(lambda: accepts(1883))
     sub = Client(1883, "bob", passwords["bob"], client_id="queue-test", clean=False)
     assert sub.connect()
     try:
@@ -189,13 +190,6 @@ def test_same_client_id_takes_over_the_session(applied, passwords):
         first.client.loop_stop()
         second.close()
 
-
-def _accepts(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _digest(path):

@@ -9,13 +9,13 @@ import os
 import pathlib
 import random
 import re
-import socket
 import subprocess
 import time
 
 import pytest
 
 from test.integration.conftest import broker_pid, wait_for
+from test.support.localhost import accepts
 from test.support.durability import StreamPublisher, check_stream, kill_during_save, wait_dead
 from test.support.mqtt import Client
 
@@ -39,13 +39,6 @@ def loss_window():
     return interval + 1
 
 
-def _accepts(port=1883):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
 
 def crash_and_start(pid):
     """Wait until the killed broker is gone, then start it through its
@@ -55,7 +48,7 @@ def crash_and_start(pid):
     start_requested_at = time.monotonic()
     started = subprocess.run(["service", "mosquitto", "start"], capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started.stdout + started.stderr
-    assert wait_for(lambda: _accepts(1883), timeout=30), (
+    assert wait_for(lambda: accepts(1883), timeout=30), (
         "the broker did not come back after kill -9:\n" + LOG.read_text(errors="replace")[-3000:])
     assert broker_pid() != pid
     return killed_at, start_requested_at

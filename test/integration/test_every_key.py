@@ -5,7 +5,6 @@ persistence off, an RSA server key, the exporter from a PyPI venv and a TOFS
 template override. The module puts the base pillar back at the end."""
 import pathlib
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -16,6 +15,7 @@ import yaml
 
 from scripts.saltlocal import REPO, SaltLocal, changed, failed
 from test.integration.conftest import CA, base_pillar, broker_pid, wait_for
+from test.support.localhost import accepts
 from test.support.modules import load
 from test.support.mqtt import Client
 
@@ -139,7 +139,7 @@ def test_listener_options_apply_to_their_listener_only(variant, passwords):
     pid = broker_pid()
     subprocess.run(["service", "mosquitto", "restart"], check=True, capture_output=True, timeout=60)
     assert wait_for(lambda: _pid_or_none() not in (None, pid))
-    assert wait_for(lambda: _accepts(8883), timeout=20)  # plain TCP: not miscounted
+    assert wait_for(lambda: accepts(8883), timeout=20)  # plain TCP: not miscounted
     tls = [Client(8883, "bob", passwords["bob"], cafile=CA) for _ in range(3)]
     plain = [Client(1883, "bob", passwords["bob"], host="::1") for _ in range(3)]
     try:
@@ -237,13 +237,6 @@ def _refused(client):
     except (OSError, TimeoutError):
         return True
 
-
-def _accepts(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _pid_or_none():
