@@ -88,11 +88,11 @@ def test_pkg_state_offline(fleet):
 
 
 def test_fileserver_serves_the_repo(fleet):
-    """salt:// is the repo: _modules and _states sync, the formula is listed."""
+    """salt:// is the repo: _modules, _states and _utils sync, the formula is listed."""
     repo = fleetmod.REPO_ROOT
     synced = fleet.salt("saltutil.sync_all", tgt="mqtt1.test", timeout=180, check=True)
     synced = synced["mqtt1.test"]
-    for kind, folder in (("modules", "_modules"), ("states", "_states")):
+    for kind, folder in (("modules", "_modules"), ("states", "_states"), ("utils", "_utils")):
         want = {f"{kind}.{p.stem}" for p in (repo / folder).glob("*.py")}
         assert want <= set(synced[kind]), (kind, synced[kind])
     listed = fleet.salt("cp.list_master", tgt="mqtt1.test", check=True)["mqtt1.test"]

@@ -68,7 +68,8 @@ def _own_processes():
 
 def _named_by_this_formula(path):
     name = pathlib.PurePath(path).name
-    sources = [*(ROOT / "mosquitto").rglob("*"), *(ROOT / "_modules").glob("*.py"), *(ROOT / "_states").glob("*.py")]
+    sources = [*(ROOT / "mosquitto").rglob("*"), *(ROOT / "_modules").glob("*.py"), *(ROOT / "_states").glob("*.py"),
+               *(ROOT / "_utils").glob("*.py")]
     return any(name in f.read_text() for f in sources if f.is_file())
 
 
