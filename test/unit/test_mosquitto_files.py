@@ -195,3 +195,15 @@ def test_no_module_keeps_its_own_copy():
     # container names are Docker's rule, not a bridge name: the one allowed match
     assert found == ['_modules/mosquitto_config.py: _DOCKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")'], found
     assert pathlib.Path(ROOT / "_utils" / "mosquitto_files.py").exists()
+
+
+@pytest.mark.parametrize("name", ["mosquitto_config", "mosquitto_ca", "mosquitto_passwd", "mosquitto_bridge"])
+def test_modules_without_utils_say_to_sync(monkeypatch, name):
+    """Synced modules without _utils (saltutil.sync_modules alone) do not
+    load, so map.jinja says "run saltutil.sync_all" instead of a KeyError
+    halfway through a run."""
+    module = load("_modules", name)
+    assert module.__virtual__() == name
+    monkeypatch.setattr(module, "__utils__", {})
+    ok, why = module.__virtual__()
+    assert ok is False and "run saltutil.sync_all" in why
