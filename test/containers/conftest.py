@@ -7,7 +7,6 @@ after. The formula's files go to their own paths (/etc/mosquitto-ctr, ports
 11883/18883/19234, own accounts and exporter service) so the host broker the
 integration suite manages is not touched and both suites can run at once.
 """
-import functools
 import os
 import pathlib
 import secrets
@@ -150,4 +149,5 @@ def hosts_ns(tmp_path):
     return localhost.hosts_runner(tmp_path, [DOMAIN])
 
 
-wait_for = functools.partial(localhost.wait_for, timeout=20.0)
+def wait_for(predicate, timeout=20.0, step=0.1):
+    return localhost.wait_for(predicate, timeout, step)
