@@ -6,3 +6,4 @@ include:
   - .renewal
   - .exporter
   - .firewall
+  - .cluster
