@@ -155,7 +155,9 @@ def test_one_command_converges_the_cluster(fleet, applied):
     acl = fleet[HUB].path("/etc/mosquitto/acl").read_text()
     assert "user bridge.spoke-a.test\ntopic readwrite fleet/#\ntopic write $SYS/broker/connection/spoke-a.test.cluster/state" in acl
     wait_bridges_up(fleet)
-    print(f"first fleet apply: {applied['first_apply_s']} s")
+    asked = {h: rets[h].get("mosquitto_cluster_|-mosquitto-runtime-cluster-spoke-accepted_|-"
+                            f"{HUB}_|-spoke_accepted", {}).get("comment") for h in (SPOKE_A, SPOKE_B)}
+    print(f"first fleet apply: {applied['first_apply_s']} s; spokes: {asked}")
 
 
 def test_bridge_secret_stays_on_the_spoke(fleet, applied, fleet_master):
