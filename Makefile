@@ -12,7 +12,8 @@ APPLY_DEBS := python3-venv python3-dev gcc ca-certificates openssl
 # scanners and the test-host tooling.
 TEST_DEBS  := mosquitto mosquitto-clients prometheus nmap debootstrap \
               systemd-container iproute2 curl python3-paho-mqtt \
-              python3-prometheus-client util-linux sslscan cron
+              python3-prometheus-client util-linux sslscan cron \
+              docker.io nftables iptables
 
 .PHONY: apply test setup-apply setup-test clean-venv
 

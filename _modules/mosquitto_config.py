@@ -16,15 +16,16 @@ import copy
 import ipaddress
 import os.path
 import re
+import resource
 
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_config"
 
 # Label rules of RFC 1123; the name must fit a certificate SAN too.
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DURATION = re.compile(r"^[0-9]+[hdwmy]$")
-_OPTION = re.compile(r"^[a-z][a-z0-9_]*$")
+_OPTION = re.compile(r"^[a-z][a-z0-9_.]*$")
 _BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ACCESS = ("read", "write", "readwrite", "deny")
 _TLS_VERSIONS = ("tlsv1.2", "tlsv1.3")
@@ -66,6 +67,10 @@ _OWNED_OPTIONS = {
     "ciphers": "tls:profile",
     "connection": "bridges",
     "user": "lookup:service:user",
+    "max_connections": "listeners:mqtts:max_connections",
+    # The formula writes `per_listener_settings false`: authentication and
+    # ACLs are global, and options below are placed on that assumption.
+    "per_listener_settings": "(always false: users and ACLs apply to every listener)",
 }
 
 # Bridge options the formula writes from a bridge's own keys, and secrets
@@ -78,10 +83,49 @@ _BRIDGE_OWNED = {
 }
 _BRIDGE_OWNED["bridge_psk"] = "(not supported: a secret under options would be a state argument)"
 
+# File descriptors the broker keeps for itself besides its clients: stdio,
+# epoll, listening sockets, log, persistence saves, libwrap's look at
+# /etc/hosts.allow, bridges and a few loopback clients (the exporter).
+FD_RESERVE = 64
+
+# Options that belong to one listener (mosquitto.conf(5) 2.0, "Listeners"),
+# allowed under listeners:<name>:options. The formula writes listener, port,
+# bind_address, cafile, certfile, keyfile, tls_version, ciphers (tls:profile)
+# and the TLS listener's max_connections (sized with limits:open_files) itself.
+_LISTENER_OPTIONS = {
+    "bind_interface", "http_dir", "max_qos", "max_topic_alias",
+    "mount_point", "protocol", "socket_domain", "use_username_as_clientid",
+    "websockets_headers_size",
+}
+# Certificate options that only make sense on the TLS listener.
+_TLS_LISTENER_OPTIONS = {
+    "ciphers_tls1.3", "crlfile", "dhparamfile", "require_certificate",
+    "use_identity_as_username", "use_subject_as_username",
+}
+# Under `config` (written before the first listener) a per-listener option
+# would configure mosquitto's default listener on 1883 instead: refused there.
+_PER_LISTENER = _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS | {"max_connections", "ciphers", "capath", "psk_hint", "tls_engine",
+                                                           "tls_engine_kpass_sha1", "tls_keyform"}
+
+# Bridge options the formula writes from a bridge's own keys, and secrets
+# that would become state arguments under `options`.
+_BRIDGE_OWNED = {
+    key: "bridges:<name> keys" for key in (
+        "connection", "address", "addresses", "topic", "cleansession", "notifications",
+        "keepalive_interval", "remote_username", "remote_password", "bridge_cafile",
+        "bridge_tls_version")
+}
+_BRIDGE_OWNED["bridge_psk"] = "(not supported: a secret under options would be a state argument)"
+
+# File descriptors the broker keeps for itself besides its clients: stdio,
+# epoll, listening sockets, log, persistence saves, libwrap's look at
+# /etc/hosts.allow, bridges and a few loopback clients (the exporter).
+FD_RESERVE = 64
+
 _TOP_KEYS = {
-    "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive",
+    "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
-    "firewall", "paths", "pkg", "service", "tofs", "cluster",
+    "firewall", "paths", "pkg", "service", "tofs", "container", "cluster",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
 _POLICY_KEYS = {"minions", "dns_names", "ip_networks", "max_days"}
@@ -219,15 +263,13 @@ def _bind_address(errors, path, value):
 
 
 def check_username(name):
-    """Mosquitto's own rule (mosquitto_passwd): no ':' and no control chars."""
-    return (
-        isinstance(name, str)
-        and name == name.strip()
-        and name != ""
-        and ":" not in name
-        and not any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
-        and len(name.encode()) <= 65535
-    )
+    """Mosquitto's password-file rule, from mosquitto_passwd.check_username
+    (the one copy of it): None when fine, else what is wrong."""
+    try:
+        __salt__["mosquitto_passwd.check_username"](name)
+    except SaltInvocationError as exc:
+        return str(exc)
+    return None
 
 
 def check_topic_filter(topic):
@@ -282,9 +324,9 @@ def _users(errors, users, exporter_user):
     out = {}
     for name, spec in users.items():
         upath = path + [name]
-        if not check_username(name):
-            errors.add(upath, "bad user name: it must be non-empty, without ':', "
-                       "control characters or surrounding blanks")
+        problem = check_username(name)
+        if problem:
+            errors.add(upath, f"bad user name: {problem}")
             continue
         if name == exporter_user:
             errors.add(upath, "is reserved for the exporter (its password is generated "
@@ -423,8 +465,20 @@ def signing_policies(policies):
     return out
 
 
-def _options(errors, path, options, owned):
-    """Free-form mosquitto.conf options: name -> scalar or list of scalars."""
+def _listener_options(errors, name, listener, allowed):
+    """listeners:<name>:options: only options mosquitto applies per listener."""
+    path = ["listeners", name, "options"]
+    options = listener.setdefault("options", {})
+    if options is None:
+        options = listener["options"] = {}
+    _options(errors, path, options, _OWNED_OPTIONS, allowed=allowed)
+
+
+def _options(errors, path, options, owned, allowed=None, per_listener=()):
+    """Free-form mosquitto.conf options: name -> scalar or list of scalars.
+
+    allowed: the only names accepted (listener options); per_listener: names
+    refused because they belong under listeners:<name>:options."""
     if not isinstance(options, dict):
         errors.add(path, "must be a mapping of mosquitto.conf option to value")
         return
@@ -436,11 +490,90 @@ def _options(errors, path, options, owned):
         if key in owned:
             errors.add(kpath, f"is managed by the formula: set {owned[key]} instead")
             continue
+        if key in per_listener:
+            errors.add(kpath, "is a per-listener option: set it under "
+                       "listeners:mqtt:options or listeners:mqtts:options")
+            continue
+        if allowed is not None and key not in allowed:
+            errors.add(kpath, f"is not a per-listener option here (allowed: {', '.join(sorted(allowed))}); "
+                       "global options go under config")
+            continue
         for i, item in enumerate(value if isinstance(value, list) else [value]):
             ipath = kpath + ([i] if isinstance(value, list) else [])
             if isinstance(item, bool) or isinstance(item, (int, float)):
                 continue
             _text(errors, ipath, item)
+
+
+def nofile_hard(init=None):
+    """The highest open-files limit a broker started here can get.
+
+    Under systemd that is PID 1's hard limit: systemd sets a unit's
+    LimitNOFILE= to at most its own (it lowers a higher value silently).
+    Elsewhere the init script inherits salt's process limit. None when
+    unlimited or unknown.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_config.nofile_hard systemd
+    """
+    hard = None
+    if init == "systemd":
+        try:
+            with open("/proc/1/limits", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("Max open files"):
+                        value = line.split()[4]
+                        hard = int(value) if value.isdigit() else None
+        except OSError:
+            hard = None
+    else:
+        value = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        hard = None if value == resource.RLIM_INFINITY else value
+    return hard
+
+
+def _capacity(errors, data, nofile_hard_limit):
+    """limits:open_files and the TLS listener's max_connections.
+
+    Each client holds one file descriptor, so the open-files limit is the
+    broker's real connection limit: past it every new connection is closed
+    at once. max_connections 'auto' takes all of it (limit - FD_RESERVE); a
+    number above that is refused, a number below it lowers the limit to
+    max_connections + FD_RESERVE. That is what holds on Debian 12's
+    mosquitto 2.0.11, whose own max_connections count drifts down by one at
+    every client disconnect (upstream #1460) and soon limits nothing; it is
+    written too, for versions that count right.
+    """
+    limits = data.get("limits", {})
+    if not _unknown_keys(errors, ["limits"], limits, {"open_files"}):
+        return
+    if not _int(errors, ["limits", "open_files"], limits.get("open_files"), 1024, 1048576):
+        return
+    wanted = limits["open_files"]
+    effective = min(wanted, nofile_hard_limit) if nofile_hard_limit else wanted
+    limits["open_files_effective"] = effective
+    mqtts = data.get("listeners", {}).get("mqtts")
+    if not isinstance(mqtts, dict):
+        return
+    room = effective - FD_RESERVE
+    value = mqtts.get("max_connections", "auto")
+    path = ["listeners", "mqtts", "max_connections"]
+    if value == "auto":
+        mqtts["max_connections"] = room
+    elif _int(errors, path, value, 1, 1048576):
+        if value > room:
+            capped = "" if effective == wanted else (
+                f", lowered to {effective} by this host's hard limit (raise it, e.g. "
+                "DefaultLimitNOFILE= in systemd's system.conf, or LimitNOFILE= for containers)")
+            errors.add(path, f"{value} is more than the broker can hold open: limits:open_files is "
+                       f"{wanted}{capped}, which leaves room for {room} clients ({FD_RESERVE} files "
+                       "are kept for the broker itself); lower max_connections, raise "
+                       "limits:open_files, or use 'auto'")
+        else:
+            limits["open_files_effective"] = value + FD_RESERVE
 
 
 # --------------------------------------------------------------------------
@@ -720,20 +853,24 @@ def _cluster(errors, cluster, minion_id, data, version):
     return out
 
 
-def validate(data, minion_id=None, broker_version=None):
+def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     """
     Check the merged formula settings and return a normalised copy.
-
-    minion_id, broker_version
-        Default to this minion's id and the installed broker package's
-        version (unknown before the package is installed): the cluster role
-        and the version-bound bridge checks depend on them.
 
     CLI Example (what map.jinja does):
 
     .. code-block:: bash
 
         salt-call mosquitto_config.validate '{"domain": "mqtt.example.com"}'
+
+    ``minion_id`` and ``broker_version`` default to this minion's id and
+    the installed broker package's version (unknown before the package is
+    installed): the cluster role and the version-bound bridge checks
+    depend on them.
+
+    ``nofile_hard_limit`` (from :py:func:`nofile_hard`) caps
+    ``limits:open_files``; the result holds ``limits:open_files_effective``
+    and an integer ``listeners:mqtts:max_connections``.
     """
     errors = _Errors()
     data = copy.deepcopy(data)
@@ -752,12 +889,16 @@ def validate(data, minion_id=None, broker_version=None):
 
     listeners = data.get("listeners", {})
     if _unknown_keys(errors, ["listeners"], listeners, {"mqtt", "mqtts"}):
-        if _unknown_keys(errors, ["listeners", "mqtt"], listeners.get("mqtt", {}), {"bind_address"}):
+        if _unknown_keys(errors, ["listeners", "mqtt"], listeners.get("mqtt", {}), {"bind_address", "options"}):
             _bind_address(errors, ["listeners", "mqtt", "bind_address"], listeners["mqtt"].get("bind_address", ""))
+            _listener_options(errors, "mqtt", listeners["mqtt"], _LISTENER_OPTIONS)
         mqtts = listeners.get("mqtts", {})
-        if _unknown_keys(errors, ["listeners", "mqtts"], mqtts, {"bind_address", "tls_version"}):
+        if _unknown_keys(errors, ["listeners", "mqtts"], mqtts, {"bind_address", "tls_version", "max_connections", "options"}):
             _bind_address(errors, ["listeners", "mqtts", "bind_address"], mqtts.get("bind_address", ""))
             _choice(errors, ["listeners", "mqtts", "tls_version"], mqtts.get("tls_version"), _TLS_VERSIONS)
+            _listener_options(errors, "mqtts", mqtts, _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS)
+
+    _capacity(errors, data, nofile_hard_limit)
 
     exporter = data.get("exporter", {})
     if _unknown_keys(errors, ["exporter"], exporter,
@@ -768,8 +909,9 @@ def validate(data, minion_id=None, broker_version=None):
         for i, req in enumerate(_list(errors, ["exporter", "pip_pkgs"], exporter.get("pip_pkgs", []))):
             if _text(errors, ["exporter", "pip_pkgs", i], req) and not re.match(r"^[A-Za-z0-9_.\-\[\]]+\s*([<>=!~]=?[^,\s]+\s*,?\s*)*$", req):
                 errors.add(["exporter", "pip_pkgs", i], f"is not a pip requirement: {req!r}")
-        if not check_username(exporter.get("user")):
-            errors.add(["exporter", "user"], "must be a valid MQTT user name")
+        problem = check_username(exporter.get("user"))
+        if problem:
+            errors.add(["exporter", "user"], f"must be a valid MQTT user name: {problem}")
         _bind_address(errors, ["exporter", "bind_address"], exporter.get("bind_address"))
 
     data["users"] = _users(errors, data.get("users"), exporter.get("user"))
@@ -833,7 +975,7 @@ def validate(data, minion_id=None, broker_version=None):
             tls["san_dns"] = list(dict.fromkeys([data["domain"]] + tls["dns_names"]))
 
     data["bridges"] = _bridges(errors, data.get("bridges", {}), tls)
-    _options(errors, ["config"], data.get("config", {}), _OWNED_OPTIONS)
+    _options(errors, ["config"], data.get("config", {}), _OWNED_OPTIONS, per_listener=_PER_LISTENER)
     _global_not_bridge(errors, data.get("config", {}))
     if minion_id is None:
         minion_id = (globals().get("__opts__") or {}).get("id")
@@ -856,7 +998,7 @@ def validate(data, minion_id=None, broker_version=None):
     paths = data.get("paths", {})
     if isinstance(paths, dict):
         for key, value in paths.items():
-            _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir"))
+            _abspath(errors, ["lookup", "paths", key], value, empty=key in ("pid_file", "log_file", "include_dir", "sysv_limits_hook"))
         # The formula empties bridges_dir of other *.conf files.
         if paths.get("bridges_dir") and paths.get("bridges_dir") in (paths.get("include_dir"),
                                                                       _dirname(paths.get("conf"))):
@@ -867,5 +1009,73 @@ def validate(data, minion_id=None, broker_version=None):
         for key in ("name", "user", "group", "exporter_name", "firewall_name"):
             _text(errors, ["lookup", "service", key], service.get(key))
 
+    _container(errors, data.get("container", {}), data)
+
     errors.raise_if_any()
     return data
+
+
+_CONTAINER_KEYS = {
+    "enabled", "name", "image", "uid", "gid", "network", "subnet", "ip", "publish",
+    "restart_policy", "nofile", "healthcheck",
+}
+_DOCKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+_PUBLISH = re.compile(r"^(?:(\[[0-9a-fA-F:]+\]|[0-9.]+):)?([0-9]{1,5}):([0-9]{1,5})$")
+
+
+def _container(errors, container, data):
+    """mosquitto:container: the broker in a Docker container (container mode)."""
+    path = ["container"]
+    if not _unknown_keys(errors, path, container, _CONTAINER_KEYS):
+        return
+    _bool(errors, path + ["enabled"], container.get("enabled"))
+    if _text(errors, path + ["name"], container.get("name")) and not _DOCKER_NAME.match(container["name"]):
+        errors.add(path + ["name"], f"is not a container name: {container['name']!r}")
+    if _text(errors, path + ["image"], container.get("image")) and not _IMAGE_REF.match(container["image"]):
+        errors.add(path + ["image"], f"is not an image reference: {container['image']!r}")
+    for key in ("uid", "gid"):
+        if _int(errors, path + [key], container.get(key), 0, 2**31 - 2) and container[key] == 0:
+            errors.add(path + [key], "must not be 0: the broker never runs as root in its container")
+    network = container.get("network")
+    if _text(errors, path + ["network"], network):
+        if network in ("bridge", "none", "default") or not _DOCKER_NAME.match(network):
+            errors.add(path + ["network"], f"must be host or the name of a network the formula creates, got {network!r}")
+    host_net = network == "host"
+    subnet = container.get("subnet", "")
+    if subnet != "":
+        if host_net:
+            errors.add(path + ["subnet"], "only for a named network (network is host)")
+        else:
+            try:
+                subnet = ipaddress.ip_network(str(subnet))
+            except ValueError:
+                errors.add(path + ["subnet"], f"is not a network like 198.19.0.0/24: {subnet!r}")
+                subnet = None
+    ip = container.get("ip", "")
+    if ip != "":
+        if host_net:
+            errors.add(path + ["ip"], "only for a named network (network is host)")
+        elif (addr := _ip(errors, path + ["ip"], ip)) and subnet and ipaddress.ip_address(addr) not in subnet:
+            errors.add(path + ["ip"], f"{ip} is not in subnet {subnet}")
+        elif not subnet:
+            errors.add(path + ["ip"], "needs container:subnet (a fixed address needs a known subnet)")
+    for i, spec in enumerate(_list(errors, path + ["publish"], container.get("publish", []))):
+        m = _PUBLISH.match(str(spec))
+        if host_net:
+            errors.add(path + ["publish", i], "has no effect with network host: the broker's listeners are the host's")
+        elif not m or not all(0 < int(p) < 65536 for p in m.group(2, 3)):
+            errors.add(path + ["publish", i], f"must be '[host_ip:]host_port:container_port', got {spec!r}")
+        elif int(m.group(3)) == data.get("ports", {}).get("mqtt") and m.group(1) not in ("127.0.0.1", "[::1]"):
+            # Docker's port publishing goes around firewalld: plain MQTT
+            # must stay on loopback.
+            errors.add(path + ["publish", i], "plain MQTT (ports:mqtt) may only be published on 127.0.0.1")
+    policy = container.get("restart_policy")
+    if not (isinstance(policy, str) and re.match(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$", policy)):
+        errors.add(path + ["restart_policy"], f"must be no, always, unless-stopped or on-failure[:N], got {policy!r}")
+    _int(errors, path + ["nofile"], container.get("nofile"), 1024, 1048576)
+    health = container.get("healthcheck", {})
+    if _unknown_keys(errors, path + ["healthcheck"], health, {"interval", "timeout", "retries", "start_period"}):
+        for key in ("interval", "timeout", "start_period"):
+            _int(errors, path + ["healthcheck", key], health.get(key), 1, 3600)
+        _int(errors, path + ["healthcheck", "retries"], health.get("retries"), 1, 100)

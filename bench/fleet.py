@@ -1,21 +1,35 @@
 """Benchmark `salt '*' state.apply mosquitto` from a master on 1 and 3 hosts.
 
-Prints, in one run on this machine, the wall time of the salt CLI for:
-  - a cold apply (fresh hosts from the cached base: packages present but
-    disabled, no CA, no config) and a no-op re-apply, on 1 host;
-  - the same on 3 hosts at once (the first keeps the fleet CA and signs the
-    other two hosts' certificates through peer publish).
-Firewalld is managed on every host (firewall:enabled true), as in the fleet
-suite. Each figure is one run of the `salt` CLI, measured around it.
+Prints, in one run on this machine, per host count (1, then 3 at once; the
+first host keeps the fleet CA and signs the others' certificates through
+peer publish; firewalld managed, as in the fleet suite):
+
+  - the cold apply (fresh hosts from the cached base, `sync_mods=all`);
+  - the no-op re-apply of the converged hosts, plain and under test=True,
+    each beside the one-state baseline
+    `salt '*' state.single test.succeed_without_changes name=x` through the
+    same master in the same run (what Salt itself costs per job), and the
+    ratio of the two medians;
+  - `state.show_sls mosquitto` (render only: map.jinja, pillar, the SLS
+    files; no state runs), so the no-op splits into Salt's floor, render
+    and the states themselves;
+  - the five slowest states of the no-op (median over the repeats of the
+    slowest host's duration), plain and under test=True.
+
+Every figure is the wall time of one `salt` CLI run, measured around it;
+medians of ROUNDS interleaved repeats (baseline, apply, apply test=True,
+show_sls), after one unmeasured warm-up no-op.
 
 Run as root: `.venv/bin/python bench/fleet.py` (after `make setup-test`).
-It uses the test-host harness of test/hosts (systemd-nspawn hosts on a
-198.18.0.0/24 bridge, a salt-factories master on 198.18.0.1) through
-pytest, because the master comes from salt-factories' pytest fixtures, and
-tears every host down again.
+`BENCH_FLEET_HOSTS=1` runs one host count only. It uses the test-host
+harness of test/hosts (systemd-nspawn hosts on a 198.18.0.0/24 bridge, a
+salt-factories master on 198.18.0.1) through pytest, because the master
+comes from salt-factories' pytest fixtures, and tears every host down again.
 """
+import os
 import pathlib
 import secrets
+import statistics
 import sys
 import time
 
@@ -25,40 +39,93 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from test.hosts.fleet import fleet_pillar_sls  # noqa: E402
 
+ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "3"))
+COUNTS = [int(c) for c in os.environ.get("BENCH_FLEET_HOSTS", "1,3").split(",")]
+BASELINE = ("state.single", "test.succeed_without_changes", "name=x")
 
-RESULTS = []
+COLD, NOOP = [], []
 
 
-def _apply(fleet, label, hosts):
+def _timed(fleet, hosts, *args):
     t0 = time.perf_counter()
-    rets = fleet.salt("state.apply", "mosquitto", "sync_mods=all", timeout=1200, check=True)
+    rets = fleet.salt(*args, timeout=1200, check=True)
     wall = time.perf_counter() - t0
     assert set(rets) == set(hosts), rets.keys()
-    changed = sum(1 for ret in rets.values() for v in ret.values() if v.get("changes"))
-    # Where the time goes: the longest single state on any host (ms).
-    slowest = max(((v.get("duration") or 0, f"{host}: {v.get('__id__', key)}")
-                   for host, ret in rets.items() for key, v in ret.items()), default=(0, "-"))
-    RESULTS.append((label, len(hosts), wall, changed, slowest))
+    return wall, rets
+
+
+def _changed(rets):
+    return sum(1 for ret in rets.values() for v in ret.values()
+               if v.get("changes") or v.get("result") is None)
+
+
+def _durations(rets):
+    """{state id: slowest host's duration in s} and the slowest host's sum."""
+    per_state = {}
+    for ret in rets.values():
+        for key, v in ret.items():
+            sid = v.get("__id__", key)
+            per_state[sid] = max(per_state.get(sid, 0.0), (v.get("duration") or 0) / 1000)
+    total = max(sum((v.get("duration") or 0) for v in ret.values()) / 1000 for ret in rets.values())
+    return per_state, total
+
+
+def _noop(fleet, hosts):
+    runs = {"baseline": [], "apply": [], "test": [], "render": []}
+    states = {"apply": [], "test": []}
+    sums = {"apply": [], "test": []}
+    for _ in range(ROUNDS):
+        runs["baseline"].append(_timed(fleet, hosts, *BASELINE)[0])
+        for label, extra in (("apply", ()), ("test", ("test=True",))):
+            wall, rets = _timed(fleet, hosts, "state.apply", "mosquitto", *extra)
+            assert _changed(rets) == 0, (label, rets)
+            runs[label].append(wall)
+            per_state, total = _durations(rets)
+            states[label].append(per_state)
+            sums[label].append(total)
+        runs["render"].append(_timed(fleet, hosts, "state.show_sls", "mosquitto")[0])
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    for label in ("apply", "test"):
+        ids = set().union(*states[label])
+        slowest = sorted(((statistics.median(s.get(i, 0.0) for s in states[label]), i) for i in ids),
+                         reverse=True)[:5]
+        NOOP.append((len(hosts), label, med["baseline"], med[label], med["render"],
+                     statistics.median(sums[label]), slowest, runs[label], runs["baseline"]))
 
 
 @pytest.mark.hosts
 def test_fleet_apply_wall_time(fleet_factory, fleet_pillar_dir):
-    for count in (1, 3):
+    for count in COUNTS:
         names = [f"bench{i}.test" for i in range(1, count + 1)]
         (fleet_pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
         (fleet_pillar_dir / "mosquitto.sls").write_text(
             fleet_pillar_sls(secrets.token_urlsafe(12), names[0]))
         fleet = fleet_factory(names)
         try:
-            _apply(fleet, "cold", names)
-            _apply(fleet, "no-op", names)
+            wall, rets = _timed(fleet, names, "state.apply", "mosquitto", "sync_mods=all")
+            COLD.append((count, wall, _changed(rets)))
+            _timed(fleet, names, "state.apply", "mosquitto")  # warm-up, not measured
+            _noop(fleet, names)
         finally:
             fleet.teardown()
     # pytest imports this file as its own module: print from here.
-    print("\n\n| hosts | apply | wall time (s) | states with changes (all hosts) | slowest state |")
-    print("| --- | --- | --- | --- | --- |")
-    for label, count, wall, changed, (ms, where) in RESULTS:
-        print(f"| {count} | {label} | {wall:.1f} | {changed} | {where} ({ms / 1000:.1f} s) |")
+    print(f"\n\nNo-op apply through the master, medians of {ROUNDS} interleaved runs (s):\n")
+    print("| hosts | apply | baseline | no-op | ratio | render only (show_sls) "
+          "| sum of state durations | five slowest states (s) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for count, label, base, noop, render, total, slowest, _, _ in NOOP:
+        top = ", ".join(f"{sid.removeprefix('mosquitto-')} {s:.2f}" for s, sid in slowest)
+        name = "no-op" if label == "apply" else "no-op test=True"
+        print(f"| {count} | {name} | {base:.2f} | {noop:.2f} | {noop / base:.2f} "
+              f"| {render:.2f} | {total:.2f} | {top} |")
+    print("\nEvery run (s):")
+    for count, label, _, _, _, _, _, runs, base in NOOP:
+        print(f"  {count} host(s) {label}: {' '.join(f'{x:.2f}' for x in runs)}"
+              f"  baseline: {' '.join(f'{x:.2f}' for x in base)}")
+    print("\n| hosts | cold apply (s) | states changed (all hosts) |")
+    print("| --- | --- | --- |")
+    for count, wall, changed in COLD:
+        print(f"| {count} | {wall:.1f} | {changed} |")
 
 
 def main():

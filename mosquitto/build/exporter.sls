@@ -34,7 +34,9 @@ mosquitto-build-exporter-venv-pkg-installed:
 
 mosquitto-build-exporter-deps-venv-created:
   cmd.run:
-    - name: python3 -m venv {{ exporter.venv_dir }}
+    # The system interpreter, which the exporter user can run (salt-call may
+    # find another python3 first on PATH, e.g. one under /root).
+    - name: /usr/bin/python3 -m venv {{ exporter.venv_dir }}
     - creates: {{ exporter.venv_dir }}/bin/python
 
 {#- pip runs only when the wanted versions are not all there yet: a

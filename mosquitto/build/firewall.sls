@@ -9,6 +9,16 @@
 mosquitto-build-firewall-pkg-installed:
   pkg.installed:
     - name: {{ mosquitto.pkg.firewall }}
-    # Salt's firewalld states load only once firewall-cmd exists.
-    - reload_modules: True
+{%-   if salt['config.get']('file_client') != 'local' %}
+
+{#- Debian's package starts firewalld as it installs it: the minion's
+    connection to the master's publish port then goes deaf (conntrack, see
+    configure/firewall.sls) and a CA minion misses its peers' signing
+    requests for the rest of its run. Reconnect at once. #}
+mosquitto-build-firewall-master-reconnected:
+  cmd.run:
+    - name: ss -K state established '( dport = :{{ salt['config.get']('publish_port', 4505) }} )'
+    - onchanges:
+      - pkg: mosquitto-build-firewall-pkg-installed
+{%-   endif %}
 {%- endif %}

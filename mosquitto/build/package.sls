@@ -4,16 +4,28 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 
+{#- Container mode: the broker comes with its image, not as a host package;
+    the host account the files belong to is made first (build.container). #}
+{%- set container = mosquitto.container.enabled %}
+
 include:
   - {{ tplroot }}.build.repo
+{%- if container %}
+  - {{ tplroot }}.build.container
+{%- endif %}
 
 mosquitto-build-package-pkg-installed:
   pkg.installed:
     - pkgs:
-{%- for name in mosquitto.pkg.base + [mosquitto.pkg.broker, mosquitto.pkg.clients] if name %}
+{%- for name in mosquitto.pkg.base + [mosquitto.pkg.broker if not container else '', mosquitto.pkg.clients] if name %}
       - {{ name }}
 {%- endfor %}
-{%- if mosquitto.pkg.repo %}
+{%- if mosquitto.pkg.repo or container %}
     - require:
+{%-   if mosquitto.pkg.repo %}
       - sls: {{ tplroot }}.build.repo
+{%-   endif %}
+{%-   if container %}
+      - sls: {{ tplroot }}.build.container
+{%-   endif %}
 {%- endif %}

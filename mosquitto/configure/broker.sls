@@ -14,8 +14,13 @@
 {%- do settings.pop('users') %}
 {%- do settings.pop('bridges') %}
 
+{#- Everything the config names (certificates, password file, ACL) comes
+    first: included, so this file also applies on its own. #}
 include:
   - {{ tplroot }}.build.package
+  - {{ tplroot }}.configure.tls
+  - {{ tplroot }}.configure.users
+  - {{ tplroot }}.configure.acl
 
 {%- if mosquitto.persistence.enabled %}
 
@@ -26,13 +31,18 @@ mosquitto-configure-broker-persistence-dir-managed:
     - group: {{ mosquitto.service.group }}
     - mode: '0750'
     - makedirs: True
+{%-   if mosquitto.container.enabled %}
+    # The container's uid may change with the image: its database too.
+    - recurse: [user, group]
+{%-   endif %}
     - require:
       - sls: {{ tplroot }}.build.package
     - require_in:
       - file: mosquitto-configure-broker-config-file-managed
 {%- endif %}
 
-{%- if mosquitto.paths.log_file %}
+{#- A container's broker logs to stderr (docker logs), not to a file. #}
+{%- if mosquitto.paths.log_file and not mosquitto.container.enabled %}
 
 mosquitto-configure-broker-log-dir-managed:
   file.directory:

@@ -11,6 +11,10 @@
 {%- set secret_dir = salt['file.dirname'](mosquitto.paths.exporter_secret) %}
 {%- set python = exporter.venv_dir ~ '/bin/python' if exporter.install == 'venv' else '/usr/bin/python3' %}
 {%- set mqtt_host = mosquitto.listeners.mqtt.bind_address or '127.0.0.1' %}
+{#- An IPv6 address goes in brackets in the endpoint URL (tcp://[::1]:1883). #}
+{%- if ':' in mqtt_host %}
+{%-   set mqtt_host = '[' ~ mqtt_host ~ ']' %}
+{%- endif %}
 
 {%- if exporter.enabled %}
 include:
@@ -62,6 +66,7 @@ mosquitto-configure-exporter-env-file-managed:
         EXPORTER_PROGRAM={{ mosquitto.paths.exporter }}
         SERVER_CERT_FILE={{ mosquitto.tls.cert }}
         CA_CERT_FILE={{ mosquitto.tls.ca_cert }}
+        MAX_CONNECTIONS={{ mosquitto.listeners.mqtts.max_connections }}
 
 {%-   if grains.get('init') == 'systemd' %}
 

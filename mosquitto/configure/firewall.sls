@@ -1,16 +1,17 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # Exactly ssh (22), MQTT over TLS and the exporter open in the pillar's
-# zone, permanently and at runtime (firewalld.present prunes every other
-# port and service, then reloads). Plain MQTT (1883) is never opened.
+# zone, permanently (mosquitto_firewall.zone_present prunes every other port
+# and service, then reloads). Plain MQTT (1883) is never opened. It reads
+# firewalld over D-Bus (busctl): a converged host runs no firewall-cmd.
 #   firewall:enabled: true   firewalld installed, enabled, started, managed
 #   firewall:enabled: auto   managed where firewalld already runs, else a note
 #   firewall:enabled: false  left alone, with a note
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- set fw = mosquitto.firewall %}
-{%- set running = salt['cmd.which']('firewall-cmd') and
-                  salt['cmd.retcode']('firewall-cmd --state', python_shell=False, ignore_retcode=True) == 0 %}
+{#- Asked only for `auto` (one D-Bus call per run, shared with runtime/firewall.sls). #}
+{%- set running = fw.enabled == 'auto' and salt['mosquitto_firewall.running']() %}
 {%- set ports = [mosquitto.ports.mqtts ~ '/tcp'] %}
 {%- if mosquitto.exporter.enabled %}
 {%-   do ports.append(mosquitto.ports.exporter ~ '/tcp') %}
@@ -30,7 +31,7 @@ mosquitto-configure-firewall-service-running:
     - require:
       - sls: {{ tplroot }}.build.firewall
     - require_in:
-      - firewalld: mosquitto-configure-firewall-zone-present
+      - mosquitto_firewall: mosquitto-configure-firewall-zone-present
 
 {%-     if salt['config.get']('file_client') != 'local' %}
 
@@ -48,12 +49,10 @@ mosquitto-configure-firewall-master-reconnected:
 {%-   endif %}
 
 mosquitto-configure-firewall-zone-present:
-  firewalld.present:
+  mosquitto_firewall.zone_present:
     - name: {{ fw.zone }}
     - services: {{ (['ssh'] if fw.ssh else []) | json }}
-    - prune_services: True
     - ports: {{ (ports + fw.extra_ports) | json }}
-    - prune_ports: True
 {%- else %}
 
 mosquitto-configure-firewall-unmanaged:

@@ -7,5 +7,6 @@ include:
   - .acl
   - .bridges
   - .broker
+  - .service
   - .exporter
   - .firewall

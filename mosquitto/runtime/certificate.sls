@@ -13,6 +13,20 @@
 include:
   - {{ tplroot }}.configure.tls
 
+{%- if mosquitto.container.enabled %}
+
+{#- Container mode: the same SIGHUP, sent inside the container (see
+    runtime/container.sls for why not through the engine's kill API). #}
+mosquitto-runtime-certificate-service-reloaded:
+  module.run:
+    - docker.run_all:
+      - name: {{ mosquitto.container.name }}
+      - cmd: sh -c 'kill -HUP 1'
+      - exec_driver: nsenter
+    - onchanges:
+      - mosquitto_ca: mosquitto-configure-tls-server-cert-managed
+{%- else %}
+
 mosquitto-runtime-certificate-service-reloaded:
   service.running:
     - name: {{ mosquitto.service.name }}
@@ -23,3 +37,4 @@ mosquitto-runtime-certificate-service-reloaded:
     - watch:
       # The server certificate only: a CA change is a restart (runtime.service).
       - mosquitto_ca: mosquitto-configure-tls-server-cert-managed
+{%- endif %}

@@ -5,11 +5,14 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 
+{#- The broker runs as the host's service or in a container (same ports). #}
+{%- set broker_sls = 'container' if mosquitto.container.enabled else 'service' %}
+
 {%- if mosquitto.exporter.enabled %}
 include:
   - {{ tplroot }}.build.exporter
   - {{ tplroot }}.configure.exporter
-  - {{ tplroot }}.runtime.service
+  - {{ tplroot }}.runtime.{{ broker_sls }}
 
 mosquitto-runtime-exporter-service-running:
   service.running:
@@ -19,7 +22,7 @@ mosquitto-runtime-exporter-service-running:
     - provider: {{ mosquitto.service.provider | json }}
 {%- endif %}
     - require:
-      - service: mosquitto-runtime-service-running
+      - sls: {{ tplroot }}.runtime.{{ broker_sls }}
     - watch:
       - sls: {{ tplroot }}.build.exporter
       - sls: {{ tplroot }}.configure.exporter
@@ -28,7 +31,7 @@ mosquitto-runtime-exporter-service-listening:
   mosquitto_broker.listening:
     - name: {{ mosquitto.service.exporter_name }}
     - ports:
-      - [{{ mosquitto.exporter.bind_address if mosquitto.exporter.bind_address not in ('', '0.0.0.0', '::') else '127.0.0.1' }}, {{ mosquitto.ports.exporter }}]
+      - {{ [mosquitto.exporter.bind_address if mosquitto.exporter.bind_address not in ('', '0.0.0.0', '::') else '127.0.0.1', mosquitto.ports.exporter] | json }}
     - require:
       - service: mosquitto-runtime-exporter-service-running
 {%- endif %}

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # The broker running and enabled at boot.
-#  - listeners, persistence, bridges (configure.broker) and the CA are read
-#    only at start: a change restarts the broker;
+#  - listeners, persistence, bridges (configure.broker, configure.bridges),
+#    the CA and the service's limits and sandbox (configure.service) are
+#    read only at start: a change restarts the broker;
 #  - users and ACLs are re-read on SIGHUP: a change reloads it, so connected
 #    clients whose credentials still hold stay connected;
 #  - the server certificate and key are re-read on SIGHUP too: its reload
@@ -44,6 +45,8 @@ mosquitto-runtime-service-running:
     - watch:
       - sls: {{ tplroot }}.configure.broker
       - sls: {{ tplroot }}.configure.bridges
+      # unit drop-in / open-files limit: applied at start only
+      - sls: {{ tplroot }}.configure.service
       # The CA only, not all of configure.tls: that file also holds the
       # server certificate, whose reissue must not drop every client.
       - mosquitto_ca: mosquitto-configure-tls-ca-present
@@ -70,8 +73,9 @@ mosquitto-runtime-service-listening:
   mosquitto_broker.listening:
     - name: {{ mosquitto.service.name }}
     - ports:
-      - [{{ mosquitto.listeners.mqtt.bind_address or '127.0.0.1' }}, {{ mosquitto.ports.mqtt }}]
-      - [{{ mqtts_host }}, {{ mosquitto.ports.mqtts }}]
+      # JSON: an IPv6 address such as ::1 is not a plain YAML scalar.
+      - {{ [mosquitto.listeners.mqtt.bind_address or '127.0.0.1', mosquitto.ports.mqtt] | json }}
+      - {{ [mqtts_host, mosquitto.ports.mqtts] | json }}
     - log_file: {{ mosquitto.paths.log_file | json }}
     - require:
       - service: mosquitto-runtime-service-reloaded

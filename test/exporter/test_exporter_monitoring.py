@@ -86,7 +86,7 @@ def served_names(tmp_path_factory):
             "remote_clientid mqtt1_to_mqtt2\n"
             "topic bridged/# out 0\n")) as broker:
         with Exporter(python, "--endpoint", f"tcp://127.0.0.1:{broker.port}",
-                      "--server-cert", str(cert), "--ca-cert", str(cert)) as exporter:
+                      "--server-cert", str(cert), "--ca-cert", str(cert), "--max-connections", "100") as exporter:
             _, values = exporter.wait_for(
                 lambda t, v: 'broker_connection_state{connection="mqtt1_to_mqtt2"}' in v, "the bridge state")
     return {series.split("{")[0] for series in values}

@@ -4,17 +4,19 @@ What it builds (all of it is torn down again; see "Leftovers"):
 
 * a Debian 12 base root, built once with ``debootstrap --variant=minbase``
   and cached outside the repository (``CACHE_DIR``, default
-  ``/var/cache/mosquitto-formula``). It holds systemd, everything the
-  formula installs (``BASE_PACKAGES``: the hosts have no network during the
-  tests) and salt in a venv at ``/opt/salt`` (wheels built on this machine,
-  same Python 3.11 ABI). ``mosquitto`` and ``firewalld`` are installed but
-  disabled, like a bare host whose package cache already holds them: the
-  formula has to enable and start them itself. The .deb files and apt lists
-  stay, so ``pkg.installed`` answers offline and a package the formula
-  removed installs again. A stamp file holds a hash of everything the build
-  depends on (``base_key``); a missing or stale base is rebuilt in a temp
-  dir that is renamed into place only when complete.
-  ``python -m test.hosts.fleet build-base`` builds it ahead of a run.
+  ``/var/cache/mosquitto-formula``). It is as bare as an operator's minbase
+  host: only what the harness needs (``BASE_PACKAGES``: systemd, dbus,
+  iproute2, python3 with salt in a venv at ``/opt/salt`` from wheels built
+  on this machine, same Python 3.11 ABI). No procps (so no ``/bin/kill``,
+  ``ps``, ``sysctl``), no curl. Every package the formula installs
+  (``FORMULA_PACKAGES``, with their dependencies and recommends) is NOT
+  installed but downloaded into the base's apt cache beside the apt lists:
+  the hosts have no network, and the formula's ``pkg.installed`` states
+  install them for real, offline, as on a host with a local mirror. A stamp
+  file holds a hash of everything the build depends on (``base_key``); a
+  missing or stale base is rebuilt in a temp dir that is renamed into place
+  only when complete. ``python -m test.hosts.fleet build-base`` builds it
+  ahead of a run.
 * a Linux bridge ``mqtbr0`` holding 198.18.0.1/24 (the only range used),
   a client network namespace ``mqtcli0`` at 198.18.0.100 on it, with
   ``/etc/netns/mqtcli0/hosts`` so the hosts' names resolve there.
@@ -109,37 +111,34 @@ LOCK_FILE = pathlib.Path("/run/lock/mosquitto-formula-fleet.lock")
 SUITE = "bookworm"
 MIRROR = os.environ.get("MQTT_FLEET_MIRROR", "http://deb.debian.org/debian")
 
-# Everything a host needs: systemd, salt's Python, and every package the
-# formula installs (the hosts have no network during the tests).
-# libpam-systemd is listed because debootstrap's resolver does not pick a
-# provider for polkitd's "default-logind | logind".
+# What the harness itself needs on a host: systemd, dbus, addresses, salt's
+# Python. Nothing more: the hosts are as bare as debootstrap's minbase (no
+# procps, no curl), so the formula meets what an operator's host offers.
 BASE_PACKAGES = (
     "systemd",
     "systemd-sysv",
     "dbus",
-    "libpam-systemd",
     "iproute2",
     "python3",
     "python3-venv",
     "netbase",
+)
+
+# What the formula installs (mosquitto/parameters, Debian): downloaded into
+# the base's apt cache with their dependencies and recommends, not installed.
+FORMULA_PACKAGES = (
     "mosquitto",
     "mosquitto-clients",
     "firewalld",
     "python3-paho-mqtt",
     "python3-prometheus-client",
     "ca-certificates",
-    "openssl",
-    "procps",
-    "curl",
 )
 
 SALT_REQUIREMENTS = ("salt==3008.4", "cryptography", "paho-mqtt", "prometheus-client")
 
-# Enabled by the packages' postinst scripts; a bare host would not run the
-# first two, and the rest only make noise on a host without network.
+# Timers of the base packages that only make noise on a host without network.
 BASE_DISABLED_UNITS = (
-    "mosquitto.service",
-    "firewalld.service",
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
     "dpkg-db-backup.timer",
@@ -198,7 +197,7 @@ FIRST_HOST = 11
 MASTER_NAMES = ("salt", "master.test")
 
 # Bumped when the build recipe below changes in a way the hash cannot see.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -325,6 +324,7 @@ def base_key():
         "suite": SUITE,
         "mirror": MIRROR,
         "packages": sorted(BASE_PACKAGES),
+        "formula_packages": sorted(FORMULA_PACKAGES),
         "salt": list(SALT_REQUIREMENTS),
         "disabled": list(BASE_DISABLED_UNITS),
         "minion_unit": SALT_MINION_UNIT,
@@ -431,6 +431,19 @@ def _customize_base(root, wheels):
          "--timezone=off", "--link-journal=no", "--console=pipe",
          f"--bind-ro={wheels}:/mnt/wheels", "/bin/sh", "-c", script],
         stdin=subprocess.DEVNULL, timeout=1200)
+
+    # The formula's packages: into the apt cache, not onto the host. This
+    # needs the network, so it runs without --private-network.
+    download = ("apt-get install --download-only --yes --quiet "
+                + " ".join(FORMULA_PACKAGES))
+    _sh(["systemd-nspawn", "--quiet", "-D", str(root), "-M", "mqtt-fleet-fetch",
+         "--register=no", "--keep-unit", "--resolv-conf=copy-host",
+         "--timezone=off", "--link-journal=no", "--console=pipe",
+         "/bin/sh", "-c", download], stdin=subprocess.DEVNULL, timeout=1200)
+    missing = [p for p in FORMULA_PACKAGES
+               if not list((root / "var/cache/apt/archives").glob(f"{p}_*.deb"))]
+    if missing:
+        raise FleetError(f"base build: no .deb downloaded for {missing}")
 
     # Per-host identity is written by Host._prepare; the base has none.
     (root / "etc/resolv.conf").unlink(missing_ok=True)

@@ -121,8 +121,10 @@ def nmap_scan(fleet, host, ports="-"):
     network namespace lets every reject come back at once (seconds), so
     each port gets a definite answer.
     """
-    host.run(["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0",
-              "net.ipv4.icmp_msgs_per_sec=100000", "net.ipv4.icmp_msgs_burst=100000"])
+    # no sysctl(8) on a minbase host (procps): write /proc/sys directly
+    host.run("echo 0 > /proc/sys/net/ipv4/icmp_ratelimit && "
+             "echo 100000 > /proc/sys/net/ipv4/icmp_msgs_per_sec && "
+             "echo 100000 > /proc/sys/net/ipv4/icmp_msgs_burst")
     out = fleet.client.run(["nmap", "-Pn", "-n", "-sT", f"-p{ports}", "-T4", "--max-retries", "2",
                             "-oX", "-", host.ip], timeout=600).stdout
     root = ET.fromstring(out)
@@ -289,7 +291,7 @@ def _wait_active(h, unit, timeout=60, not_pid=None):
 def test_broker_comes_back_after_kill_9(fleet, applied):
     h = fleet["mqtt1.test"]
     pid = _main_pid(h, "mosquitto")
-    h.run(["kill", "-9", str(pid)])
+    h.run(f"kill -9 {pid}")  # the shell's kill: no /bin/kill (procps) on a minbase host
     assert _wait_active(h, "mosquitto", not_pid=pid), h.run(["systemctl", "status", "mosquitto"], check=False).stdout
     assert fleet.client.tcp_open(h.ip, 8883)
 
@@ -341,6 +343,56 @@ def test_firewall_disabled_in_pillar_changes_no_firewall(fleet, applied):
     ret = fleet.salt("state.apply", "mosquitto", f"pillar={pillar}", tgt=h.name, timeout=600, check=True)[h.name]
     note = [v["comment"] for k, v in ret.items() if "mosquitto-configure-firewall-unmanaged" in k]
     assert note and "firewall:enabled is false in pillar" in note[0]
-    assert not [k for k in ret if "firewalld_|-" in k]
+    assert not [k for k in ret if "mosquitto_firewall_|-" in k]
     assert changed(ret) == {}
     assert h.run(["firewall-cmd", "--permanent", "--zone=public", "--list-all"]).stdout == before
+
+
+def test_firewall_extra_ports_are_opened_then_pruned(fleet, applied):
+    """firewall:extra_ports opens more ports in the zone, permanently and at
+    runtime; gone from pillar, they are closed again."""
+    h = fleet["mqtt1.test"]
+    pillar = json.dumps({"mosquitto": {"firewall": {"extra_ports": ["9100/tcp", "5000-5001/udp"]}}})
+    ret = fleet.salt("state.apply", "mosquitto", f"pillar={pillar}", tgt=h.name, timeout=600, check=True)[h.name]
+    assert "mosquitto-configure-firewall-zone-present" in changed(ret)
+    for scope in ([], ["--permanent"]):
+        ports = h.run(["firewall-cmd", *scope, "--zone=public", "--list-ports"]).stdout.split()
+        assert sorted(ports) == ["5000-5001/udp", "8883/tcp", "9100/tcp", "9234/tcp"], (scope, ports)
+    # Open in the firewall, nothing listening: the client sees "closed", not "filtered".
+    assert nmap_scan(fleet, h, "9100")[9100] == "closed"
+    ret = fleet.salt("state.apply", "mosquitto", tgt=h.name, timeout=600, check=True)[h.name]
+    assert "mosquitto-configure-firewall-zone-present" in changed(ret)
+    for scope in ([], ["--permanent"]):
+        ports = h.run(["firewall-cmd", *scope, "--zone=public", "--list-ports"]).stdout.split()
+        assert sorted(ports) == ["8883/tcp", "9234/tcp"], (scope, ports)
+    assert nmap_scan(fleet, h, "9100")[9100] == "filtered"
+
+
+def test_clean_on_a_systemd_host_leaves_nothing_but_the_ca_and_ssh(fleet, applied):
+    """mosquitto.clean on a real systemd host with firewalld (last test: it
+    undoes mqtt2): units, files, users, packages and the zone's ports go;
+    firewalld keeps running with ssh; the CA certificate stays."""
+    h = fleet["mqtt2.test"]
+    pillar = json.dumps({"mosquitto": {"firewall": {"extra_ports": ["9100/tcp"]}}})
+    fleet.salt("state.apply", "mosquitto", f"pillar={pillar}", tgt=h.name, timeout=600, check=True)
+    ret = fleet.salt("state.apply", "mosquitto.clean", f"pillar={pillar}", tgt=h.name,
+                     timeout=600, check=True)[h.name]
+    assert all(v["result"] is True for v in ret.values()), {k: v["comment"] for k, v in ret.items()
+                                                              if v["result"] is not True}
+    for scope in ([], ["--permanent"]):
+        assert h.run(["firewall-cmd", *scope, "--zone=public", "--list-ports"]).stdout.split() == [], scope
+        assert h.run(["firewall-cmd", *scope, "--zone=public", "--list-services"]).stdout.split() == ["ssh"]
+    assert h.run(["systemctl", "is-active", "firewalld"]).stdout.strip() == "active"
+    for unit in ("mosquitto", "mosquitto-exporter"):
+        load = h.run(["systemctl", "show", "-p", "LoadState", "--value", unit], check=False).stdout.strip()
+        assert load == "not-found", (unit, load)
+    for path in ("/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/passwd", "/etc/mosquitto/acl",
+                 "/etc/mosquitto/certs/server.key", "/etc/mosquitto/exporter", "/etc/default/mosquitto-exporter",
+                 "/etc/systemd/system/mosquitto-exporter.service", "/usr/local/sbin/mosquitto_exporter",
+                 "/var/lib/mosquitto", "/var/log/mosquitto", "/usr/sbin/mosquitto"):
+        assert not h.path(path).exists(), path
+    assert h.path(CA).exists()
+    assert h.run(["getent", "passwd", "mosquitto-exporter"], check=False).returncode == 2
+    assert nmap_open_ports(fleet, h) == set()
+    again = fleet.salt("state.apply", "mosquitto.clean", tgt=h.name, timeout=600, check=True)[h.name]
+    assert changed(again) == {}

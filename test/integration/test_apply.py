@@ -246,14 +246,17 @@ def test_password_change_reloads_and_keeps_other_clients(salt_local, applied, pa
 def test_listener_change_restarts_the_broker(salt_local, applied, passwords):
     pid = broker_pid()
     pillar = base_pillar(passwords)
-    pillar["mosquitto"]["max_keepalive"] = 600
+    # A listener's own setting (read only at start).
+    pillar["mosquitto"]["listeners"] = {"mqtts": {"options": {"max_connections": 100}}}
     try:
         salt_local.write_pillar(pillar)
         rc, states, err = salt_local.apply()
         assert rc == 0 and not failed(states), failed(states)
         assert "mosquitto-runtime-service-running" in changed(states)
+        assert "mosquitto-runtime-service-reloaded" not in changed(states)
         assert wait_for(lambda: broker_pid() != pid)
-        assert "max_keepalive 600" in pathlib.Path("/etc/mosquitto/mosquitto.conf").read_text()
+        lines = pathlib.Path("/etc/mosquitto/mosquitto.conf").read_text().splitlines()
+        assert lines.index("max_connections 100") > lines.index("listener 8883")
     finally:
         salt_local.write_pillar(base_pillar(passwords))
         rc, states, _ = salt_local.apply()
@@ -294,6 +297,10 @@ def _tree_digest(root="/etc/mosquitto"):
     ({"users": {"eve:il": {"password": "x"}}}, "mosquitto:users:eve:il: bad user name"),
     ({"users": {"carol": {}}}, "mosquitto:users:carol:password: missing"),
     ({"colour": "blue"}, "mosquitto:colour: unknown key"),
+    # mosquitto_passwd's rule, applied while rendering (before any state).
+    ({"users": {"#ops": {"password": "x"}}}, "mosquitto:users:#ops: bad user name: username"),
+    ({"config": {"per_listener_settings": True}}, "mosquitto:config:per_listener_settings: is managed by the formula"),
+    ({"config": {"max_connections": 10}}, "mosquitto:config:max_connections: is a per-listener option"),
 ])
 def test_bad_pillar_fails_before_anything_changes(salt_local, applied, passwords, bad, message):
     pillar = base_pillar(passwords)

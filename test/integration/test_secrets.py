@@ -100,6 +100,9 @@ def secret_pillar(passwords, extra):
         "remote_username": BRIDGE_USER,
         "remote_password": extra["bridge"],
         "tls": False,
+        "cleansession": False,
+        "notifications": True,
+        "keepalive_interval": 30,
         "options": {"remote_clientid": "int-remote-bridge", "restart_timeout": 1},
     }}
     m["tls"]["profile"] = extra.get("profile", "intermediate")
@@ -186,6 +189,10 @@ def test_bridge_file_is_private_and_the_bridge_logs_in(host, remote, passwords):
     text = path.read_text()
     assert text.splitlines()[2] == f"connection {BRIDGE}"
     assert f"remote_password {remote.password}\n" in text
+    for line in ("cleansession false", "notifications true", "keepalive_interval 30",
+                 "remote_clientid int-remote-bridge", "restart_timeout 1"):
+        assert line in text.splitlines(), line
+    assert "bridge_cafile" not in text  # tls: false
     assert remote.receives_from_the_bridge(passwords["bob"])
 
 

@@ -125,10 +125,11 @@ def test_firewall_enabled_opens_exactly_ssh_mqtts_and_exporter(tmp_path):
     assert args(hs["mosquitto-build-firewall-pkg-installed"])["name"] == "firewalld"
     assert args(hs["mosquitto-configure-firewall-service-running"])["name"] == "firewalld"
     zone = args(hs["mosquitto-configure-firewall-zone-present"])
-    assert zone["_function"] == "firewalld.present" and zone["name"] == "internal"
+    assert zone["_function"] == "mosquitto_firewall.zone_present" and zone["name"] == "internal"
     assert zone["ports"] == ["18883/tcp", "19234/tcp"] and zone["services"] == ["ssh"]
-    assert zone["prune_ports"] is True and zone["prune_services"] is True
-    assert "mosquitto-runtime-firewall-reloaded" in hs
+    drift = args(hs["mosquitto-runtime-firewall-reloaded"])
+    assert drift["_function"] == "mosquitto_firewall.reloaded" and drift["name"] == "internal"
+    assert drift["ports"] == zone["ports"] and drift["services"] == zone["services"]
 
 
 def test_firewall_disabled_or_absent_manages_nothing_and_says_so(tmp_path):

@@ -9,6 +9,8 @@ from salt.exceptions import CommandExecutionError
 from test.support.modules import load
 
 cfg = load("_modules", "mosquitto_config")
+# The username rule lives once, in mosquitto_passwd (as the loader wires it).
+cfg.__salt__ = {"mosquitto_passwd.check_username": load("_modules", "mosquitto_passwd").check_username}
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 

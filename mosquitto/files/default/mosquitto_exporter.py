@@ -135,7 +135,9 @@ class SysCollector:
     Written by paho's network thread, read by HTTP threads: one lock.
     """
 
-    def __init__(self):
+    def __init__(self, max_connections=None):
+        # Configuration, not $SYS: served even while the broker is down.
+        self.max_connections = max_connections
         self._lock = threading.Lock()
         self._values = {}  # metric name -> (topic, value)
         self._connections = {}  # bridge remote client id -> state (1/0)
@@ -194,6 +196,12 @@ class SysCollector:
             "1 while the exporter holds an MQTT session with the broker, else 0.",
             value=1.0 if connected else 0.0,
         )
+        if self.max_connections is not None:
+            yield GaugeMetricFamily(
+                "mosquitto_max_connections",
+                "max_connections of the broker's TLS listener: past it new clients are refused.",
+                value=self.max_connections,
+            )
         if last_update is not None:
             yield GaugeMetricFamily(
                 "mosquitto_exporter_last_update_timestamp_seconds",
@@ -480,8 +488,13 @@ def parse_args(argv):
                              "(env CA_CERT_FILE)")
     parser.add_argument("-i", "--client-id", default=env("MQTT_CLIENT_ID"),
                         help="MQTT client id (default mosquitto-exporter-<host>-<pid>)")
+    parser.add_argument("--max-connections", type=int, default=env("MAX_CONNECTIONS"),
+                        help="the broker's max_connections (TLS listener), served as "
+                             "mosquitto_max_connections for alerts (env MAX_CONNECTIONS)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
+    if args.max_connections is not None:
+        args.max_connections = int(args.max_connections)
     if args.password and args.pass_file:
         parser.error("give the password either with --pass/MQTT_PASS or with --pass-file, not both")
     if args.key and not args.cert:
@@ -515,7 +528,7 @@ def main(argv=None):
     if use_tls and not args.cafile:
         LOG.warning("TLS without --cafile: the broker's certificate is NOT verified")
 
-    collector = SysCollector()
+    collector = SysCollector(args.max_connections)
     REGISTRY.register(collector)
     REGISTRY.register(CertificateCollector([("server", args.server_cert), ("ca", args.ca_cert)]))
     try:

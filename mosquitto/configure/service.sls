@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# How the broker's service runs: its open-files limit (one file descriptor
+# per client) and, under systemd, a hardened drop-in for the distribution's
+# unit (own user from the start, read-only system, no capabilities, a
+# system-call filter, a reload that needs no procps). Without systemd
+# (containers, sysvinit) the init script gets the limit from a hook.
+# A change here restarts the broker (runtime/service.sls watches it).
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
+{%- set paths = mosquitto.paths %}
+{%- set rw_paths = [] %}
+{%- if mosquitto.persistence.enabled %}
+{%-   do rw_paths.append(mosquitto.persistence.location.rstrip('/')) %}
+{%- endif %}
+{%- if paths.log_file %}
+{%-   do rw_paths.append(salt['file.dirname'](paths.log_file)) %}
+{%- endif %}
+
+include:
+  - {{ tplroot }}.build.package
+
+{%- if grains.get('init') == 'systemd' %}
+
+mosquitto-configure-service-dropin-file-managed:
+  file.managed:
+    - name: {{ paths.systemd_units }}/{{ mosquitto.service.name }}.service.d/mosquitto-formula.conf
+    - source: {{ files_switch(['mosquitto.service.d.conf.jinja'], lookup='mosquitto-configure-service-dropin-file-managed') }}
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - makedirs: True
+    - context:
+        user: {{ mosquitto.service.user }}
+        group: {{ mosquitto.service.group }}
+        run_dir_name: {{ paths.run_dir | replace('/run/', '', 1) }}
+        open_files: {{ mosquitto.limits.open_files_effective }}
+        low_ports: {{ mosquitto.ports.mqtt < 1024 or mosquitto.ports.mqtts < 1024 }}
+        rw_paths: {{ rw_paths | json }}
+    - require:
+      - sls: {{ tplroot }}.build.package
+
+{#- systemd reads unit files only on daemon-reload: without it the restart
+    that follows would still use the old settings. #}
+mosquitto-configure-service-systemd-reloaded:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: mosquitto-configure-service-dropin-file-managed
+{%- elif paths.sysv_limits_hook %}
+
+mosquitto-configure-service-limits-file-managed:
+  file.managed:
+    - name: {{ paths.sysv_limits_hook }}
+    - source: {{ files_switch(['mosquitto-limits.sh.jinja'], lookup='mosquitto-configure-service-limits-file-managed') }}
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        daemon: /usr/sbin/mosquitto
+        open_files: {{ mosquitto.limits.open_files_effective }}
+{%- endif %}
+
+{%- if paths.log_file %}
+
+{#- A log file the broker made while it still started as root stays
+    root's; the broker now opens it as its own user. #}
+mosquitto-configure-service-log-file-managed:
+  file.managed:
+    - name: {{ paths.log_file }}
+    - replace: False
+    - user: {{ mosquitto.service.user }}
+    - group: {{ mosquitto.service.group }}
+    - mode: '0640'
+    - makedirs: True
+    - require:
+      - sls: {{ tplroot }}.build.package
+{%- endif %}

@@ -1,0 +1,151 @@
+"""Every key of pillar.example is exercised by a named real test
+(test/integration or test/hosts), or is listed as pending.
+
+COVERAGE maps each key path to the test that applies it (or, for a key left
+at its default, checks its effect on the host). The walker fails when
+pillar.example gains a key nobody mapped, when a mapped test does not exist,
+or when that test's module never names the key. It cannot prove a test is
+good; it keeps the map complete and honest to read."""
+import ast
+import pathlib
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+I, H = "test/integration/", "test/hosts/"
+EVERY, DEF, APPLY, FLEET = I + "test_every_key.py", I + "test_defaults_applied.py", I + "test_apply.py", H + "test_fleet.py"
+
+COVERAGE = {
+    "domain": (APPLY, "test_original_pub_sub_commands_over_tls_by_name"),
+    "ports:mqtt": (APPLY, "test_plain_listener_is_bound_to_loopback_only"),
+    "ports:mqtts": (APPLY, "test_plain_listener_is_bound_to_loopback_only"),
+    "ports:exporter": (DEF, "test_exporter_defaults_user_and_bind"),
+    "listeners:mqtt:bind_address": (EVERY, "test_plain_listener_on_ipv6_loopback_end_to_end"),
+    "listeners:mqtt:options": (EVERY, "test_listener_options_apply_to_their_listener_only"),
+    "listeners:mqtts:bind_address": (DEF, "test_tls_listener_default_is_every_address"),
+    "listeners:mqtts:tls_version": (DEF, "test_queue_persistence_and_keepalive_defaults_reach_the_config"),
+    "listeners:mqtts:options": (EVERY, "test_listener_options_apply_to_their_listener_only"),
+    "users:*:password": (APPLY, "test_password_change_reloads_and_keeps_other_clients"),
+    "users:*:password_hash": (EVERY, "test_password_hash_user_and_max_keepalive"),
+    "users:*:acl": (APPLY, "test_acl_limits_topics"),
+    "acl_patterns": (EVERY, "test_acl_pattern_gives_each_client_its_own_tree"),
+    "max_keepalive": (EVERY, "test_password_hash_user_and_max_keepalive"),
+    "queue:max_queued_messages": (DEF, "test_queue_persistence_and_keepalive_defaults_reach_the_config"),
+    "queue:persistent_client_expiration": (DEF, "test_queue_persistence_and_keepalive_defaults_reach_the_config"),
+    "persistence:enabled": (EVERY, "test_persistence_off_loses_queued_messages_on_restart"),
+    "persistence:location": (DEF, "test_queue_persistence_and_keepalive_defaults_reach_the_config"),
+    "persistence:autosave_interval": (DEF, "test_queue_persistence_and_keepalive_defaults_reach_the_config"),
+    "tls:ca_cert": (DEF, "test_certificates_follow_the_tls_defaults"),
+    "tls:ca_key": (DEF, "test_certificates_follow_the_tls_defaults"),
+    "tls:ca_common_name": (DEF, "test_certificates_follow_the_tls_defaults"),
+    "tls:ca_days_valid": (DEF, "test_certificates_follow_the_tls_defaults"),
+    "tls:ca_server": (FLEET, "test_one_ca_signs_both_and_its_key_stays_on_the_ca_host"),
+    "tls:cert": (DEF, "test_certificates_follow_the_tls_defaults"),
+    "tls:key": (DEF, "test_certificates_follow_the_tls_defaults"),
+    "tls:days_valid": (DEF, "test_certificates_follow_the_tls_defaults"),
+    "tls:renew_days": (DEF, "test_certificates_follow_the_tls_defaults"),
+    "tls:key_type": (EVERY, "test_rsa_server_key_and_ip_address_san"),
+    "tls:key_size": (EVERY, "test_rsa_server_key_and_ip_address_san"),
+    "tls:dns_names": (APPLY, "test_original_pub_sub_commands_over_tls_by_name"),
+    "tls:ip_addresses": (EVERY, "test_rsa_server_key_and_ip_address_san"),
+    "config": (APPLY, "test_state_output_never_shows_secrets"),
+    "exporter:enabled": (DEF, "test_exporter_defaults_user_and_bind"),
+    "exporter:user": (DEF, "test_exporter_defaults_user_and_bind"),
+    "exporter:bind_address": (DEF, "test_exporter_defaults_user_and_bind"),
+    "exporter:install": (EVERY, "test_exporter_runs_from_the_pypi_venv"),
+    "exporter:venv_dir": (EVERY, "test_exporter_runs_from_the_pypi_venv"),
+    "exporter:pip_pkgs": (EVERY, "test_exporter_runs_from_the_pypi_venv"),
+    "firewall:enabled": (FLEET, "test_firewall_disabled_in_pillar_changes_no_firewall"),
+    "firewall:zone": (FLEET, "test_firewall_has_exactly_ssh_mqtts_and_exporter"),
+    "firewall:ssh": (FLEET, "test_firewall_has_exactly_ssh_mqtts_and_exporter"),
+    "firewall:extra_ports": (FLEET, "test_firewall_extra_ports_are_opened_then_pruned"),
+    "tofs:path_prefix": (EVERY, "test_tofs_template_from_the_operators_file_root"),
+    "tofs:files_switch": (EVERY, "test_tofs_template_from_the_operators_file_root"),
+    "tofs:source_files": (EVERY, "test_tofs_template_from_the_operators_file_root"),
+    # Distribution details: every apply uses them, the render suite checks
+    # both families and an override (test_lookup_overrides_os_defaults).
+    "lookup": ("test/render/test_platforms.py", "test_lookup_overrides_os_defaults"),
+    # Keys added with the later issues.
+    "limits:open_files": (I + "test_capacity_limits.py", "test_open_files_from_pillar_reach_the_broker"),
+    "listeners:mqtts:max_connections": (EVERY, "test_listener_options_apply_to_their_listener_only"),
+    # A real broker started from the rendered persistence lines, killed -9.
+    "persistence:autosave_on_changes": ("test/unit/test_durability_config.py",
+                                        "test_autosave_on_changes_saves_after_that_many_changes"),
+    "tls:auto_renew": (I + "test_certificates.py", "test_auto_renew_off_removes_the_job"),
+    "tls:profile": (I + "test_secrets.py", "test_modern_profile_is_tls13_only"),
+    "tls:signing_policies": (H + "test_ca_policy.py", "test_a_widened_policy_signs_the_name_it_allows"),
+    "bridges:*:address": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:topics": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:remote_username": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:remote_password": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:tls": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:cleansession": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:notifications": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:keepalive_interval": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:options": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "container:enabled": ("test/containers/test_container_mode.py", "test_broker_runs_hardened_in_its_container"),
+    "container:image": ("test/containers/test_container_mode.py", "test_an_image_the_formula_did_not_build_with_another_uid"),
+    "container:uid": ("test/containers/test_container_mode.py", "test_an_image_the_formula_did_not_build_with_another_uid"),
+    "container:gid": ("test/containers/test_container_mode.py", "test_files_belong_to_the_account_with_the_containers_ids"),
+    "container:nofile": ("test/containers/test_container_mode.py", "test_broker_runs_hardened_in_its_container"),
+    "container:restart_policy": ("test/containers/test_container_mode.py", "test_engine_restarts_the_broker_after_it_dies"),
+    "container:name": ("test/containers/test_container_mode.py", "test_broker_runs_hardened_in_its_container"),
+    "container:network": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:ip": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:subnet": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:publish": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:healthcheck:interval": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
+    "container:healthcheck:timeout": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
+    "container:healthcheck:retries": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
+    "container:healthcheck:start_period": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
+    "cluster:hub": (H + "test_cluster.py", "test_one_command_converges_the_cluster"),
+    "cluster:members": (H + "test_cluster.py", "test_one_command_converges_the_cluster"),
+    "cluster:topics": (H + "test_cluster.py", "test_delivery_exactly_once_and_no_loop"),
+    "cluster:keepalive_interval": (H + "test_cluster.py", "test_partition_is_seen_on_the_hub_and_fires_the_alert"),
+    "cluster:restart_timeout": (H + "test_cluster.py", "test_hub_outage_with_spoke_restart_loses_nothing"),
+}
+
+PENDING = set()
+
+# Mappings whose contents are free-form: the mapping is the key.
+FREE_FORM = {("config",), ("listeners", "mqtt", "options"), ("listeners", "mqtts", "options"),
+             ("tofs", "source_files"), ("bridges", "*", "options"), ("lookup",)}
+
+
+def example_paths():
+    example = yaml.safe_load((ROOT / "pillar.example").read_text())["mosquitto"]
+
+    def walk(data, path=()):
+        for key, value in data.items():
+            p = path + (key,)
+            if p[0] in ("users", "bridges") and len(p) == 2:
+                p = (p[0], "*")
+            if p in FREE_FORM or not (isinstance(value, dict) and value):
+                yield ":".join(p)
+            else:
+                yield from walk(value, p)
+    return set(walk(example))
+
+
+def test_every_example_key_is_mapped():
+    paths = example_paths()
+    assert paths - set(COVERAGE) - PENDING == set(), "pillar.example keys without a test"
+    assert set(COVERAGE) - paths == set(), "mapped keys pillar.example no longer has"
+
+
+@pytest.mark.parametrize("path", sorted(COVERAGE))
+def test_the_mapped_test_exists_and_names_the_key(path):
+    module, name = COVERAGE[path]
+    tree = ast.parse((ROOT / module).read_text())
+    assert name in {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}, (module, name)
+    # The module, or the base pillar its folder's conftest builds.
+    conftest = ROOT / module.rsplit("/", 1)[0] / "conftest.py"
+    if conftest.exists():
+        tree = ast.Module(body=[tree, ast.parse(conftest.read_text())], type_ignores=[])
+    words = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    words |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    words |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg}
+    leaf = [k for k in path.split(":") if k != "*"][-1]
+    assert any(leaf in w for w in words), f"{module} never names {leaf!r}"
