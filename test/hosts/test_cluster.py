@@ -172,6 +172,15 @@ def test_bridge_secret_stays_on_the_spoke(fleet, applied, fleet_master):
     assert hits.stdout == "", hits.stdout
     mine = fleet.salt("mine.get", SPOKE_A, "mosquitto_cluster_spoke", tgt=HUB)[HUB][SPOKE_A]
     assert set(mine) == {"username", "password_hash", "clientid"} and mine["password_hash"].startswith("$7$")
+    # The hash lives in the mine only: no state argument, return or job
+    # cache entry holds it (the hub's users state names the minion).
+    jobs = cache / "jobs"
+    assert jobs.is_dir()
+    hits = subprocess.run(["grep", "-rlF", mine["password_hash"], str(jobs)], capture_output=True, text=True)
+    assert hits.stdout == "", hits.stdout
+    assert mine["password_hash"] not in json.dumps(applied["rets"])
+    lowstate = fleet.salt("state.show_lowstate", tgt=HUB, timeout=300)[HUB]
+    assert "password_hash_mine" in json.dumps(lowstate) and mine["password_hash"] not in json.dumps(lowstate)
 
 
 # ------------------------------------------------------------------ delivery
