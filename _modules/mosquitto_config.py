@@ -824,6 +824,9 @@ def _cluster(errors, cluster, minion_id, data, version):
     if not minion_id:
         errors.add(path, "cannot tell this minion's id (run through Salt)")
         return dict(out, role=None)
+    if (globals().get("__opts__") or {}).get("file_client") == "local":
+        errors.add(path, "needs a Salt master: hub and spokes find each other through the Salt mine "
+                   "(masterless salt-call --local has none)")
     import fnmatch
     if minion_id == hub:
         out["role"] = "hub"

@@ -143,3 +143,10 @@ def test_cluster_needs_a_minion_id():
 ])
 def test_filters_overlap(a, b, overlap):
     assert cfg.filters_overlap(a, b) is overlap
+
+
+def test_cluster_needs_a_master(monkeypatch):
+    monkeypatch.setattr(cfg, "__opts__", {"id": "mqtt2", "file_client": "local"}, raising=False)
+    with pytest.raises(CommandExecutionError) as exc:
+        cfg.validate(settings(cluster=CLUSTER), broker_version="2.0.11")
+    assert "mosquitto:cluster: needs a Salt master" in str(exc.value)
