@@ -15,6 +15,7 @@ import pathlib
 import re
 import secrets
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -109,26 +110,25 @@ def wait_bridges_up(fleet, timeout=120):
              "bridge state 1 on the hub", timeout)
 
 
+TOOL_ENV = {"MQTT_USER": "alice", "MQTT_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
 def sub(fleet, ca, host, topic, count, client_id=None, timeout=120):
-    """mosquitto_sub in the client netns on host:8883, QoS 1; a client id
-    makes the session persistent (clean session false)."""
-    args = ["mosquitto_sub", "-h", host, "-p", "8883", "--cafile", str(ca), "-u", "alice", "-P", PASSWORD,
-            "-q", "1", "-t", topic, "-v", "-C", str(count), "-W", str(timeout)]
-    if client_id:
-        args += ["-i", client_id, "-c"]
-    return fleet.client.popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """A QoS 1 subscriber in the client netns on host:8883 (test/hosts/
+    mqtt_tool.py); a client id makes the session persistent. Returns once
+    the broker granted the subscription."""
+    args = [sys.executable, "-m", "test.hosts.mqtt_tool", "sub", host, str(ca), topic, str(count), str(timeout)]
+    proc = fleet.client.popen(args + ([client_id] if client_id else []), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=REPO, env=TOOL_ENV)
+    line = proc.stderr.readline()  # mqtt_tool gives up after `timeout` itself
+    assert line.strip() == "SUBSCRIBED", (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc
 
 
 def pub_lines(fleet, ca, host, topic, lines):
-    """Publish each line as one QoS 1 message (mosquitto_pub -l)."""
-    fleet.client.run(["mosquitto_pub", "-h", host, "-p", "8883", "--cafile", str(ca), "-u", "alice",
-                      "-P", PASSWORD, "-q", "1", "-t", topic, "-l"], input="\n".join(lines) + "\n")
-
-
-def settle_subscribers():
-    """mosquitto_sub subscribes right after its CONNACK (TLS in the netns:
-    well under a second); a late one would miss messages and fail below."""
-    time.sleep(2.0)
+    """Publish each line as one QoS 1 message, each acknowledged."""
+    fleet.client.run([sys.executable, "-m", "test.hosts.mqtt_tool", "pub", host, str(ca), topic],
+                     input="\n".join(lines) + "\n", cwd=REPO, env=TOOL_ENV, timeout=180)
 
 
 def finish(proc, timeout=180):
@@ -182,7 +182,7 @@ def test_bridge_secret_stays_on_the_spoke(fleet, applied, fleet_master):
     hits = subprocess.run(["grep", "-rlF", hashed, str(jobs)], capture_output=True, text=True)
     assert hits.stdout == "", hits.stdout
     assert hashed not in json.dumps(applied["rets"])
-    lowstate = fleet.salt("state.show_lowstate", tgt=HUB, timeout=300)[HUB]
+    lowstate = fleet.salt("state.show_low_sls", "mosquitto", tgt=HUB, timeout=300)[HUB]
     assert "password_hash_mine" in json.dumps(lowstate) and hashed not in json.dumps(lowstate)
     mine = fleet.salt("mine.get", SPOKE_A, "mosquitto_cluster_spoke", tgt=HUB)[HUB][SPOKE_A]
     assert mine == {"username": f"bridge.{SPOKE_A}", "password_hash": hashed, "clientid": f"{SPOKE_A}.cluster"}
@@ -197,12 +197,12 @@ def test_delivery_exactly_once_and_no_loop(fleet, applied):
     n = 20
     want = sorted(f"fleet/d/{run}/{host} {host}-{i}" for host in HOSTS for i in range(n))
     subs = {host: sub(fleet, applied["ca"], host, f"fleet/d/{run}/#", len(want) + 1, timeout=25) for host in HOSTS}
-    settle_subscribers()
     for host in HOSTS:
         pub_lines(fleet, applied["ca"], host, f"fleet/d/{run}/{host}", [f"{host}-{i}" for i in range(n)])
     for host, proc in subs.items():
         got, _ = finish(proc)
-        # -C len+1 with -W: it ran until the timeout, so a duplicate would show.
+        # Asked for one more than sent: it ran until the timeout, so a
+        # duplicate would show.
         assert sorted(got) == want, (host, len(got), sorted(set(got) ^ set(want))[:5])
     before = {h: metrics(fleet, h).get("broker_publish_messages_received") for h in HOSTS}
     time.sleep(5)
@@ -221,8 +221,7 @@ def test_hub_outage_with_spoke_restart_loses_nothing(fleet, applied, source, des
     n = 500
     # A persistent subscriber on the other spoke: subscribed, then offline.
     client_id = f"outage-{run}"
-    first = sub(fleet, applied["ca"], dest, f"{topic}/#", 1, client_id=client_id, timeout=3)
-    finish(first)
+    finish(sub(fleet, applied["ca"], dest, f"{topic}/#", 0, client_id=client_id, timeout=30))
     fleet[HUB].run("systemctl stop mosquitto")
     try:
         pub_lines(fleet, applied["ca"], source, f"{topic}/x", [f"m{i}" for i in range(n)])
