@@ -196,7 +196,7 @@ def test_delivery_exactly_once_and_no_loop(fleet, applied):
     run = secrets.token_hex(4)
     n = 20
     want = sorted(f"fleet/d/{run}/{host} {host}-{i}" for host in HOSTS for i in range(n))
-    subs = {host: sub(fleet, applied["ca"], host, f"fleet/d/{run}/#", len(want) + 1, timeout=25) for host in HOSTS}
+    subs = {host: sub(fleet, applied["ca"], host, f"fleet/d/{run}/#", len(want) + 1, timeout=12) for host in HOSTS}
     for host in HOSTS:
         pub_lines(fleet, applied["ca"], host, f"fleet/d/{run}/{host}", [f"{host}-{i}" for i in range(n)])
     for host, proc in subs.items():
