@@ -21,6 +21,7 @@ include:
   - {{ tplroot }}.configure.tls
   - {{ tplroot }}.configure.users
   - {{ tplroot }}.configure.acl
+  - {{ tplroot }}.configure.bridges
 
 {%- if mosquitto.persistence.enabled %}
 

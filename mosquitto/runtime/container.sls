@@ -45,6 +45,9 @@
 {%- endfor %}
 {%- set mqtt_host = mosquitto.listeners.mqtt.bind_address or '127.0.0.1' %}
 {%- set s = 1000000000 %}
+{#- Host mode: nothing here (runtime/init.sls picks runtime.service), also
+    when this file is applied on its own. #}
+{%- if ct.enabled %}
 
 include:
   - {{ tplroot }}.build.container
@@ -150,4 +153,5 @@ mosquitto-runtime-container-broker-listening:
     - ports: {{ ports | json }}
     - require:
       - module: mosquitto-runtime-container-broker-reloaded
+{%- endif %}
 {%- endif %}

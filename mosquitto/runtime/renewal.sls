@@ -23,7 +23,14 @@ mosquitto-runtime-renewal-schedule-{{ 'present' if mosquitto.tls.auto_renew else
     - function: state.apply
     - job_args:
       - {{ job_sls }}
+    # Waits for an operator's state run instead of failing beside it.
+    - job_kwargs:
+        queue: True
     - hours: 24
+    # Not at once when added or when the minion starts: Salt's default would
+    # run it right then, beside the very apply that installed it (whose
+    # follow-up applies then fail with "state.apply is running").
+    - run_on_start: False
     # Spread a fleet's daily runs over an hour: signing goes through one CA minion.
     - splay: 3600
     - persist: True

@@ -197,6 +197,8 @@ def test_renewal_schedule_renews_a_near_expiry_certificate_with_a_reload(fleet, 
         shape = {k: job.get(k) for k in ("function", "args", "hours", "splay")}
         assert shape == {"function": "state.apply", "args": ["mosquitto.runtime.certificate"],
                          "hours": 24, "splay": 3600}, job
+        # Never at once beside the apply that added it; waits for an operator's run.
+        assert job.get("run_on_start") is False and job.get("kwargs") == {"queue": True}, job
         assert fleet[host].run(["test", "!", "-e", "/etc/cron.d/mosquitto-tls-renew"], check=False).returncode == 0
 
     h, cert = fleet[CA_HOST], "/etc/mosquitto/certs/server.crt"

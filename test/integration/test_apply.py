@@ -247,7 +247,7 @@ def test_listener_change_restarts_the_broker(salt_local, applied, passwords):
     pid = broker_pid()
     pillar = base_pillar(passwords)
     # A listener's own setting (read only at start).
-    pillar["mosquitto"]["listeners"] = {"mqtts": {"options": {"max_connections": 100}}}
+    pillar["mosquitto"]["listeners"] = {"mqtts": {"options": {"max_qos": 1}}}
     try:
         salt_local.write_pillar(pillar)
         rc, states, err = salt_local.apply()
@@ -256,7 +256,7 @@ def test_listener_change_restarts_the_broker(salt_local, applied, passwords):
         assert "mosquitto-runtime-service-reloaded" not in changed(states)
         assert wait_for(lambda: broker_pid() != pid)
         lines = pathlib.Path("/etc/mosquitto/mosquitto.conf").read_text().splitlines()
-        assert lines.index("max_connections 100") > lines.index("listener 8883")
+        assert lines.index("max_qos 1") > lines.index("listener 8883")
     finally:
         salt_local.write_pillar(base_pillar(passwords))
         rc, states, _ = salt_local.apply()
@@ -300,7 +300,8 @@ def _tree_digest(root="/etc/mosquitto"):
     # mosquitto_passwd's rule, applied while rendering (before any state).
     ({"users": {"#ops": {"password": "x"}}}, "mosquitto:users:#ops: bad user name: username"),
     ({"config": {"per_listener_settings": True}}, "mosquitto:config:per_listener_settings: is managed by the formula"),
-    ({"config": {"max_connections": 10}}, "mosquitto:config:max_connections: is a per-listener option"),
+    ({"config": {"max_connections": 10}}, "mosquitto:config:max_connections: is managed by the formula"),
+    ({"config": {"max_qos": 1}}, "mosquitto:config:max_qos: is a per-listener option"),
 ])
 def test_bad_pillar_fails_before_anything_changes(salt_local, applied, passwords, bad, message):
     pillar = base_pillar(passwords)
