@@ -7,10 +7,12 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- set cluster = mosquitto.cluster %}
+{#- After the broker runs: a host service, or a container. #}
+{%- set broker_sls = tplroot ~ '.runtime.' ~ ('container' if mosquitto.container.enabled else 'service') %}
 
 {%- if cluster.role %}
 include:
-  - {{ tplroot }}.runtime.service
+  - {{ broker_sls }}
 {%- endif %}
 
 {%- if cluster.role == 'hub' %}
@@ -21,7 +23,7 @@ mosquitto-runtime-cluster-hub-published:
     - domain: {{ mosquitto.domain }}
     - port: {{ mosquitto.ports.mqtts }}
     - require:
-      - mosquitto_broker: mosquitto-runtime-service-listening
+      - sls: {{ broker_sls }}
 {%- elif cluster.role == 'spoke' %}
 
 mosquitto-runtime-cluster-spoke-accepted:
@@ -30,5 +32,5 @@ mosquitto-runtime-cluster-spoke-accepted:
     - ca_cert: {{ mosquitto.tls.ca_cert }}
     - secret_path: {{ mosquitto.paths.cluster_secret }}
     - require:
-      - mosquitto_broker: mosquitto-runtime-service-listening
+      - sls: {{ broker_sls }}
 {%- endif %}
