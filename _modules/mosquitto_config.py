@@ -107,7 +107,7 @@ _PER_LISTENER = _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS | {"max_connections", 
 _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
-    "firewall", "paths", "pkg", "service", "tofs", "container",
+    "firewall", "paths", "pkg", "service", "tofs", "container", "cluster",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
 _POLICY_KEYS = {"minions", "dns_names", "ip_networks", "max_days"}
@@ -393,6 +393,7 @@ def _bridges(errors, bridges, tls):
         if ("remote_username" in bridge) != ("remote_password" in bridge):
             errors.add(bpath, "remote_username and remote_password go together")
         _options(errors, bpath + ["options"], bridge["options"], owned=_BRIDGE_OWNED)
+        _bridge_safety(errors, bpath, bridge)
         out[name] = bridge
     return out
 
@@ -559,7 +560,287 @@ def _capacity(errors, data, nofile_hard_limit):
             limits["open_files_effective"] = value + FD_RESERVE
 
 
-def validate(data, nofile_hard_limit=None):
+# --------------------------------------------------------------------------
+# bridges: what mosquitto 2.0 accepts in a `connection` section, and clusters
+# (measured facts and upstream issues: /work/shared/BRIDGES.md, README)
+# --------------------------------------------------------------------------
+
+# Bridge options allowed under bridges:<name>:options (mosquitto.conf(5),
+# 2.0). Anything else is refused: an unknown word is an error the broker
+# reports only at start, and a global option there changes the whole broker.
+_BRIDGE_OPTIONS = {
+    "bridge_attempt_unsubscribe", "bridge_alpn", "bridge_certfile", "bridge_keyfile",
+    "bridge_max_packet_size", "bridge_outgoing_retain", "bridge_protocol_version",
+    "bridge_require_ocsp", "idle_timeout", "local_cleansession", "local_clientid",
+    "local_username", "notifications_local_only", "notification_topic", "remote_clientid",
+    "restart_timeout", "round_robin", "start_type", "threshold", "try_private",
+}
+# Bridge options refused with a reason of their own.
+_BRIDGE_REFUSED = {
+    "bridge_insecure": "turns off the check of the remote's host name against its certificate",
+    "bridge_capath": "the formula verifies bridges with tls:ca_cert (bridge_cafile)",
+    "bridge_identity": "PSK bridges are not supported (with a CA file the broker refuses to start)",
+    "local_password": "a secret under options would be a state argument",
+}
+# Rejected as unknown by mosquitto 2.0 (eclipse/mosquitto 2.1 changelog).
+_BRIDGE_21 = {
+    "bridge_reload_type", "bridge_receive_maximum", "bridge_session_expiry_interval",
+    "bridge_tls_use_os_certs", "bridge_bind_address",
+}
+# The first release that keeps QoS 2 bridge messages across reconnects
+# (eclipse/mosquitto#3275, #2165, PR #2092; 690-1,068 of 3,000 lost on 2.0.11).
+_QOS2_SAFE = (2, 0, 15)
+_CLUSTER_KEYS = {"hub", "members", "topics", "keepalive_interval", "restart_timeout"}
+CLUSTER_BRIDGE = "cluster"
+
+
+def _version_tuple(version):
+    m = re.match(r"^(?:[0-9]+:)?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?", str(version or ""))
+    return tuple(int(g or 0) for g in m.groups()) if m else None
+
+
+def _installed_version(data):
+    """The installed broker package's version, or None (not installed, no Salt)."""
+    salt_funcs = globals().get("__salt__") or {}
+    pkg = (data.get("pkg") or {}).get("broker") if isinstance(data.get("pkg"), dict) else None
+    if "pkg.version" not in salt_funcs or not isinstance(pkg, str) or not pkg:
+        return None
+    try:
+        return salt_funcs["pkg.version"](pkg) or None
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def _is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def filters_overlap(a, b):
+    """True when some topic matches both MQTT filters a and b."""
+    la, lb = a.split("/"), b.split("/")
+    for i in range(max(len(la), len(lb))):
+        x = la[i] if i < len(la) else None
+        y = lb[i] if i < len(lb) else None
+        if x == "#" or y == "#":
+            return True
+        if x is None or y is None:
+            return False
+        if x != y and "+" not in (x, y):
+            return False
+    return True
+
+
+def parse_topic_line(line):
+    """'<filter> [in|out|both] [qos] [local remote]' -> dict, or None."""
+    parts = str(line).split()
+    if not parts or len(parts) > 5 or len(parts) == 4:
+        return None
+    out = {"filter": parts[0], "direction": parts[1] if len(parts) > 1 else "out",
+           "qos": parts[2] if len(parts) > 2 else "0", "prefixes": parts[3:]}
+    if out["direction"] not in ("in", "out", "both") or out["qos"] not in ("0", "1", "2"):
+        return None
+    if out["filter"] == '""' and out["prefixes"]:
+        return out
+    return out if check_topic_filter(out["filter"]) else None
+
+
+def _bridge_safety(errors, bpath, bridge):
+    """What mosquitto 2.0 would do wrong (or refuse) with this bridge."""
+    options = bridge.get("options") if isinstance(bridge.get("options"), dict) else {}
+    for key in sorted(k for k in options if isinstance(k, str)):
+        kpath = bpath + ["options", key]
+        if key in _BRIDGE_OPTIONS or key in _BRIDGE_OWNED or key in _BRIDGE_21:
+            continue
+        if key in _BRIDGE_REFUSED:
+            errors.add(kpath, f"refused: {_BRIDGE_REFUSED[key]}")
+        elif key in _OWNED_OPTIONS or key in _GLOBAL_HINTS:
+            errors.add(kpath, "is a global option, not a bridge option (inside a connection "
+                       "section it changes the whole broker): set it under mosquitto:config")
+        else:
+            errors.add(kpath, f"unknown bridge option (known: {', '.join(sorted(_BRIDGE_OPTIONS))})")
+    for i, addr in enumerate(bridge.get("address") or []):
+        apath = bpath + ["address"] + ([i] if len(bridge["address"]) > 1 else [])
+        host = str(addr).rsplit(":", 1)[0] if ":" in str(addr) and not str(addr).startswith("[") else str(addr)
+        if str(addr).startswith("["):
+            errors.add(apath, f"mosquitto 2.0 does not read '[ipv6]:port' ({addr!r}); bridge to a DNS "
+                       "name the remote's certificate holds")
+        elif bridge.get("tls") is False and "remote_username" in bridge and not _is_loopback(host):
+            errors.add(bpath + ["tls"], f"false with remote_username/remote_password would send the "
+                       f"password in clear to {addr}: use tls (or a loopback address)")
+    topics = bridge.get("topics") if isinstance(bridge.get("topics"), list) else []
+    if options.get("try_private") in (False, "false"):
+        for i, topic in enumerate(topics):
+            parsed = parse_topic_line(topic)
+            if parsed and parsed["direction"] == "both":
+                errors.add(bpath + ["topics", i], "'both' with try_private false sends each message "
+                           "back where it came from (a two-broker loop): use try_private true or one direction")
+    seen = {}
+    for i, topic in enumerate(topics):
+        parsed = parse_topic_line(topic)
+        if parsed and parsed["filter"] in seen:
+            errors.add(bpath + ["topics", i], f"repeats the filter of topic line {seen[parsed['filter']]}")
+        elif parsed:
+            seen[parsed["filter"]] = i
+
+
+# Common global options, named when misplaced in a bridge.
+_GLOBAL_HINTS = {
+    "log_type", "log_timestamp", "connection_messages", "sys_interval", "max_inflight_messages",
+    "max_packet_size", "message_size_limit", "retain_available", "set_tcp_nodelay",
+    "queue_qos0_messages", "upgrade_outgoing_qos", "allow_zero_length_clientid", "clientid_prefixes",
+    "mount_point", "protocol", "socket_domain", "require_certificate", "use_identity_as_username",
+    "psk_hint", "psk_file", "websockets_log_level", "memory_limit", "max_connections",
+}
+
+
+def _global_not_bridge(errors, config):
+    if not isinstance(config, dict):
+        return
+    for key in sorted(k for k in config if isinstance(k, str)):
+        if key != "connection" and (key in _BRIDGE_OPTIONS or key in _BRIDGE_OWNED
+                                    or key in _BRIDGE_REFUSED or key in _BRIDGE_21):
+            errors.add(["config", key], "is a bridge option: in the global section the broker exits "
+                       "(\"Invalid bridge configuration\"); set it under bridges:<name>:options")
+
+
+def _bridge_versions(errors, bridges, version):
+    """QoS 2 lines and 2.1-only options, judged by the installed broker."""
+    have = _version_tuple(version)
+    shown = version or "unknown (not installed yet; Debian 12 and EPEL 9 ship 2.0)"
+    for name, bridge in (bridges or {}).items():
+        for i, topic in enumerate(bridge.get("topics") or []):
+            parsed = parse_topic_line(topic)
+            if parsed and parsed["qos"] == "2" and (have is None or have < _QOS2_SAFE):
+                errors.add(["bridges", name, "topics", i], "QoS 2 on a bridge loses messages across "
+                           f"reconnects before mosquitto 2.0.15 (eclipse/mosquitto#3275, #2165); installed: "
+                           f"{shown}: use QoS 1")
+        for key in sorted(k for k in (bridge.get("options") or {}) if k in _BRIDGE_21):
+            if have is None or have < (2, 1, 0):
+                errors.add(["bridges", name, "options", key], f"needs mosquitto 2.1 (2.0 refuses to "
+                           f"start on it); installed: {shown}")
+
+
+def _bridge_pairs(errors, bridges, own_names):
+    """A bridge back to this broker, or two bridges to one remote sharing
+    topics: each message comes back or arrives twice."""
+    targets = {}
+    for name, bridge in (bridges or {}).items():
+        hosts = [str(a).rsplit(":", 1)[0].lower() for a in bridge.get("address") or []]
+        for host in hosts:
+            if host in [n for n in own_names if n]:
+                errors.add(["bridges", name, "address"], f"{host} is this broker itself: a bridge to "
+                           "itself is a loop")
+        filters = [p["filter"] for p in map(parse_topic_line, bridge.get("topics") or []) if p]
+        for host in set(hosts):
+            for other, other_filters in targets.get(host, []):
+                if any(filters_overlap(a, b) for a in filters for b in other_filters):
+                    errors.add(["bridges", name], f"bridges to {host} like bridges:{other} with an "
+                               "overlapping topic: every message would cross twice")
+            targets.setdefault(host, []).append((name, filters))
+
+
+def _restart_timeout(errors, path, value):
+    if isinstance(value, list):
+        if len(value) == 2 and all(_int(errors, path + [i], v, 1, 3600) for i, v in enumerate(value)):
+            if value[0] > value[1]:
+                errors.add(path, f"base {value[0]} is above the cap {value[1]}")
+                return None
+            return f"{value[0]} {value[1]}"
+        if len(value) != 2:
+            errors.add(path, f"must be seconds or [base, cap], got {value!r}")
+        return None
+    return str(value) if _int(errors, path, value, 1, 3600) else None
+
+
+def _cluster(errors, cluster, minion_id, data, version):
+    """mosquitto:cluster -> this host's role and its derived bridge settings.
+
+    Hub-and-spoke, loop-free by construction: spokes bridge to the hub, the
+    hub has no cluster bridges, and no other bridge on a member may carry a
+    cluster topic (a second path between brokers is a loop).
+    """
+    path = ["cluster"]
+    if not _unknown_keys(errors, path, cluster, _CLUSTER_KEYS):
+        return {"role": None}
+    hub = cluster.get("hub", "")
+    topics = cluster.get("topics") or []
+    if hub in ("", None):
+        if topics:
+            errors.add(path + ["hub"], "missing: a cluster needs the minion id of its hub")
+        return {"role": None}
+    if not _text(errors, path + ["hub"], hub) or not re.match(r"^[A-Za-z0-9_.-]+$", hub):
+        errors.add(path + ["hub"], f"must be a minion id, got {hub!r}")
+        return {"role": None}
+    members = cluster.get("members", "*")
+    _text(errors, path + ["members"], members)
+    out = {
+        "hub": hub, "members": members, "topics": [], "acl": [],
+        "keepalive_interval": cluster.get("keepalive_interval", 60),
+        "restart_timeout": _restart_timeout(errors, path + ["restart_timeout"], cluster.get("restart_timeout", [5, 30])),
+    }
+    _int(errors, path + ["keepalive_interval"], out["keepalive_interval"], 5, 65535)
+    if not _list(errors, path + ["topics"], topics) and isinstance(topics, list):
+        errors.add(path + ["topics"], "a cluster needs at least one topic line, e.g. 'fleet/# both 1'")
+    have = _version_tuple(version)
+    for i, line in enumerate(topics if isinstance(topics, list) else []):
+        parsed = parse_topic_line(line) if isinstance(line, str) else None
+        if parsed is None or parsed["prefixes"]:
+            errors.add(path + ["topics", i], f"must be '<filter> [in|out|both] [0|1]' (no prefixes), got {line!r}")
+            continue
+        if parsed["qos"] == "2" and (have is None or have < _QOS2_SAFE):
+            errors.add(path + ["topics", i], "QoS 2 on a bridge loses messages across reconnects before "
+                       f"mosquitto 2.0.15 (eclipse/mosquitto#3275, #2165); installed: {version or 'unknown'}: use QoS 1")
+            continue
+        if any(filters_overlap(parsed["filter"], t["filter"]) for t in out["topics"]):
+            errors.add(path + ["topics", i], f"{parsed['filter']!r} overlaps an earlier cluster topic "
+                       "(each message would cross twice)")
+            continue
+        out["topics"].append(parsed)
+        # The hub's ACL for a spoke's bridge user, from the hub's side.
+        access = {"out": "write", "in": "read", "both": "readwrite"}[parsed["direction"]]
+        out["acl"].append(f"{access} {parsed['filter']}")
+    out["topic_lines"] = [f"{t['filter']} {t['direction']} {t['qos']}" for t in out["topics"]]
+    if not minion_id:
+        errors.add(path, "cannot tell this minion's id (run through Salt)")
+        return dict(out, role=None)
+    if (globals().get("__opts__") or {}).get("file_client") == "local":
+        errors.add(path, "needs a Salt master: hub and spokes find each other through the Salt mine "
+                   "(masterless salt-call --local has none)")
+    import fnmatch
+    if minion_id == hub:
+        out["role"] = "hub"
+    else:
+        out["role"] = "spoke"
+        if not isinstance(members, str) or not fnmatch.fnmatch(minion_id, members):
+            errors.add(path + ["members"], f"{members!r} does not match this spoke {minion_id!r}: the hub "
+                       "would refuse its bridge")
+        out["bridge"] = CLUSTER_BRIDGE
+        out["username"] = f"bridge.{minion_id}"
+        out["remote_clientid"] = f"{minion_id}.{CLUSTER_BRIDGE}"
+    persistence = data.get("persistence") if isinstance(data.get("persistence"), dict) else {}
+    if persistence.get("enabled") is False:
+        errors.add(["persistence", "enabled"], "must be true on a cluster member: bridged messages queued "
+                   "during an outage live in the persistence file")
+    for name, bridge in (data.get("bridges") or {}).items():
+        if name == CLUSTER_BRIDGE:
+            errors.add(["bridges", name], f"the name {CLUSTER_BRIDGE!r} is the cluster's own bridge")
+            continue
+        for i, line in enumerate(bridge.get("topics") or []):
+            parsed = parse_topic_line(line)
+            hit = parsed and next((t["filter"] for t in out["topics"]
+                                   if filters_overlap(parsed["filter"], t["filter"])), None)
+            if hit:
+                errors.add(["bridges", name, "topics", i], f"overlaps cluster topic {hit!r}: a second path "
+                           "between cluster brokers makes a loop (messages multiply without end)")
+    return out
+
+
+def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     """
     Check the merged formula settings and return a normalised copy.
 
@@ -568,6 +849,11 @@ def validate(data, nofile_hard_limit=None):
     .. code-block:: bash
 
         salt-call mosquitto_config.validate '{"domain": "mqtt.example.com"}'
+
+    ``minion_id`` and ``broker_version`` default to this minion's id and
+    the installed broker package's version (unknown before the package is
+    installed): the cluster role and the version-bound bridge checks
+    depend on them.
 
     ``nofile_hard_limit`` (from :py:func:`nofile_hard`) caps
     ``limits:open_files``; the result holds ``limits:open_files_effective``
@@ -677,6 +963,14 @@ def validate(data, nofile_hard_limit=None):
 
     data["bridges"] = _bridges(errors, data.get("bridges", {}), tls)
     _options(errors, ["config"], data.get("config", {}), _OWNED_OPTIONS, per_listener=_PER_LISTENER)
+    _global_not_bridge(errors, data.get("config", {}))
+    if minion_id is None:
+        minion_id = (globals().get("__opts__") or {}).get("id")
+    if broker_version is None:
+        broker_version = _installed_version(data)
+    _bridge_versions(errors, data["bridges"], broker_version)
+    _bridge_pairs(errors, data["bridges"], [data["domain"]] + list((tls or {}).get("dns_names") or []))
+    data["cluster"] = _cluster(errors, data.get("cluster") or {}, minion_id, data, broker_version)
 
     firewall = data.get("firewall", {})
     if _unknown_keys(errors, ["firewall"], firewall, {"enabled", "zone", "ssh", "extra_ports"}):

@@ -26,6 +26,8 @@ changed" and nothing more. The broker reads bridges only at start: watch
 this state to restart it.
 """
 
+import time
+
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_bridge"
@@ -65,12 +67,48 @@ def _resolve(name, spec):
     return out
 
 
+def _cluster_bridge(cluster, wait):
+    """The spoke's bridge to the hub: the hub's address from the mine
+    (waited for on a first fleet run), the password from the spoke's own
+    secret file. Returns (name, settings) or raises."""
+    mod = "mosquitto_cluster"
+    hub = cluster["hub"]
+    deadline = time.monotonic() + float(wait)
+    while True:
+        address = __salt__[f"{mod}.hub_of"](hub)
+        if address is not None:
+            break
+        if __opts__["test"] or time.monotonic() > deadline:
+            if __opts__["test"]:
+                address = {"domain": f"{hub}.unpublished.invalid", "port": 8883}
+                break
+            raise CommandExecutionError(f"cluster hub {hub} has not published its address in the "
+                                        f"mine (waited {wait} s): apply the formula on {hub}")
+        time.sleep(3)
+    secret = __salt__["mosquitto_bridge.read_secret"](cluster["secret_file"])
+    if secret is None:
+        if not __opts__["test"]:
+            raise CommandExecutionError(f"cluster bridge secret {cluster['secret_file']} is missing")
+        secret = "not-generated-yet"
+    options = {"remote_clientid": cluster["remote_clientid"], "try_private": True,
+               "restart_timeout": cluster["restart_timeout"]}
+    return cluster["bridge"], {
+        "address": [f"{address['domain']}:{address['port']}"],
+        "topics": list(cluster["topics"]),
+        "remote_username": cluster["username"],
+        "remote_password": secret,
+        "tls": True, "cleansession": False, "notifications": True,
+        "keepalive_interval": int(cluster["keepalive_interval"]),
+        "options": options,
+    }
+
+
 def _summary(changes):
     return "; ".join(f"{key} {', '.join(names)}" for key, names in changes.items())
 
 
 def managed(name, bridges, ca_cert=None, tls_version="tlsv1.2", user="root",
-            group="mosquitto", mode="0640"):
+            group="mosquitto", mode="0640", cluster=None, wait=300):
     """
     Make directory ``name`` hold one ``<bridge>.conf`` per entry of ``bridges``
     and nothing else ending in ``.conf``.
@@ -80,11 +118,20 @@ def managed(name, bridges, ca_cert=None, tls_version="tlsv1.2", user="root",
         with ``remote_password`` given as ``remote_password_pillar`` (a pillar
         key, ``:`` nested) or ``remote_password_file`` (a root-only file on
         this host) instead of a value.
+
+    cluster
+        On a cluster spoke: {hub, bridge, topics, username, remote_clientid,
+        keepalive_interval, restart_timeout, secret_file}. Adds the bridge to
+        the hub, whose address is read from the Salt mine (waited for up to
+        ``wait`` seconds) and whose password is the spoke's generated secret.
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     options = dict(ca_cert=ca_cert, tls_version=tls_version, user=user, group=group, mode=mode)
     try:
         resolved = {bridge: _resolve(bridge, spec) for bridge, spec in (bridges or {}).items()}
+        if cluster:
+            bridge, spec = _cluster_bridge(cluster, wait)
+            resolved[bridge] = spec
         if __opts__["test"]:
             report = __salt__["mosquitto_bridge.plan"](name, resolved, **options)
         else:

@@ -68,6 +68,15 @@ def _resolve_users(users, generate):
     """
     resolved, created = {}, []
     for name, spec in (users or {}).items():
+        if isinstance(spec, dict) and "password_hash_mine" in spec:
+            # A cluster spoke's bridge user: its $7$ hash is read from the
+            # Salt mine while the state runs (never a state argument).
+            hashed = __salt__["mosquitto_cluster.spoke_hash"](spec["password_hash_mine"])
+            if hashed is None:
+                raise CommandExecutionError(f"user {name!r}: no bridge identity of "
+                                            f"{spec['password_hash_mine']} in the mine")
+            resolved[name] = {"password_hash": hashed}
+            continue
         if isinstance(spec, dict) and set(spec) & set(_PILLAR_KEYS):
             resolved[name] = _from_pillar(name, spec)
             continue

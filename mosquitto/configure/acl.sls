@@ -11,6 +11,13 @@
 {%- for name, spec in mosquitto.users.items() %}
 {%-   do acl_users.update({name: spec.acl or ['readwrite #']}) %}
 {%- endfor %}
+{#- Cluster hub: each spoke's bridge may carry the cluster topics (from the
+    hub's side) and write its own connection state (notifications). #}
+{%- if mosquitto.cluster.role == 'hub' %}
+{%-   for minion, spoke in salt['mosquitto_cluster.spokes'](mosquitto.cluster.members, mosquitto.cluster.hub).items() %}
+{%-     do acl_users.update({spoke.username: mosquitto.cluster.acl + ['write $SYS/broker/connection/' ~ spoke.clientid ~ '/state']}) %}
+{%-   endfor %}
+{%- endif %}
 {%- if mosquitto.exporter.enabled %}
 {%-   do acl_users.update({mosquitto.exporter.user: ['read $SYS/#']}) %}
 {%- endif %}

@@ -21,9 +21,23 @@
 {%-   endif %}
 {%-   do bridges.update({name: spec}) %}
 {%- endfor %}
+{#- A cluster spoke's bridge to the hub (address from the mine, password
+    from the spoke's own secret: both read while the state runs). #}
+{%- set cluster = mosquitto.cluster %}
+{%- if cluster.role == 'spoke' %}
+{%-   set cluster_bridge = {
+        'hub': cluster.hub, 'bridge': cluster.bridge, 'topics': cluster.topic_lines,
+        'username': cluster.username, 'remote_clientid': cluster.remote_clientid,
+        'keepalive_interval': cluster.keepalive_interval,
+        'restart_timeout': cluster.restart_timeout,
+        'secret_file': mosquitto.paths.cluster_secret} %}
+{%- endif %}
 
 include:
   - {{ tplroot }}.build.package
+{%- if cluster.role == 'spoke' %}
+  - {{ tplroot }}.configure.cluster
+{%- endif %}
 
 mosquitto-configure-bridges-dir-managed:
   file.directory:
@@ -44,5 +58,11 @@ mosquitto-configure-bridges-bridge-managed:
     - user: root
     - group: {{ mosquitto.service.group }}
     - mode: '0640'
+{%- if cluster.role == 'spoke' %}
+    - cluster: {{ cluster_bridge | json }}
+{%- endif %}
     - require:
       - file: mosquitto-configure-bridges-dir-managed
+{%- if cluster.role == 'spoke' %}
+      - mosquitto_passwd: mosquitto-configure-cluster-secret-present
+{%- endif %}

@@ -2,6 +2,7 @@
 # vim: ft=sls
 include:
   - .tls
+  - .cluster
   - .users
   - .acl
   - .bridges

@@ -21,6 +21,14 @@ include:
 {%-   set field = 'password' if 'password' in spec else 'password_hash' %}
 {%-   do users.update({name: {field ~ '_pillar': 'mosquitto:users:' ~ name ~ ':' ~ field}}) %}
 {%- endfor %}
+{#- On a cluster hub: each spoke's bridge user, its $7$ hash read from the
+    Salt mine while the state runs (the minion id, not the hash, is the
+    argument). #}
+{%- if mosquitto.cluster.role == 'hub' %}
+{%-   for minion, spoke in salt['mosquitto_cluster.spokes'](mosquitto.cluster.members, mosquitto.cluster.hub).items() %}
+{%-     do users.update({spoke.username: {'password_hash_mine': minion}}) %}
+{%-   endfor %}
+{%- endif %}
 {%- if mosquitto.exporter.enabled %}
 {%-   do users.update({mosquitto.exporter.user: {'password_file': mosquitto.paths.exporter_secret, 'generate_password': True}}) %}
 {%- endif %}

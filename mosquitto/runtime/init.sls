@@ -9,3 +9,4 @@ include:
   - .renewal
   - .exporter
   - .firewall
+  - .cluster

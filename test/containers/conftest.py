@@ -71,7 +71,11 @@ def pillar(passwords, **container):
                       "bridges_dir": f"{ETC}/bridges.d",
                       "exporter_secret": f"{ETC}/exporter/password",
                       "exporter_env": f"/etc/default/{EXPORTER_SERVICE}",
-                      "exporter": f"/usr/local/sbin/{EXPORTER_SERVICE}"},
+                      "exporter": f"/usr/local/sbin/{EXPORTER_SERVICE}",
+                      # Nothing shared with the host broker the integration
+                      # suite runs: its renewal job, limits hook and log.
+                      "renew_cron": "/etc/cron.d/mosquitto-ctr-tls-renew",
+                      "sysv_limits_hook": "", "log_file": ""},
             # The host's mosquitto package owns user "mosquitto": the
             # container's uid gets an account of its own.
             "service": {"user": "mosquitto-ctr", "group": "mosquitto-ctr",

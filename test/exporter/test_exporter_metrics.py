@@ -85,7 +85,7 @@ def test_promtool_check_metrics_is_clean(exporter_factory, tmp_path):
             "remote_clientid bridge-test.one\n"
             "topic bridged/# out 0\n")) as broker:
         exporter = exporter_factory("--endpoint", f"tcp://127.0.0.1:{broker.port}")
-        exporter.wait_for(lambda t, v: v.get("broker_connection_bridge_test_one_state") == 1,
+        exporter.wait_for(lambda t, v: v.get('broker_connection_state{connection="bridge-test.one"}') == 1,
                           "the bridge's state series")
         body = exporter.scrape()
     check = subprocess.run(["promtool", "check", "metrics"], input=body,

@@ -1306,7 +1306,7 @@ def master_overrides(extra=None, lab=None):
         "open_mode": False,
         # One CA minion signs certificates for the others: the README's
         # narrowed peer rule (the CA certificate travels through the mine).
-        "peer": {".*": ["mosquitto_ca.sign_csr"]},
+        "peer": {".*": ["mosquitto_ca.sign_csr", "mosquitto_cluster.accept"]},
         "worker_threads": 3,
         "timeout": 30,
         "gather_job_timeout": 15,

@@ -100,6 +100,11 @@ COVERAGE = {
     "container:healthcheck:timeout": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
     "container:healthcheck:retries": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
     "container:healthcheck:start_period": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
+    "cluster:hub": (H + "test_cluster.py", "test_one_command_converges_the_cluster"),
+    "cluster:members": (H + "test_cluster.py", "test_one_command_converges_the_cluster"),
+    "cluster:topics": (H + "test_cluster.py", "test_delivery_exactly_once_and_no_loop"),
+    "cluster:keepalive_interval": (H + "test_cluster.py", "test_partition_is_seen_on_the_hub_and_fires_the_alert"),
+    "cluster:restart_timeout": (H + "test_cluster.py", "test_hub_outage_with_spoke_restart_loses_nothing"),
 }
 
 PENDING = set()

@@ -83,6 +83,7 @@ LOG = logging.getLogger("mosquitto_exporter")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 SYS_PREFIX = "$SYS/"
+CONNECTION_STATE = re.compile(r"^\$SYS/broker/connection/(.+)/state$")
 VERSION_TOPIC = "$SYS/broker/version"
 IGNORED_TOPICS = frozenset({
     "$SYS/broker/timestamp",
@@ -139,6 +140,7 @@ class SysCollector:
         self.max_connections = max_connections
         self._lock = threading.Lock()
         self._values = {}  # metric name -> (topic, value)
+        self._connections = {}  # bridge remote client id -> state (1/0)
         self._version = None
         self._connected = False
         self._last_update = None
@@ -149,10 +151,22 @@ class SysCollector:
             # Values from a previous session are stale either way: on connect
             # the broker resends every $SYS topic as a retained message.
             self._values.clear()
+            self._connections.clear()
             self._version = None
 
     def update(self, topic, payload):
         if topic in IGNORED_TOPICS:
+            return
+        match = CONNECTION_STATE.match(topic)
+        if match:
+            # One family with a label: bridges come and go, names must not.
+            value = parse_value(payload)
+            with self._lock:
+                self._last_update = time.time()
+                if value is None:
+                    self._connections.pop(match.group(1), None)
+                else:
+                    self._connections[match.group(1)] = value
             return
         name = metric_name(topic)
         value = parse_value(payload)
@@ -174,6 +188,7 @@ class SysCollector:
         with self._lock:
             connected = self._connected
             values = sorted(self._values.items())
+            connections = sorted(self._connections.items())
             version = self._version
             last_update = self._last_update
         yield GaugeMetricFamily(
@@ -200,6 +215,14 @@ class SysCollector:
                                      labels=["version"])
             info.add_metric([version], 1.0)
             yield info
+        if connections:
+            family = GaugeMetricFamily(
+                "broker_connection_state",
+                "Bridge connection state, 1 up 0 down ($SYS/broker/connection/<id>/state, "
+                "published by the bridge on both brokers).", labels=["connection"])
+            for connection, value in connections:
+                family.add_metric([connection], value)
+            yield family
         for name, (topic, value) in values:
             if name in COUNTERS:
                 yield UntypedMetricFamily(name, topic, value=value)

@@ -1,0 +1,214 @@
+"""
+A hub-and-spoke cluster of Mosquitto brokers (pillar ``mosquitto:cluster``).
+
+Who knows what, through the Salt mine (the master keys each entry by the
+authenticated minion id, so no minion can speak for another):
+
+* the hub publishes where spokes reach it, ``{"domain", "port"}``
+  (mine name ``mosquitto_cluster_hub``): its ``domain`` on ``ports:mqtts``,
+  verified by name against the fleet CA;
+* each spoke generates its bridge password on the spoke (a root-only file,
+  never in pillar) and publishes only ``{"username", "password_hash",
+  "clientid"}`` (mine name ``mosquitto_cluster_spoke``). The ``$7$`` hash
+  is derived from the secret with a salt derived from it too, so the entry
+  is stable from run to run and the mine changes only when the secret does.
+
+The hub reads the spokes' entries (only minions matching ``members``, and
+only user names and client ids that are derived from the minion id) and
+adds their users and ACLs. On a first fleet run the hub may render before a
+spoke has published: the spoke then asks the hub, through Salt peer publish,
+to :py:func:`accept` it (the requester is the minion id Salt gives the
+call), and the hub applies the formula again.
+"""
+import fnmatch
+import hashlib
+import hmac
+import logging
+import os
+import socket
+import ssl
+import struct
+
+from salt.exceptions import CommandExecutionError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "mosquitto_cluster"
+
+MINE_HUB = "mosquitto_cluster_hub"
+MINE_SPOKE = "mosquitto_cluster_spoke"
+BRIDGE = "cluster"
+# MQTT CONNACK return codes (3.1.1).
+CONNACK = {0: "accepted", 1: "bad protocol version", 2: "client id rejected",
+           3: "server unavailable", 4: "bad user name or password", 5: "not authorized"}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def username_of(minion_id):
+    return f"bridge.{minion_id}"
+
+
+def clientid_of(minion_id):
+    return f"{minion_id}.{BRIDGE}"
+
+
+def hub_address(domain, port):
+    """Mine function on the hub: where spokes connect (by name, TLS)."""
+    return {"domain": str(domain), "port": int(port)}
+
+
+def _read_secret(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def password_hash(secret):
+    """A ``$7$`` hash of ``secret`` with a salt derived from it (stable)."""
+    salt = hmac.new(secret.encode(), b"mosquitto-cluster-bridge-salt", hashlib.sha256).digest()[:12]
+    return __salt__["mosquitto_passwd.hash_password"](secret, salt=salt)
+
+
+def spoke_identity(secret_path):
+    """Mine function on a spoke: its bridge user, never the password."""
+    secret = _read_secret(secret_path)
+    if secret is None:
+        raise CommandExecutionError(f"bridge secret {secret_path} is missing")
+    me = __opts__["id"]
+    return {"username": username_of(me), "password_hash": password_hash(secret), "clientid": clientid_of(me)}
+
+
+def _mine(tgt, fun, tgt_type="glob"):
+    if "mine.get" not in __salt__:
+        return {}
+    got = __salt__["mine.get"](tgt, fun, tgt_type=tgt_type)
+    return got if isinstance(got, dict) else {}
+
+
+def hub_of(hub):
+    """The hub's published address, or None before it published one."""
+    entry = _mine(hub, MINE_HUB).get(hub)
+    if isinstance(entry, dict) and isinstance(entry.get("domain"), str) and isinstance(entry.get("port"), int):
+        return {"domain": entry["domain"], "port": entry["port"]}
+    return None
+
+
+def _valid_spoke(minion, entry):
+    return (isinstance(entry, dict)
+            and entry.get("username") == username_of(minion)
+            and entry.get("clientid") == clientid_of(minion)
+            and isinstance(entry.get("password_hash"), str)
+            and entry["password_hash"].startswith("$7$"))
+
+
+def spokes(members="*", hub=None):
+    """
+    The spokes the hub accepts: minion id -> {username, clientid} for every
+    minion matching ``members`` (a glob) with a well-formed mine entry. The
+    hashes are not returned: states read them from the mine when they run.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_cluster.spokes 'mqtt*'
+    """
+    out = {}
+    for minion, entry in sorted(_mine(members, MINE_SPOKE).items()):
+        if minion == hub or not fnmatch.fnmatch(minion, members):
+            continue
+        if _valid_spoke(minion, entry):
+            out[minion] = {"username": entry["username"], "clientid": entry["clientid"]}
+    return out
+
+
+def spoke_hash(minion):
+    """The ``$7$`` hash a spoke published, or None (read at run time)."""
+    entry = _mine(minion, MINE_SPOKE).get(minion)
+    return entry["password_hash"] if _valid_spoke(minion, entry) else None
+
+
+def _utf8(text):
+    data = text.encode("utf-8")
+    return struct.pack("!H", len(data)) + data
+
+
+def probe(domain, port, ca_cert, username, secret_path, clientid, timeout=10):
+    """
+    Log in to the hub as this spoke's bridge user over TLS (the host name
+    verified against ``ca_cert``) with a throwaway clean session, and return
+    the CONNACK code (0 = accepted). Raises when there is no TLS session;
+    the password is read from ``secret_path`` and never returned.
+    """
+    secret = _read_secret(secret_path)
+    if secret is None:
+        raise CommandExecutionError(f"bridge secret {secret_path} is missing")
+    ctx = ssl.create_default_context(cafile=ca_cert)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    body = _utf8("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 10)
+    body += _utf8(clientid) + _utf8(username) + _utf8(secret)
+    length, enc = len(body), b""
+    while True:
+        byte, length = length % 128, length // 128
+        enc += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            break
+    try:
+        with socket.create_connection((domain, int(port)), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname=domain) as tls:
+                tls.sendall(b"\x10" + enc + body)
+                ack = b""
+                while len(ack) < 4:
+                    chunk = tls.recv(4 - len(ack))
+                    if not chunk:
+                        raise CommandExecutionError(f"{domain}:{port} closed the connection before CONNACK")
+                    ack += chunk
+                if ack[0] != 0x20:
+                    raise CommandExecutionError(f"{domain}:{port} answered with packet type {ack[0]:#x}")
+                if ack[3] == 0:
+                    tls.sendall(b"\xe0\x00")
+                return ack[3]
+    except ssl.SSLCertVerificationError as exc:
+        raise CommandExecutionError(f"TLS to {domain}:{port} not verified: {exc.verify_message}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConnectionError(f"{domain}:{port}: {exc}") from None
+
+
+def _cluster_pillar():
+    return ((__pillar__.get("mosquitto") or {}).get("cluster") or {})
+
+
+def accept(**kwargs):
+    """
+    On the hub, called by a spoke through Salt peer publish: apply the
+    formula here again so the hub's users and ACLs include the spoke's
+    bridge user from the mine. The requester is the minion id Salt gives the
+    call (``__pub_id``); it must match this hub's ``cluster:members`` and
+    have a well-formed mine entry. Returns a short text, never a hash.
+    """
+    requester = kwargs.get("__pub_id")
+    cluster = _cluster_pillar()
+    me = __opts__["id"]
+    if not requester:
+        return "refused: no requester (call through Salt peer publish)"
+    if cluster.get("hub") != me:
+        return f"refused: {me} is not the cluster hub"
+    members = cluster.get("members", "*")
+    if not fnmatch.fnmatch(requester, members) or requester == me:
+        log.warning("mosquitto_cluster.accept: refused %s (members %r)", requester, members)
+        return f"refused: {requester} does not match cluster members {members!r}"
+    if spoke_hash(requester) is None:
+        return f"refused: no bridge identity of {requester} in the mine"
+    ret = __salt__["state.apply"]("mosquitto", queue=True)
+    if not isinstance(ret, dict):
+        return f"failed: {str(ret)[:500]}"
+    failed = [k.split("_|-")[1] for k, v in ret.items() if isinstance(v, dict) and v.get("result") is False]
+    if failed:
+        return f"failed: {', '.join(failed)}"
+    changed = sum(1 for v in ret.values() if isinstance(v, dict) and v.get("changes"))
+    return f"accepted: {requester} ({changed} states changed on {me})"
