@@ -599,16 +599,49 @@ def _version_tuple(version):
     return tuple(int(g or 0) for g in m.groups()) if m else None
 
 
-def _installed_version(data):
-    """The installed broker package's version, or None (not installed, no Salt)."""
+def _pkg_call(data, fun, **kwargs):
     salt_funcs = globals().get("__salt__") or {}
     pkg = (data.get("pkg") or {}).get("broker") if isinstance(data.get("pkg"), dict) else None
-    if "pkg.version" not in salt_funcs or not isinstance(pkg, str) or not pkg:
+    if fun not in salt_funcs or not isinstance(pkg, str) or not pkg:
         return None
     try:
-        return salt_funcs["pkg.version"](pkg) or None
+        got = salt_funcs[fun](pkg, **kwargs)
     except Exception:  # pylint: disable=broad-except
         return None
+    return got if isinstance(got, str) and got else None
+
+
+def _installed_version(data):
+    """The installed broker package's version, or None (not installed, no Salt)."""
+    return _pkg_call(data, "pkg.version")
+
+
+def _candidate_version(data):
+    """The version the package manager would install now, or None. From the
+    package lists as they are (refresh=False: no apt-get update while
+    rendering; ~0.5 s of `apt-cache policy`, asked only when nothing is
+    installed). A repository the formula adds itself (pkg:repo) is not
+    counted before it is installed."""
+    return _pkg_call(data, "pkg.latest_version", refresh=False)
+
+
+def _package_version(data):
+    """(version, where): the installed broker's version ("installed"), else
+    the package manager's candidate ("candidate"), else (None, None)."""
+    installed = _installed_version(data)
+    if installed:
+        return installed, "installed"
+    candidate = _candidate_version(data)
+    return (candidate, "candidate") if candidate else (None, None)
+
+
+def _shown_version(version, where):
+    if version and where == "candidate":
+        return f"not installed yet; the package manager would install {version}"
+    if version:
+        return f"installed: {version}"
+    return ("installed: unknown (not installed yet, and the package lists have no candidate; "
+            "Debian 12 and EPEL 9 ship 2.0)")
 
 
 def _is_loopback(host):
@@ -708,21 +741,22 @@ def _global_not_bridge(errors, config):
                        "(\"Invalid bridge configuration\"); set it under bridges:<name>:options")
 
 
-def _bridge_versions(errors, bridges, version):
-    """QoS 2 lines and 2.1-only options, judged by the installed broker."""
+def _bridge_versions(errors, bridges, version, where="installed"):
+    """QoS 2 lines and 2.1-only options, judged by the installed broker (or
+    the one the package manager would install)."""
     have = _version_tuple(version)
-    shown = version or "unknown (not installed yet; Debian 12 and EPEL 9 ship 2.0)"
+    shown = _shown_version(version, where)
     for name, bridge in (bridges or {}).items():
         for i, topic in enumerate(bridge.get("topics") or []):
             parsed = parse_topic_line(topic)
             if parsed and parsed["qos"] == "2" and (have is None or have < _QOS2_SAFE):
                 errors.add(["bridges", name, "topics", i], "QoS 2 on a bridge loses messages across "
-                           f"reconnects before mosquitto 2.0.15 (eclipse/mosquitto#3275, #2165); installed: "
+                           f"reconnects before mosquitto 2.0.15 (eclipse/mosquitto#3275, #2165); "
                            f"{shown}: use QoS 1")
         for key in sorted(k for k in (bridge.get("options") or {}) if k in _BRIDGE_21):
             if have is None or have < (2, 1, 0):
                 errors.add(["bridges", name, "options", key], f"needs mosquitto 2.1 (2.0 refuses to "
-                           f"start on it); installed: {shown}")
+                           f"start on it); {shown}")
 
 
 def _bridge_pairs(errors, bridges, own_names):
@@ -744,6 +778,17 @@ def _bridge_pairs(errors, bridges, own_names):
             targets.setdefault(host, []).append((name, filters))
 
 
+def _default_clientids(bridges, minion_id):
+    """remote_clientid <minion id>.<bridge> unless set: 2.0's default,
+    <hostname>.<bridge>, collides between containers and cloned hosts, and
+    two bridges with one id take each other's session over and over."""
+    if not minion_id:
+        return
+    for name, bridge in (bridges or {}).items():
+        if isinstance(bridge.get("options"), dict):
+            bridge["options"].setdefault("remote_clientid", f"{minion_id}.{name}")
+
+
 def _restart_timeout(errors, path, value):
     if isinstance(value, list):
         if len(value) == 2 and all(_int(errors, path + [i], v, 1, 3600) for i, v in enumerate(value)):
@@ -757,7 +802,7 @@ def _restart_timeout(errors, path, value):
     return str(value) if _int(errors, path, value, 1, 3600) else None
 
 
-def _cluster(errors, cluster, minion_id, data, version):
+def _cluster(errors, cluster, minion_id, data, version, where="installed"):
     """mosquitto:cluster -> this host's role and its derived bridge settings.
 
     Hub-and-spoke, loop-free by construction: spokes bridge to the hub, the
@@ -794,7 +839,7 @@ def _cluster(errors, cluster, minion_id, data, version):
             continue
         if parsed["qos"] == "2" and (have is None or have < _QOS2_SAFE):
             errors.add(path + ["topics", i], "QoS 2 on a bridge loses messages across reconnects before "
-                       f"mosquitto 2.0.15 (eclipse/mosquitto#3275, #2165); installed: {version or 'unknown'}: use QoS 1")
+                       f"mosquitto 2.0.15 (eclipse/mosquitto#3275, #2165); {_shown_version(version, where)}: use QoS 1")
             continue
         if any(filters_overlap(parsed["filter"], t["filter"]) for t in out["topics"]):
             errors.add(path + ["topics", i], f"{parsed['filter']!r} overlaps an earlier cluster topic "
@@ -851,9 +896,10 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
         salt-call mosquitto_config.validate '{"domain": "mqtt.example.com"}'
 
     ``minion_id`` and ``broker_version`` default to this minion's id and
-    the installed broker package's version (unknown before the package is
-    installed): the cluster role and the version-bound bridge checks
-    depend on them.
+    the installed broker package's version (before the package is
+    installed: the version the package manager would install, see
+    _package_version): the cluster role and the version-bound
+    bridge checks depend on them.
 
     ``nofile_hard_limit`` (from :py:func:`nofile_hard`) caps
     ``limits:open_files``; the result holds ``limits:open_files_effective``
@@ -966,11 +1012,13 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     _global_not_bridge(errors, data.get("config", {}))
     if minion_id is None:
         minion_id = (globals().get("__opts__") or {}).get("id")
+    where = "installed"
     if broker_version is None:
-        broker_version = _installed_version(data)
-    _bridge_versions(errors, data["bridges"], broker_version)
+        broker_version, where = _package_version(data)
+    _bridge_versions(errors, data["bridges"], broker_version, where)
     _bridge_pairs(errors, data["bridges"], [data["domain"]] + list((tls or {}).get("dns_names") or []))
-    data["cluster"] = _cluster(errors, data.get("cluster") or {}, minion_id, data, broker_version)
+    _default_clientids(data["bridges"], minion_id)
+    data["cluster"] = _cluster(errors, data.get("cluster") or {}, minion_id, data, broker_version, where)
 
     firewall = data.get("firewall", {})
     if _unknown_keys(errors, ["firewall"], firewall, {"enabled", "zone", "ssh", "extra_ports"}):

@@ -1,0 +1,84 @@
+"""Version-bound bridge checks on a host without the broker yet: validate
+asks the package manager what it would install (pkg.latest_version,
+refresh=False) so an operator with a 2.0.15+ repository converges in one
+command, and keeps refusing (naming the key and both versions) below it."""
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from test.unit.test_cluster_config import BRIDGE, CLUSTER, cfg
+from test.unit.test_mosquitto_config import settings
+
+QOS2 = {"b": dict(BRIDGE, topics=["x/# out 2"])}
+V21 = {"b": dict(BRIDGE, options={"bridge_receive_maximum": 10})}
+
+
+@pytest.fixture
+def pkg(monkeypatch):
+    """The package manager as validate sees it: pkg.version / latest_version."""
+    state = {"installed": "", "candidate": "", "calls": []}
+
+    def version(name):
+        state["calls"].append(("version", name))
+        return state["installed"]
+
+    def latest_version(name, **kwargs):
+        state["calls"].append(("latest_version", name, kwargs))
+        return state["candidate"]
+
+    funcs = dict(getattr(cfg, "__salt__", {}), **{"pkg.version": version, "pkg.latest_version": latest_version})
+    monkeypatch.setattr(cfg, "__salt__", funcs, raising=False)
+    return state
+
+
+def check(**pillar):
+    # broker_version not given: validate finds it (minion id given: no Salt here).
+    return cfg.validate(settings(**pillar), minion_id="mqtt2")
+
+
+def refusal(**pillar):
+    with pytest.raises(CommandExecutionError) as exc:
+        check(**pillar)
+    return str(exc.value)
+
+
+def test_installed_version_decides_and_the_candidate_is_not_asked(pkg):
+    pkg.update(installed="2.0.11-1.2+deb12u2", candidate="2.0.18-1")
+    message = refusal(bridges=QOS2)
+    assert "mosquitto:bridges:b:topics:0: QoS 2 on a bridge" in message
+    assert "before mosquitto 2.0.15" in message and "installed: 2.0.11-1.2+deb12u2" in message
+    assert [c[0] for c in pkg["calls"]] == ["version"]
+
+
+def test_candidate_only_allows_what_it_supports(pkg):
+    pkg.update(candidate="2.0.18-0mosquitto1")
+    assert check(bridges=QOS2)["bridges"]["b"]["topics"] == ["x/# out 2"]
+    assert ("latest_version", "mosquitto", {"refresh": False}) in pkg["calls"]
+    pkg.update(candidate="2.1.2-1")
+    assert check(bridges=V21)["bridges"]["b"]["options"]["bridge_receive_maximum"] == 10
+
+
+def test_candidate_only_below_the_bound_is_refused_naming_both_versions(pkg):
+    pkg.update(candidate="2.0.11-1.2+deb12u2")
+    message = refusal(bridges=QOS2)
+    assert "mosquitto:bridges:b:topics:0:" in message and "before mosquitto 2.0.15" in message
+    assert "not installed yet; the package manager would install 2.0.11-1.2+deb12u2" in message
+    message = refusal(cluster=dict(CLUSTER, topics=["fleet/# both 2"]))
+    assert "mosquitto:cluster:topics:0:" in message and "would install 2.0.11-1.2+deb12u2" in message
+    pkg.update(candidate="2.0.18-1")
+    message = refusal(bridges=V21)
+    assert "mosquitto:bridges:b:options:bridge_receive_maximum: needs mosquitto 2.1" in message
+    assert "would install 2.0.18-1" in message
+
+
+def test_unknown_version_is_refused(pkg):
+    """No package and no candidate (e.g. package lists not fetched yet)."""
+    message = refusal(bridges=QOS2)
+    assert "mosquitto:bridges:b:topics:0:" in message and "installed: unknown" in message
+
+
+def test_a_failing_package_manager_counts_as_unknown(pkg, monkeypatch):
+    def broken(name, **kwargs):
+        raise RuntimeError("apt-cache: lock held")
+    monkeypatch.setitem(cfg.__salt__, "pkg.latest_version", broken)
+    assert "installed: unknown" in refusal(bridges=QOS2)
+    assert check(bridges={"b": BRIDGE})  # nothing version-bound: no refusal
