@@ -6,6 +6,8 @@ the integration suite removes and reinstalls).
     python -m test.hosts.mqtt_tool sub HOST CAFILE FILTER COUNT TIMEOUT [CLIENT_ID]
 
 User and password come from MQTT_USER / MQTT_PASSWORD. QoS 1 both ways.
+With MQTT_STAMP=1, ``sub`` puts the wall-clock time of arrival (epoch
+seconds, ms) before each line: "<time> <topic> <payload>".
 ``sub`` prints "SUBSCRIBED" on stderr once the broker granted the
 subscription, then "<topic> <payload>" per message on stdout; it exits
 after COUNT messages (COUNT 0: once subscribed) or TIMEOUT seconds. With CLIENT_ID the session is
@@ -63,7 +65,8 @@ def sub(host, cafile, topic, count, timeout, client_id=""):
 
     def on_message(_c, _u, msg):
         got.append(f"{msg.topic} {msg.payload.decode()}")
-        sys.stdout.write(got[-1] + "\n")
+        stamp = f"{time.time():.3f} " if os.environ.get("MQTT_STAMP") == "1" else ""
+        sys.stdout.write(stamp + got[-1] + "\n")
         sys.stdout.flush()
         if len(got) >= count:
             done.set()
