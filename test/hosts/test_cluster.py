@@ -444,3 +444,43 @@ def test_second_apply_and_test_mode_change_nothing(fleet, applied):
         rets = fleet.salt(*args, timeout=600, check=True)
         for host in HOSTS:
             assert changed(rets[host]) == {}, (args, host, changed(rets[host]))
+
+
+# ------------------------------------------------------------------ rolling change
+
+
+def test_rolling_orchestrate_applies_spokes_then_the_hub(fleet, applied, fleet_master):
+    """orch/mosquitto_cluster.sls through the master: members from the mine,
+    the spokes (batch 1) before the hub; the cluster being converged, no
+    changes and bridges still up."""
+    t0 = time.monotonic()
+    res = fleet_master.salt_run_cli(timeout=900).run("state.orchestrate", "orch.mosquitto_cluster")
+    took = time.monotonic() - t0
+    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if any(isinstance(k, str) and "mosquitto-orch-cluster" in k for k in node):
+                found.append(node)
+                return
+            for value in node.values():
+                walk(value)
+    walk(res.data)
+    assert len(found) == 1, res.data
+    states = {k.split("_|-")[1]: v for k, v in found[0].items()}
+    assert set(states) == {"mosquitto-orch-cluster-spokes-salt-state", "mosquitto-orch-cluster-hub-salt-state"}
+    spokes, hub = states["mosquitto-orch-cluster-spokes-salt-state"], states["mosquitto-orch-cluster-hub-salt-state"]
+    assert spokes["result"] is True and hub["result"] is True, (spokes["comment"], hub["comment"])
+    assert spokes["__run_num__"] < hub["__run_num__"]
+    assert SPOKE_A in spokes["comment"] and SPOKE_B in spokes["comment"] and HUB not in spokes["comment"]
+    assert HUB in hub["comment"] and SPOKE_A not in hub["comment"]
+
+    def clock(state):
+        h, m, s = state["start_time"].split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    assert clock(hub) >= clock(spokes) + spokes["duration"] / 1000 - 0.01  # the hub after the spokes
+    for state in (spokes, hub):  # converged: nothing to change
+        assert "No changes made" in state["comment"] or not state.get("changes"), state
+    wait_bridges_up(fleet)
+    print(f"rolling orchestrate (2 spokes one by one, then the hub): {took:.1f} s")
