@@ -625,14 +625,26 @@ def _candidate_version(data):
     return _pkg_call(data, "pkg.latest_version", refresh=False)
 
 
-def _package_version(data):
+def _package_version(data, ask_candidate=True):
     """(version, where): the installed broker's version ("installed"), else
     the package manager's candidate ("candidate"), else (None, None)."""
     installed = _installed_version(data)
     if installed:
         return installed, "installed"
-    candidate = _candidate_version(data)
+    candidate = _candidate_version(data) if ask_candidate else None
     return (candidate, "candidate") if candidate else (None, None)
+
+
+def _version_bound(bridges, cluster):
+    """Whether any bridge line or option depends on the broker's version
+    (only then is the package manager asked for its candidate)."""
+    lines = [t for b in (bridges or {}).values() for t in b.get("topics") or []]
+    if isinstance(cluster, dict) and isinstance(cluster.get("topics"), list):
+        lines += cluster["topics"]
+    if any((parse_topic_line(line) or {}).get("qos") == "2" for line in lines if isinstance(line, str)):
+        return True
+    return any(k in _BRIDGE_21 for b in (bridges or {}).values()
+               if isinstance(b.get("options"), dict) for k in b["options"])
 
 
 def _shown_version(version, where):
@@ -1014,7 +1026,8 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
         minion_id = (globals().get("__opts__") or {}).get("id")
     where = "installed"
     if broker_version is None:
-        broker_version, where = _package_version(data)
+        broker_version, where = _package_version(
+            data, ask_candidate=_version_bound(data["bridges"], data.get("cluster")))
     _bridge_versions(errors, data["bridges"], broker_version, where)
     _bridge_pairs(errors, data["bridges"], [data["domain"]] + list((tls or {}).get("dns_names") or []))
     _default_clientids(data["bridges"], minion_id)
