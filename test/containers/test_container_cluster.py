@@ -196,11 +196,14 @@ def network(engine, workdir):
 
 
 @pytest.fixture(scope="module")
-def master(salt_factories, network):
+def master(salt_factories, network, workdir):
     opts = fleetmod.master_overrides({"interface": "127.0.0.1"})
     # The README's narrowed peer rule, for these minions only.
     opts["peer"] = {r"^ctr-.*$": ["mosquitto_ca.sign_csr", "mosquitto_cluster.accept"]}
-    daemon = salt_factories.salt_master_daemon("ctr-master", overrides=opts)
+    # Its root (keys, job cache, pillar with the password) in the module's
+    # work dir: removed with it.
+    daemon = salt_factories.salt_master_daemon("ctr-master", overrides=opts,
+                                               defaults={"root_dir": workdir / "master"})
     fleetmod.link_formula_tree(daemon.state_tree.base.write_path)
     pillar_dir = pathlib.Path(daemon.pillar_tree.base.write_path)
     pillar_dir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +236,7 @@ def _each(fun, items):
 def minions(master, engine, workdir):
     factory = minion_class(workdir / "hosts")
     daemons = [master.salt_minion_daemon(minion, factory_class=factory,
+                                         defaults={"root_dir": workdir / minion},
                                          overrides={"docker.url": engine.url}) for minion in IDS]
     try:
         t0 = time.monotonic()
