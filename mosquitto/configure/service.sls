@@ -6,6 +6,9 @@
 # system-call filter, a reload that needs no procps). Without systemd
 # (containers, sysvinit) the init script gets the limit from a hook.
 # A change here restarts the broker (runtime/service.sls watches it).
+# All of it is about the host's mosquitto service: in container mode there
+# is none (the container has its own limit, sandbox and log to stderr), so
+# nothing is written; clean.sls removes what an earlier host-mode run left.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
@@ -21,7 +24,9 @@
 include:
   - {{ tplroot }}.build.package
 
-{%- if grains.get('init') == 'systemd' %}
+{%- if mosquitto.container.enabled %}
+{#- Host mode only (see above). #}
+{%- elif grains.get('init') == 'systemd' %}
 
 mosquitto-configure-service-dropin-file-managed:
   file.managed:
@@ -64,7 +69,7 @@ mosquitto-configure-service-limits-file-managed:
         open_files: {{ mosquitto.limits.open_files_effective }}
 {%- endif %}
 
-{%- if paths.log_file %}
+{%- if paths.log_file and not mosquitto.container.enabled %}
 
 {#- A log file the broker made while it still started as root stays
     root's; the broker now opens it as its own user. #}

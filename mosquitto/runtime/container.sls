@@ -91,10 +91,18 @@ mosquitto-runtime-container-broker-running:
     - network_mode: host
 {%- else %}
     # Created on that network (not on the engine's default, then moved).
+    # The broker's domain is its alias there: other containers on the
+    # network (cluster spokes, bridges) reach it by the name its
+    # certificate holds, through the engine's DNS.
     - network_mode: {{ ct.network }}
     - networks:
-      - {{ ct.network }}{% if ct.ip %}:
-        - ipv4_address: {{ ct.ip }}{% endif %}
+      - {{ ct.network }}:
+{%-   if ct.ip %}
+        - ipv4_address: {{ ct.ip }}
+{%-   endif %}
+{%-   if mosquitto.domain and not (mosquitto.domain | is_ip) %}
+        - aliases: [{{ mosquitto.domain | json }}]
+{%-   endif %}
 {%-   if ct.publish %}
     - port_bindings: {{ ct.publish | json }}
 {%-   endif %}

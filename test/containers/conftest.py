@@ -84,6 +84,20 @@ def pillar(passwords, **container):
     }}
 
 
+def pytest_unconfigure(config):
+    """Drop salt's deferred stderr handler before interpreter exit (the
+    cluster module starts a salt-master; see test/hosts/conftest.py)."""
+    import logging
+    import sys
+    impl = sys.modules.get("salt._logging.impl")
+    handler = impl.get_temp_handler() if impl else None
+    if handler is not None:
+        logging.root.removeHandler(handler)
+        handler.sync_with_handlers(())  # discard the queue
+        handler.close()
+        impl.setup_temp_handler.__handler__ = None
+
+
 @pytest.fixture(scope="session")
 def passwords():
     return {"alice": "a:" + secrets.token_urlsafe(12), "bob": "b " + secrets.token_urlsafe(12)}

@@ -359,6 +359,7 @@ def test_named_network_with_fixed_address_and_published_tls_port(salt_local, app
     assert info["HostConfig"]["NetworkMode"] == NETWORK
     assert list(info["NetworkSettings"]["Networks"]) == [NETWORK]
     assert info["NetworkSettings"]["Networks"][NETWORK]["IPAMConfig"]["IPv4Address"] == BROKER_IP
+    assert DOMAIN in info["NetworkSettings"]["Networks"][NETWORK]["Aliases"]  # its name there
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", MQTT), timeout=2)  # not the host's any more
     for host, port in ((BROKER_IP, MQTTS), ("127.0.0.1", PUBLISHED)):
