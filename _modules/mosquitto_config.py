@@ -635,6 +635,29 @@ def _package_version(data, ask_candidate=True):
     return (candidate, "candidate") if candidate else (None, None)
 
 
+def _image_version(data):
+    """Container mode: (version, "image <name>") of the broker the image
+    runs, from what the image says of itself without running it: a
+    version tag (eclipse-mosquitto:2.0.18), else the image's ``VERSION``
+    environment variable (eclipse-mosquitto sets it) or its OCI
+    ``org.opencontainers.image.version`` label. (None, "image <name>")
+    when it says nothing or is not in the engine yet: the host's packages
+    say nothing of the image's broker."""
+    image = str((data.get("container") or {}).get("image") or "")
+    where = f"image {image}"
+    tag = image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2]
+    if _version_tuple(tag):
+        return tag, where
+    inspect = (globals().get("__salt__") or {}).get("docker.inspect_image")
+    try:
+        config = ((inspect(image) if inspect else None) or {}).get("Config") or {}
+    except Exception:  # pylint: disable=broad-except
+        config = {}
+    env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
+    version = env.get("VERSION") or (config.get("Labels") or {}).get("org.opencontainers.image.version")
+    return (version, where) if _version_tuple(version) else (None, where)
+
+
 def _version_bound(bridges, cluster):
     """Whether any bridge line or option depends on the broker's version
     (only then is the package manager asked for its candidate)."""
@@ -648,6 +671,11 @@ def _version_bound(bridges, cluster):
 
 
 def _shown_version(version, where):
+    if where and where.startswith("image "):
+        return (f"{where} runs {version}" if version else
+                f"{where} does not say which mosquitto it runs (a version tag, its VERSION "
+                "environment variable or its org.opencontainers.image.version label), "
+                "or is not in the engine yet")
     if version and where == "candidate":
         return f"not installed yet; the package manager would install {version}"
     if version:
@@ -1025,7 +1053,11 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     if minion_id is None:
         minion_id = (globals().get("__opts__") or {}).get("id")
     where = "installed"
-    if broker_version is None:
+    if broker_version is None and (data.get("container") or {}).get("enabled") is True:
+        # The broker is the image's, whatever the host has installed.
+        broker_version, where = (_image_version(data) if _version_bound(data["bridges"], data.get("cluster"))
+                                 else (None, None))
+    elif broker_version is None:
         broker_version, where = _package_version(
             data, ask_candidate=_version_bound(data["bridges"], data.get("cluster")))
     _bridge_versions(errors, data["bridges"], broker_version, where)

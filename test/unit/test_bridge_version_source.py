@@ -89,3 +89,15 @@ def test_the_candidate_is_asked_only_when_a_line_or_option_depends_on_it(pkg):
     QoS 2 lines or 2.1-only options."""
     assert check(bridges={"b": BRIDGE}, cluster=CLUSTER)
     assert [c[0] for c in pkg["calls"]] == ["version"]
+
+
+def test_container_mode_asks_the_image_not_the_host(pkg):
+    """The host's package says nothing of the image's broker: a version tag
+    decides and pkg.* is never asked (the engine is asked in
+    test/containers/test_container_version.py)."""
+    pkg.update(installed="2.0.11-1.2+deb12u2", candidate="2.0.11-1.2+deb12u2")
+    container = {"enabled": True, "image": "eclipse-mosquitto:2.0.18"}
+    assert check(bridges=QOS2, container=container)["bridges"]["b"]["topics"] == ["x/# out 2"]
+    assert pkg["calls"] == []
+    message = refusal(bridges=QOS2, container=dict(container, image="eclipse-mosquitto:2.0.14"))
+    assert "image eclipse-mosquitto:2.0.14 runs 2.0.14" in message
