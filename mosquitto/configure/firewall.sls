@@ -30,7 +30,7 @@ include:
 
 {#- Configuring needs a running firewalld (firewall-cmd talks to it). #}
 mosquitto-configure-firewall-service-running:
-  service.running:
+  mosquitto_service.running:
     - name: {{ mosquitto.service.firewall_name }}
     - enable: True
     - require:
@@ -49,7 +49,7 @@ mosquitto-configure-firewall-master-reconnected:
   cmd.run:
     - name: ss -K state established '( dport = :{{ salt['config.get']('publish_port', 4505) }} )'
     - onchanges:
-      - service: mosquitto-configure-firewall-service-running
+      - mosquitto_service: mosquitto-configure-firewall-service-running
 {%-     endif %}
 {%-   endif %}
 

@@ -33,7 +33,7 @@ mosquitto-runtime-certificate-service-reloaded:
 {%- else %}
 
 mosquitto-runtime-certificate-service-reloaded:
-  service.running:
+  mosquitto_service.running:
     - name: {{ mosquitto.service.name }}
     - reload: True
 {%- if mosquitto.service.provider %}

@@ -20,7 +20,7 @@ include:
   - {{ tplroot }}.runtime.{{ broker_sls }}
 
 mosquitto-runtime-exporter-service-running:
-  service.running:
+  mosquitto_service.running:
     - name: {{ mosquitto.service.exporter_name }}
     - enable: True
 {%- if mosquitto.service.provider %}
@@ -38,5 +38,5 @@ mosquitto-runtime-exporter-service-listening:
     - ports:
       - {{ [mosquitto.exporter.bind_address if mosquitto.exporter.bind_address not in ('', '0.0.0.0', '::') else '127.0.0.1', mosquitto.ports.exporter] | json }}
     - require:
-      - service: mosquitto-runtime-exporter-service-running
+      - mosquitto_service: mosquitto-runtime-exporter-service-running
 {%- endif %}
