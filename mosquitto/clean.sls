@@ -13,7 +13,12 @@
 #    or lock its operator out), ca-certificates and python3-venv (shared
 #    system tools).
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 {%- set exporter = mosquitto.exporter %}
 {%- set fw = mosquitto.firewall %}
 {%- set systemd = grains.get('init') == 'systemd' %}

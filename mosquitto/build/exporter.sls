@@ -5,7 +5,12 @@
 # python3-paho-mqtt 1.6, EPEL: python3-paho-mqtt), or a virtualenv from
 # PyPI with exporter:install: venv.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 {%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
 {%- set exporter = mosquitto.exporter %}
 

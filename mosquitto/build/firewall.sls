@@ -3,7 +3,12 @@
 # firewalld itself, only with firewall:enabled: true (auto manages a
 # firewalld that is already running and installs nothing).
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 
 {%- if mosquitto.firewall.enabled is sameas true %}
 mosquitto-build-firewall-pkg-installed:

@@ -4,7 +4,12 @@
 # main file would otherwise clash with ours: repeated pid_file or log_dest
 # stops the broker), and the directories it names.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 {%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
 
 {#- The context is a state argument (show_sls, a master's job cache): no

@@ -5,7 +5,12 @@
 # which the hub reads to accept the spoke's bridge. The hub has nothing to
 # configure here: it reads the mine in configure.users and configure.acl.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 {%- set cluster = mosquitto.cluster %}
 
 {%- if cluster.role == 'spoke' %}

@@ -5,7 +5,12 @@
 # init script where systemd is not PID 1). The password reaches the program
 # as a file path, never on its command line.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 {%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
 {%- set exporter = mosquitto.exporter %}
 {%- set secret_dir = salt['file.dirname'](mosquitto.paths.exporter_secret) %}

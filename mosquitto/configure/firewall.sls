@@ -8,7 +8,12 @@
 #   firewall:enabled: auto   managed where firewalld already runs, else a note
 #   firewall:enabled: false  left alone, with a note
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 {%- set fw = mosquitto.firewall %}
 {#- Asked only for `auto` (one D-Bus call per run, shared with runtime/firewall.sls). #}
 {%- set running = fw.enabled == 'auto' and salt['mosquitto_firewall.running']() %}
@@ -25,7 +30,7 @@ include:
 
 {#- Configuring needs a running firewalld (firewall-cmd talks to it). #}
 mosquitto-configure-firewall-service-running:
-  service.running:
+  mosquitto_service.running:
     - name: {{ mosquitto.service.firewall_name }}
     - enable: True
     - require:
@@ -44,7 +49,7 @@ mosquitto-configure-firewall-master-reconnected:
   cmd.run:
     - name: ss -K state established '( dport = :{{ salt['config.get']('publish_port', 4505) }} )'
     - onchanges:
-      - service: mosquitto-configure-firewall-service-running
+      - mosquitto_service: mosquitto-configure-firewall-service-running
 {%-     endif %}
 {%-   endif %}
 

@@ -8,7 +8,12 @@
 # Applied alone by the renewal job (runtime.renewal): it holds everything a
 # reissue needs, and nothing that would need a restart to take effect.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 
 include:
   - {{ tplroot }}.configure.tls
@@ -28,7 +33,7 @@ mosquitto-runtime-certificate-service-reloaded:
 {%- else %}
 
 mosquitto-runtime-certificate-service-reloaded:
-  service.running:
+  mosquitto_service.running:
     - name: {{ mosquitto.service.name }}
     - reload: True
 {%- if mosquitto.service.provider %}

@@ -3,7 +3,12 @@
 # The exporter running and enabled; restarted when its program, settings,
 # unit or password change. Its /metrics answers even while the broker is down.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 
 {#- The broker runs as the host's service or in a container (same ports). #}
 {%- set broker_sls = 'container' if mosquitto.container.enabled else 'service' %}
@@ -15,7 +20,7 @@ include:
   - {{ tplroot }}.runtime.{{ broker_sls }}
 
 mosquitto-runtime-exporter-service-running:
-  service.running:
+  mosquitto_service.running:
     - name: {{ mosquitto.service.exporter_name }}
     - enable: True
 {%- if mosquitto.service.provider %}
@@ -33,5 +38,5 @@ mosquitto-runtime-exporter-service-listening:
     - ports:
       - {{ [mosquitto.exporter.bind_address if mosquitto.exporter.bind_address not in ('', '0.0.0.0', '::') else '127.0.0.1', mosquitto.ports.exporter] | json }}
     - require:
-      - service: mosquitto-runtime-exporter-service-running
+      - mosquitto_service: mosquitto-runtime-exporter-service-running
 {%- endif %}

@@ -6,7 +6,12 @@
 # one D-Bus read (mosquitto_firewall.reloaded): no reload, no firewall-cmd,
 # when nothing drifted.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 {%- set fw = mosquitto.firewall %}
 {%- set running = fw.enabled == 'auto' and salt['mosquitto_firewall.running']() %}
 {%- set ports = [mosquitto.ports.mqtts ~ '/tcp'] %}

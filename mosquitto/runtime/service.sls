@@ -9,7 +9,12 @@
 #  - the server certificate and key are re-read on SIGHUP too: its reload
 #    lives in runtime.certificate, which the renewal job applies alone.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
+    would fetch and compile map.jinja again for every SLS file. #}
+{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
+{%- if mosquitto is none %}
+{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
+{%- endif %}
 
 include:
   - {{ tplroot }}.configure
@@ -29,11 +34,11 @@ mosquitto-runtime-service-run-dir-managed:
     - require:
       - sls: {{ tplroot }}.build.package
     - require_in:
-      - service: mosquitto-runtime-service-running
+      - mosquitto_service: mosquitto-runtime-service-running
 {%- endif %}
 
 mosquitto-runtime-service-running:
-  service.running:
+  mosquitto_service.running:
     - name: {{ mosquitto.service.name }}
     - enable: True
 {%- if mosquitto.service.provider %}
@@ -52,17 +57,17 @@ mosquitto-runtime-service-running:
       - mosquitto_ca: mosquitto-configure-tls-ca-present
     # A certificate reload after the (re)start, never a start by the reload.
     - require_in:
-      - service: mosquitto-runtime-certificate-service-reloaded
+      - mosquitto_service: mosquitto-runtime-certificate-service-reloaded
 
 mosquitto-runtime-service-reloaded:
-  service.running:
+  mosquitto_service.running:
     - name: {{ mosquitto.service.name }}
     - reload: True
 {%- if mosquitto.service.provider %}
     - provider: {{ mosquitto.service.provider | json }}
 {%- endif %}
     - require:
-      - service: mosquitto-runtime-service-running
+      - mosquitto_service: mosquitto-runtime-service-running
     - watch:
       - sls: {{ tplroot }}.configure.users
       - sls: {{ tplroot }}.configure.acl
@@ -78,4 +83,4 @@ mosquitto-runtime-service-listening:
       - {{ [mqtts_host, mosquitto.ports.mqtts] | json }}
     - log_file: {{ mosquitto.paths.log_file | json }}
     - require:
-      - service: mosquitto-runtime-service-reloaded
+      - mosquitto_service: mosquitto-runtime-service-reloaded

@@ -12,9 +12,9 @@ def test_reissue_reloads_and_only_the_ca_restarts(tmp_path):
     restart = args(hs["mosquitto-runtime-service-running"])
     assert CA_STATE in restart["watch"] and CERT_STATE not in restart["watch"]
     assert {"sls": "mosquitto.configure.tls"} not in restart["watch"]
-    assert {"service": "mosquitto-runtime-certificate-service-reloaded"} in restart["require_in"]
+    assert {"mosquitto_service": "mosquitto-runtime-certificate-service-reloaded"} in restart["require_in"]
     reload = args(hs["mosquitto-runtime-certificate-service-reloaded"])
-    assert reload["_function"] == "service.running" and reload["reload"] is True
+    assert reload["_function"] == "mosquitto_service.running" and reload["reload"] is True
     assert reload["watch"] == [CERT_STATE]
 
 

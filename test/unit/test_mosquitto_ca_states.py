@@ -33,6 +33,8 @@ def salt_env(monkeypatch):
     opts = {"test": False}
     monkeypatch.setattr(st, "__salt__", funcs, raising=False)
     monkeypatch.setattr(st, "__opts__", opts, raising=False)
+    # One state run's __context__ (shared by the states of one run).
+    monkeypatch.setattr(st, "__context__", {}, raising=False)
     return types.SimpleNamespace(salt=funcs, opts=opts)
 
 
@@ -445,3 +447,27 @@ def test_a_garbled_mine_entry_falls_back_to_asking_the_ca_minion(salt_env, ca_mi
     mine["ca1"] = {st.MINE_NAME: "ERROR: something"}
     ret = st.ca_cert_present(ca_minion.ca_crt, "ca1")
     assert ret["result"] is True and ca_minion.calls == ["mosquitto_ca.read_ca_cert"]
+
+
+def test_one_run_asks_the_mine_once_and_the_next_run_asks_again(salt_env, ca_minion, mine, monkeypatch):
+    """ca_cert_present and certificate_managed share the run's one mine.get
+    (a master round trip each); a new run (new __context__) asks again."""
+    p = ca_minion
+    mine["ca1"] = {st.MINE_NAME: open(p.remote / "ca.crt").read()}
+    gets = []
+    real_get = salt_env.salt["mine.get"]
+    salt_env.salt["mine.get"] = lambda tgt, fun, **kw: gets.append(tgt) or real_get(tgt, fun, **kw)
+    assert st.ca_cert_present(p.ca_crt, "ca1")["result"] is True
+    assert managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])["result"] is True
+    assert gets == ["ca1"]
+    monkeypatch.setattr(st, "__context__", {})  # the next state run
+    assert st.ca_cert_present(p.ca_crt, "ca1")["changes"] == {}
+    assert gets == ["ca1", "ca1"]
+
+
+def test_a_run_without_a_mine_entry_asks_again_within_the_run(salt_env, ca_minion, mine):
+    """Only an answer is kept: a CA minion that publishes mid-run is seen."""
+    p = ca_minion
+    assert st._mined_ca_cert("ca1") is None
+    mine["ca1"] = {st.MINE_NAME: open(p.remote / "ca.crt").read()}
+    assert st._mined_ca_cert("ca1") == mine["ca1"][st.MINE_NAME]
