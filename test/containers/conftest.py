@@ -19,7 +19,7 @@ import pytest
 
 from scripts.saltlocal import SaltLocal, failed
 from test.containers import engine as eng
-from test.support import localhost
+from test.support import localhost, saltlog
 
 DOMAIN = "mqtt.container.test"
 ETC = "/etc/mosquitto-ctr"
@@ -85,17 +85,7 @@ def pillar(passwords, **container):
 
 
 def pytest_unconfigure(config):
-    """Drop salt's deferred stderr handler before interpreter exit (the
-    cluster module starts a salt-master; see test/hosts/conftest.py)."""
-    import logging
-    import sys
-    impl = sys.modules.get("salt._logging.impl")
-    handler = impl.get_temp_handler() if impl else None
-    if handler is not None:
-        logging.root.removeHandler(handler)
-        handler.sync_with_handlers(())  # discard the queue
-        handler.close()
-        impl.setup_temp_handler.__handler__ = None
+    saltlog.drop_salt_temp_handler()
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ import time
 import pytest
 from saltfactories.daemons.minion import SaltMinion
 
+from scripts.saltlocal import changed
 from test.containers import engine as eng
 from test.hosts import fleet as fleetmod
 
@@ -260,12 +261,6 @@ def salt(master, *args, tgt="ctr-*", timeout=600):
 
 def problems(data):
     return fleetmod._salt_problems(data, state_run=True)
-
-
-def changed(ret):
-    assert isinstance(ret, dict), ret
-    return {k.split("_|-")[1]: v["changes"] for k, v in ret.items()
-            if v.get("changes") or v.get("result") is None}
 
 
 @pytest.fixture(scope="module")

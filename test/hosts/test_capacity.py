@@ -32,6 +32,7 @@ import time
 import pytest
 import yaml
 
+from scripts.saltlocal import changed
 from test.hosts import fleet as fleetmod
 from test.support.modules import load
 
@@ -83,11 +84,6 @@ def apply(fleet, *args):
     ret = fleet.salt("state.apply", "mosquitto", "sync_mods=all", *args, tgt=HOST,
                      timeout=900, check=True)[HOST]
     return ret
-
-
-def changed(ret):
-    return {k.split("_|-")[1]: v["changes"] for k, v in ret.items()
-            if v.get("changes") or v.get("result") is None}
 
 
 def main_pid(h):

@@ -22,6 +22,7 @@ import urllib.request
 
 import pytest
 
+from scripts.saltlocal import changed
 from test.support.prometheus import running_prometheus
 
 pytestmark = pytest.mark.hosts
@@ -65,12 +66,6 @@ def fleet(fleet_factory, fleet_pillar_dir):
     (fleet_pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
     (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls())
     return fleet_factory(HOSTS)
-
-
-def changed(ret):
-    assert isinstance(ret, dict), ret
-    return {k.split("_|-")[1]: v["changes"] for k, v in ret.items()
-            if v.get("changes") or v.get("result") is None}
 
 
 @pytest.fixture(scope="module")
