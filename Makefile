@@ -20,8 +20,13 @@ TEST_DEBS  := mosquitto mosquitto-clients prometheus nmap debootstrap \
 apply: setup-apply
 	$(PY) scripts/demo_apply.py
 
+# Without PYTEST_ARGS: everything, in the phases scripts/test-all explains.
 test: setup-test
+ifeq ($(strip $(PYTEST_ARGS)),)
+	PY=$(PY) scripts/test-all
+else
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+endif
 
 setup-apply: $(BUILD)/debs-apply.stamp $(VENV)/.installed
 setup-test: setup-apply $(BUILD)/debs-test.stamp
