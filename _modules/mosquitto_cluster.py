@@ -27,7 +27,6 @@ import logging
 import os
 import socket
 import ssl
-import struct
 
 from salt.exceptions import CommandExecutionError
 
@@ -133,11 +132,6 @@ def spoke_hash(minion):
     return entry["password_hash"] if _valid_spoke(minion, entry) else None
 
 
-def _utf8(text):
-    data = text.encode("utf-8")
-    return struct.pack("!H", len(data)) + data
-
-
 def probe(domain, port, ca_cert, username, secret_path, clientid, timeout=10):
     """
     Log in to the hub as this spoke's bridge user over TLS (the host name
@@ -150,18 +144,11 @@ def probe(domain, port, ca_cert, username, secret_path, clientid, timeout=10):
         raise CommandExecutionError(f"bridge secret {secret_path} is missing")
     ctx = ssl.create_default_context(cafile=ca_cert)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    body = _utf8("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 10)
-    body += _utf8(clientid) + _utf8(username) + _utf8(secret)
-    length, enc = len(body), b""
-    while True:
-        byte, length = length % 128, length // 128
-        enc += bytes([byte | (0x80 if length else 0)])
-        if not length:
-            break
+    connect = __utils__["mosquitto_mqtt.connect_packet"](clientid, username, secret, keepalive=10)
     try:
         with socket.create_connection((domain, int(port)), timeout=timeout) as raw:
             with ctx.wrap_socket(raw, server_hostname=domain) as tls:
-                tls.sendall(b"\x10" + enc + body)
+                tls.sendall(connect)
                 ack = b""
                 while len(ack) < 4:
                     chunk = tls.recv(4 - len(ack))

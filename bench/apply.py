@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scripts.saltlocal import SaltLocal, changed, failed  # noqa: E402
+from test.support.mqtt_load import connect_packet  # noqa: E402
 
 DOMAIN = "bench.mqtt.test"
 HOST_LOCK = "/run/lock/mosquitto-formula-host.lock"
@@ -87,22 +88,6 @@ def handshakes(cafile, seconds=5.0):
     return count / (time.perf_counter() - start)
 
 
-def mqtt_connect_packet(client_id, username, password, keepalive=600):
-    """MQTT 3.1.1 CONNECT with clean session, user name and password."""
-    def field(text):
-        data = text.encode()
-        return len(data).to_bytes(2, "big") + data
-    body = field("MQTT") + bytes([4, 0xC2]) + keepalive.to_bytes(2, "big") \
-        + field(client_id) + field(username) + field(password)
-    length, encoded = len(body), b""
-    while True:
-        byte, length = length % 128, length // 128
-        encoded += bytes([byte | (0x80 if length else 0)])
-        if not length:
-            break
-    return b"\x10" + encoded + body
-
-
 class TlsClients:
     """N idle MQTT clients over TLS (chain and name verified), each noticing
     when the broker closes its connection."""
@@ -117,7 +102,7 @@ class TlsClients:
         async with limit:  # handshakes in flight
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", 8883, ssl=ctx, server_hostname=DOMAIN)
-            writer.write(mqtt_connect_packet(f"bench-{i}", self.username, self.password))
+            writer.write(connect_packet(f"bench-{i}", self.username, self.password, keepalive=600))
             await writer.drain()
             connack = await reader.readexactly(4)
         if connack[3] != 0:

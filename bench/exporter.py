@@ -24,7 +24,6 @@ import pathlib
 import resource
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from test.support.broker import Broker, free_port, stop_process, wait_port  # noqa: E402
+from test.support.mqtt_load import connect_packet  # noqa: E402
 
 EXPORTER = ROOT / "mosquitto" / "files" / "default" / "mosquitto_exporter.py"
 BENCH_VENV = ROOT / ".build" / "bench-venv"
@@ -48,17 +48,6 @@ def ensure_mqtt_exporter():
     return binary
 
 
-def mqtt_connect_packet(client_id):
-    """MQTT 3.1.1 CONNECT, clean session, keepalive 0: the broker never
-    expects a PINGREQ, so the client can sit idle for the whole run."""
-    cid = client_id.encode()
-    variable = struct.pack("!H4sBBH", 4, b"MQTT", 4, 0x02, 0)
-    payload = struct.pack("!H", len(cid)) + cid
-    remaining = len(variable) + len(payload)
-    assert remaining < 128  # one-byte remaining length
-    return bytes([0x10, remaining]) + variable + payload
-
-
 def connect_idle_clients(port, count, deadline):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < count + 256:  # the broker inherits this limit too
@@ -68,7 +57,9 @@ def connect_idle_clients(port, count, deadline):
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {i} clients connected in time")
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sock.sendall(mqtt_connect_packet(f"bench-idle-{i}"))
+        # keepalive 0: the broker never expects a PINGREQ, so the
+        # client can sit idle for the whole run.
+        sock.sendall(connect_packet(f"bench-idle-{i}", keepalive=0))
         connack = sock.recv(4)
         if connack != b"\x20\x02\x00\x00":
             raise RuntimeError(f"client {i}: unexpected CONNACK {connack!r}")

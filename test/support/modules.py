@@ -45,6 +45,12 @@ def utils():
     return _UTILS
 
 
+def load_util(name):
+    """One file of `_utils/` as a module, for code that is no Salt module
+    (the tests' and benchmarks' raw MQTT clients)."""
+    return _import("_utils", name)
+
+
 def load(kind, name):
     """kind is "_modules" or "_states"; returns the imported module, with
     the real `__utils__` (see utils())."""

@@ -35,6 +35,11 @@ import ssl
 import sys
 import time
 
+from test.support.modules import load_util
+
+# The formula's own CONNECT (_utils/mosquitto_mqtt.py), as minions build it.
+connect_packet = load_util("mosquitto_mqtt").connect_packet
+
 PINGREQ = b"\xc0\x00"
 DISCONNECT = b"\xe0\x00"
 
@@ -45,31 +50,6 @@ def raise_nofile():
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
-
-
-def _remaining_length(n):
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text):
-    data = text.encode()
-    return len(data).to_bytes(2, "big") + data
-
-
-def connect_packet(client_id, user, password, keepalive=120):
-    """MQTT 3.1.1 CONNECT, clean session, with user name and password."""
-    flags = 0x02 | (0x80 if user is not None else 0) | (0x40 if password is not None else 0)
-    body = _utf8("MQTT") + bytes([4, flags]) + keepalive.to_bytes(2, "big") + _utf8(client_id)
-    if user is not None:
-        body += _utf8(user)
-    if password is not None:
-        body += _utf8(password)
-    return b"\x10" + _remaining_length(len(body)) + body
 
 
 def tls_context(cafile):
