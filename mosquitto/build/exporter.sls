@@ -11,7 +11,6 @@
 {%- if mosquitto is none %}
 {%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- endif %}
-{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
 {%- set exporter = mosquitto.exporter %}
 
 {%- if exporter.enabled %}
@@ -58,7 +57,7 @@ mosquitto-build-exporter-deps-pip-installed:
 mosquitto-build-exporter-program-file-managed:
   file.managed:
     - name: {{ mosquitto.paths.exporter }}
-    - source: {{ files_switch(['mosquitto_exporter.py'], lookup='mosquitto-build-exporter-program-file-managed') }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto_exporter.py'], lookup='mosquitto-build-exporter-program-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
     - user: root
     - group: root
     - mode: '0755'

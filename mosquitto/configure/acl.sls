@@ -10,7 +10,6 @@
 {%- if mosquitto is none %}
 {%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- endif %}
-{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
 
 {%- set acl_users = {} %}
 {%- for name, spec in mosquitto.users.items() %}
@@ -33,7 +32,7 @@ include:
 mosquitto-configure-acl-file-managed:
   file.managed:
     - name: {{ mosquitto.paths.acl }}
-    - source: {{ files_switch(['acl.jinja'], lookup='mosquitto-configure-acl-file-managed') }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](['acl.jinja'], lookup='mosquitto-configure-acl-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: {{ mosquitto.service.group }}

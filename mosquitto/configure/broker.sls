@@ -10,7 +10,6 @@
 {%- if mosquitto is none %}
 {%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- endif %}
-{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
 
 {#- The context is a state argument (show_sls, a master's job cache): no
     passwords in it. Users live in the password file, bridges (with their
@@ -65,7 +64,7 @@ mosquitto-configure-broker-log-dir-managed:
 mosquitto-configure-broker-config-file-managed:
   file.managed:
     - name: {{ mosquitto.paths.conf }}
-    - source: {{ files_switch(['mosquitto.conf.jinja'], lookup='mosquitto-configure-broker-config-file-managed') }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto.conf.jinja'], lookup='mosquitto-configure-broker-config-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: {{ mosquitto.service.group }}

@@ -11,7 +11,6 @@
 {%- if mosquitto is none %}
 {%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- endif %}
-{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
 {%- set exporter = mosquitto.exporter %}
 {%- set secret_dir = salt['file.dirname'](mosquitto.paths.exporter_secret) %}
 {%- set python = exporter.venv_dir ~ '/bin/python' if exporter.install == 'venv' else '/usr/bin/python3' %}
@@ -78,7 +77,7 @@ mosquitto-configure-exporter-env-file-managed:
 mosquitto-configure-exporter-unit-file-managed:
   file.managed:
     - name: {{ mosquitto.paths.systemd_units }}/{{ mosquitto.service.exporter_name }}.service
-    - source: {{ files_switch(['mosquitto-exporter.service.jinja'], lookup='mosquitto-configure-exporter-unit-file-managed') }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto-exporter.service.jinja'], lookup='mosquitto-configure-exporter-unit-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: root
@@ -94,7 +93,7 @@ mosquitto-configure-exporter-unit-file-managed:
 mosquitto-configure-exporter-init-file-managed:
   file.managed:
     - name: /etc/init.d/{{ mosquitto.service.exporter_name }}
-    - source: {{ files_switch(['mosquitto-exporter.init.jinja'], lookup='mosquitto-configure-exporter-init-file-managed') }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto-exporter.init.jinja'], lookup='mosquitto-configure-exporter-init-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: root

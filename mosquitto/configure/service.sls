@@ -16,7 +16,6 @@
 {%- if mosquitto is none %}
 {%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- endif %}
-{%- from tplroot ~ '/libtofs.jinja' import files_switch with context %}
 {%- set paths = mosquitto.paths %}
 {%- set rw_paths = [] %}
 {%- if mosquitto.persistence.enabled %}
@@ -36,7 +35,7 @@ include:
 mosquitto-configure-service-dropin-file-managed:
   file.managed:
     - name: {{ paths.systemd_units }}/{{ mosquitto.service.name }}.service.d/mosquitto-formula.conf
-    - source: {{ files_switch(['mosquitto.service.d.conf.jinja'], lookup='mosquitto-configure-service-dropin-file-managed') }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto.service.d.conf.jinja'], lookup='mosquitto-configure-service-dropin-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: root
@@ -64,7 +63,7 @@ mosquitto-configure-service-systemd-reloaded:
 mosquitto-configure-service-limits-file-managed:
   file.managed:
     - name: {{ paths.sysv_limits_hook }}
-    - source: {{ files_switch(['mosquitto-limits.sh.jinja'], lookup='mosquitto-configure-service-limits-file-managed') }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto-limits.sh.jinja'], lookup='mosquitto-configure-service-limits-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: root

@@ -1308,6 +1308,13 @@ def master_overrides(extra=None, lab=None):
         # narrowed peer rule (the CA certificate travels through the mine).
         "peer": {".*": ["mosquitto_ca.sign_csr", "mosquitto_cluster.accept"]},
         "worker_threads": 3,
+        # Salt's default, as on an operator's master. salt-factories sets 0
+        # so that tests see new files at once; with 0 every fileserver
+        # listing (state.apply lists the fileserver before it renders)
+        # rebuilds the list under a lock file, and a worker that finds the
+        # lock held sleeps a whole second (salt.fileserver.wait_lock),
+        # stalling the fleet's other requests behind it.
+        "fileserver_list_cache_time": 20,
         "timeout": 30,
         "gather_job_timeout": 15,
         "file_ignore_glob": ["*.pyc", "*.swp"],
