@@ -28,6 +28,9 @@ Run as root: `.venv/bin/python bench/fleet.py` (after `make setup-test`).
 harness of test/hosts (systemd-nspawn hosts on a 198.18.0.0/24 bridge, a
 salt-factories master on 198.18.0.1) through pytest, because the master
 comes from salt-factories' pytest fixtures, and tears every host down again.
+That master keeps Salt's default 20 s fileserver list cache (salt-factories
+sets 0: then every listing, one per `state.apply`, waits on a lock file and
+a second of sleep whenever two minions list at once).
 """
 import os
 import pathlib
