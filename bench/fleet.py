@@ -45,7 +45,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from test.hosts.fleet import fleet_pillar_sls  # noqa: E402
 
-ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "5"))
 COUNTS = [int(c) for c in os.environ.get("BENCH_FLEET_HOSTS", "1,3").split(",")]
 BASELINE = ("state.single", "test.succeed_without_changes", "name=x")
 
