@@ -55,8 +55,13 @@
 {%- if ct.enabled %}
 
 include:
+  # What the container reads (required or watched below); runtime/init.sls
+  # brings in the whole configure phase when the runtime phase is applied.
   - {{ tplroot }}.build.container
-  - {{ tplroot }}.configure
+  - {{ tplroot }}.configure.tls
+  - {{ tplroot }}.configure.users
+  - {{ tplroot }}.configure.acl
+  - {{ tplroot }}.configure.broker
 
 mosquitto-runtime-container-broker-running:
   docker_container.running:

@@ -8,6 +8,8 @@
 {%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
 {%- endif %}
 include:
+  # Applied alone, this phase brings the configuration it runs with.
+  - {{ tplroot }}.configure
   # The broker as the host's service, or in a container (container:enabled).
   - .{{ 'container' if mosquitto.container.enabled else 'service' }}
   - .certificate

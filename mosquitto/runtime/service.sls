@@ -17,7 +17,14 @@
 {%- endif %}
 
 include:
-  - {{ tplroot }}.configure
+  # What the broker reads (required or watched below); runtime/init.sls
+  # brings in the whole configure phase when the runtime phase is applied.
+  - {{ tplroot }}.configure.tls
+  - {{ tplroot }}.configure.users
+  - {{ tplroot }}.configure.acl
+  - {{ tplroot }}.configure.bridges
+  - {{ tplroot }}.configure.broker
+  - {{ tplroot }}.configure.service
   - {{ tplroot }}.runtime.certificate
 
 {%- if grains.get('init') != 'systemd' %}
