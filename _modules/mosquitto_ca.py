@@ -542,6 +542,20 @@ def cert_info(path):
     return _info(_load_cert(path))
 
 
+def signed_by(cert_pem, ca_cert_pem):
+    """
+    True when the PEM certificate cert_pem is signed by the PEM CA certificate
+    ca_cert_pem (validity dates aside).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' mosquitto_ca.signed_by "$(cat server.crt)" "$(cat ca.crt)"
+    """
+    return _issued_by(_load_cert_pem(cert_pem), _load_cert_pem(ca_cert_pem, "CA certificate"))
+
+
 def pem_info(cert_pem):
     """
     Like cert_info, for a PEM certificate given as a string.

@@ -321,9 +321,13 @@ def certificate_managed(
         if check["reissue"]:
             if ca_server:
                 # Signed and installed first: a refusal leaves the CA cert here as it was too.
-                info = _issue_remote(name, key_path, ca_pem, common_name, dns_names, ip_addresses,
-                                     days_valid, key_type, key_size, user, group, mode, ca_server, publish_timeout,
-                                     publish_retries, publish_interval)
+                info, signed_with = _issue_remote(
+                    name, key_path, ca_pem, common_name, dns_names, ip_addresses, days_valid, key_type,
+                    key_size, user, group, mode, ca_server, publish_timeout, publish_retries, publish_interval)
+                if signed_with != ca_pem:  # the mine was behind the CA minion: its CA goes here
+                    ca_pem = signed_with
+                    ca_update = {} if _same_cert(ca_cert, ca_pem) else {
+                        "old": _current_meta(ca_cert), "new": {"fingerprint": _pem_fingerprint(ca_pem)}}
             else:
                 info = __salt__["mosquitto_ca.issue_cert"](
                     name, key_path, ca_cert, ca_key, common_name, dns_names, ip_addresses, days_valid,
@@ -344,6 +348,28 @@ def certificate_managed(
         return ret
     ret.update(result=True, comment="; ".join(comments))
     return ret
+
+
+def _ca_cert_that_signed(cert_pem, ca_pem, ca_server, retries, interval):
+    """The CA certificate that verifies ``cert_pem``: ``ca_pem``, else the
+    mine's entry for ``ca_server`` asked again.
+
+    The run's mine answer can be older than the CA that signed: a CA minion
+    made anew under an id the master already knew still has its old CA
+    certificate in the mine until its own run publishes the new one, which
+    it does right after making it. Asked again ``retries`` times, ``interval``
+    seconds apart; when nothing verifies, ``ca_pem`` is returned and
+    install_cert refuses the certificate, naming it.
+    """
+    for attempt in range(int(retries) + 1):
+        if __salt__["mosquitto_ca.signed_by"](cert_pem, ca_pem):
+            return ca_pem
+        if attempt:
+            time.sleep(interval)
+        mined = _mined_ca_cert(ca_server, fresh=True)
+        if mined and __salt__["mosquitto_ca.signed_by"](cert_pem, mined):
+            return mined
+    return ca_pem
 
 
 def _issue_remote(name, key_path, ca_pem, common_name, dns_names, ip_addresses,
@@ -376,6 +402,7 @@ def _issue_remote(name, key_path, ca_pem, common_name, dns_names, ip_addresses,
             retries=retries,
             interval=interval,
         )
+        ca_pem = _ca_cert_that_signed(pem, ca_pem, ca_server, retries, interval)
         info = __salt__["mosquitto_ca.install_cert"](name, pem, key_path, ca_cert_pem=ca_pem, new_key_path=new_key)
     except BaseException:
         if new_key:
@@ -383,7 +410,7 @@ def _issue_remote(name, key_path, ca_pem, common_name, dns_names, ip_addresses,
         raise
     if not new_key:
         __salt__["mosquitto_ca.ensure_permissions"](key_path, user, group, mode)
-    return info
+    return info, ca_pem
 
 
 def ca_cert_present(name, ca_server, ca_cert_path=None, publish_timeout=30):

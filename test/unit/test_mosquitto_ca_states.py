@@ -23,7 +23,7 @@ st = load("_states", "mosquitto_ca")
 FUNCS = [
     "create_ca", "cert_info", "pem_info", "check_owner", "key_matches_cert", "ensure_key", "issue_cert",
     "create_csr", "sign_csr", "read_ca_cert", "write_cert", "needs_reissue", "verify_chain", "ensure_permissions",
-    "install_cert", "key_fits", "discard_new_key",
+    "install_cert", "key_fits", "discard_new_key", "signed_by",
 ]
 
 
@@ -471,3 +471,46 @@ def test_a_run_without_a_mine_entry_asks_again_within_the_run(salt_env, ca_minio
     assert st._mined_ca_cert("ca1") is None
     mine["ca1"] = {st.MINE_NAME: open(p.remote / "ca.crt").read()}
     assert st._mined_ca_cert("ca1") == mine["ca1"][st.MINE_NAME]
+
+
+
+def test_a_mine_behind_the_ca_minion_is_asked_again(salt_env, ca_minion, mine, tmp_path):
+    """A CA minion made anew under a known id: the run's mine answer is its
+    old CA certificate, and the CA minion publishes its new one while a new
+    broker's run goes on. The certificate it signs does not verify against
+    the run's answer; the broker asks the mine again, installs the
+    certificate with the new CA and keeps that CA, in the same run."""
+    p = ca_minion
+    old = tmp_path / "old-ca"
+    old.mkdir()
+    camod.create_ca(str(old / "ca.crt"), str(old / "ca.key"))
+    mine["ca1"] = {st.MINE_NAME: open(old / "ca.crt").read()}
+    ret = st.ca_cert_present(p.ca_crt, "ca1")
+    assert ret["result"] is True and open(p.ca_crt).read() == open(old / "ca.crt").read()
+    mine["ca1"] = {st.MINE_NAME: open(p.remote / "ca.crt").read()}  # the CA minion's run publishes
+
+    ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])
+    assert ret["result"] is True, ret["comment"]
+    assert p.calls == ["mosquitto_ca.sign_csr"]
+    assert open(p.ca_crt).read() == open(p.remote / "ca.crt").read()
+    assert camod.verify_chain(p.crt, p.ca_crt) and camod.key_matches_cert(p.crt, p.key)
+    assert ret["changes"]["ca_cert"]["new"]["fingerprint"] == camod.cert_info(str(p.remote / "ca.crt"))["fingerprint"]
+    assert "updated from ca1" in ret["comment"]
+
+
+def test_a_certificate_no_mined_ca_verifies_is_refused(salt_env, ca_minion, mine, tmp_path):
+    """Asked again publish_retries times; a signature that still verifies
+    against no CA the mine names is refused and nothing is installed."""
+    p = ca_minion
+    other = tmp_path / "other-ca"
+    other.mkdir()
+    camod.create_ca(str(other / "ca.crt"), str(other / "ca.key"))
+    mine["ca1"] = {st.MINE_NAME: open(other / "ca.crt").read()}
+    gets = []
+    real_get = salt_env.salt["mine.get"]
+    salt_env.salt["mine.get"] = lambda tgt, fun, **kw: gets.append(tgt) or real_get(tgt, fun, **kw)
+    ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com"], publish_retries=2, publish_interval=0)
+    assert ret["result"] is False and "is not signed by CA" in ret["comment"], ret
+    assert len(gets) == 1 + 3  # the run's answer, then asked again 1 + 2 times
+    assert not os.path.exists(p.crt) and not os.path.exists(p.key + ".new")
+    assert not os.path.exists(p.ca_crt)  # the CA file only follows an installed certificate
