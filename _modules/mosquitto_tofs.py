@@ -26,7 +26,10 @@ in the run's ``__context__``. That listing comes from the master's file-list
 cache, which ``state.apply`` itself has just refreshed, because Salt lists
 the fileserver before it renders an SLS file. Like any fileserver listing,
 it may be up to ``fileserver_list_cache_time`` (20 s) behind a file the
-operator has just added.
+operator has just added. A master with ``fileserver_list_cache_time: 0``
+rebuilds the list for every listing, and a master worker that finds the
+rebuild's lock held sleeps a second: there Salt's own listing and this one
+can each cost that second (README: keep Salt's default).
 """
 
 import logging
