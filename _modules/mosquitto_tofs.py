@@ -81,7 +81,11 @@ def _listing(prefix, saltenv):
 
 def candidates(source_files, lookup=None, tplroot="mosquitto"):
     """Every TOFS candidate for one file state, in the order they are tried."""
-    prefix, switch, overrides = _settings(tplroot)
+    return _candidates(_settings(tplroot), source_files, lookup)
+
+
+def _candidates(settings, source_files, lookup):
+    prefix, switch, overrides = settings
     files = list(overrides.get(lookup, [])) + list(source_files)
     out = []
     for grain in switch:
@@ -104,8 +108,9 @@ def files_switch(source_files, lookup=None, tplroot="mosquitto", saltenv=None):
     if isinstance(source_files, str):
         source_files = [source_files]
     saltenv = saltenv or __opts__.get("saltenv") or "base"
-    found = candidates(source_files, lookup, tplroot)
-    listing = _listing(_settings(tplroot)[0], saltenv)
+    settings = _settings(tplroot)
+    found = _candidates(settings, source_files, lookup)
+    listing = _listing(settings[0], saltenv)
     # The formula's own file is the answer when nothing overrides it; the
     # listing is not asked about it (as the macro never hashed it).
     return "salt://" + next((c for c in found[:-1] if c in listing), found[-1])

@@ -361,9 +361,9 @@ def _ca_cert_that_signed(cert_pem, ca_pem, ca_server, retries, interval):
     seconds apart; when nothing verifies, ``ca_pem`` is returned and
     install_cert refuses the certificate, naming it.
     """
+    if __salt__["mosquitto_ca.signed_by"](cert_pem, ca_pem):
+        return ca_pem
     for attempt in range(int(retries) + 1):
-        if __salt__["mosquitto_ca.signed_by"](cert_pem, ca_pem):
-            return ca_pem
         if attempt:
             time.sleep(interval)
         mined = _mined_ca_cert(ca_server, fresh=True)
