@@ -135,12 +135,17 @@ def _remove_host_leftovers():
         subprocess.run(cmd, capture_output=True)
 
 
-@pytest.fixture(scope="session")
-def salt_local(tmp_path_factory, passwords, engine):
-    salt = SaltLocal(tmp_path_factory.mktemp("salt-ctr")).setup(
-        pillar(passwords), {"docker.url": engine.url})
+def engine_salt(workdir, pillar_data, engine, **opts):
+    """A synced masterless salt-call config whose docker modules talk to the
+    suite's engine (``opts``: more minion options, e.g. grains)."""
+    salt = SaltLocal(workdir).setup(pillar_data, {"docker.url": engine.url, **opts})
     salt.sync()
     return salt
+
+
+@pytest.fixture(scope="session")
+def salt_local(tmp_path_factory, passwords, engine):
+    return engine_salt(tmp_path_factory.mktemp("salt-ctr"), pillar(passwords), engine)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from scripts.saltlocal import SaltLocal
+from test.containers.conftest import engine_salt
 
 pytestmark = pytest.mark.containers
 
@@ -46,10 +46,8 @@ def salts(tmp_path_factory, engine):
     """One synced salt-call config per init system, pointed at the engine."""
     out = {}
     for init, grains in (("systemd", SYSTEMD_GRAINS), ("sysvinit", SYSV_GRAINS)):
-        salt = SaltLocal(tmp_path_factory.mktemp(f"render-{init}")).setup(
-            pillar(True), {"grains": grains, "docker.url": engine.url})
-        salt.sync()
-        out[init] = salt
+        out[init] = engine_salt(tmp_path_factory.mktemp(f"render-{init}"), pillar(True), engine,
+                                grains=grains)
     return out
 
 

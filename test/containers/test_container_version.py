@@ -12,8 +12,7 @@ import copy
 
 import pytest
 
-from scripts.saltlocal import SaltLocal
-from test.containers.conftest import IMAGE
+from test.containers.conftest import IMAGE, engine_salt
 
 pytestmark = pytest.mark.containers
 
@@ -45,10 +44,7 @@ def images(engine, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def salt(tmp_path_factory, engine, images):
-    salt = SaltLocal(tmp_path_factory.mktemp("render-version")).setup(
-        pillar(IMAGE), {"docker.url": engine.url})
-    salt.sync()
-    return salt
+    return engine_salt(tmp_path_factory.mktemp("render-version"), pillar(IMAGE), engine)
 
 
 def pillar(image):

@@ -393,6 +393,14 @@ def mine(salt_env):
     return store
 
 
+def mine_gets(salt_env):
+    """The targets of every mine.get from here on (each a master round trip)."""
+    gets = []
+    real_get = salt_env.salt["mine.get"]
+    salt_env.salt["mine.get"] = lambda tgt, fun, **kw: gets.append(tgt) or real_get(tgt, fun, **kw)
+    return gets
+
+
 def test_ca_cert_published_once_and_follows_a_rollover(salt_env, mine, paths):
     salt_env.opts["test"] = True
     ret = st.ca_cert_published(paths.ca_crt)
@@ -454,9 +462,7 @@ def test_one_run_asks_the_mine_once_and_the_next_run_asks_again(salt_env, ca_min
     (a master round trip each); a new run (new __context__) asks again."""
     p = ca_minion
     mine["ca1"] = {st.MINE_NAME: open(p.remote / "ca.crt").read()}
-    gets = []
-    real_get = salt_env.salt["mine.get"]
-    salt_env.salt["mine.get"] = lambda tgt, fun, **kw: gets.append(tgt) or real_get(tgt, fun, **kw)
+    gets = mine_gets(salt_env)
     assert st.ca_cert_present(p.ca_crt, "ca1")["result"] is True
     assert managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])["result"] is True
     assert gets == ["ca1"]
@@ -506,9 +512,7 @@ def test_a_certificate_no_mined_ca_verifies_is_refused(salt_env, ca_minion, mine
     other.mkdir()
     camod.create_ca(str(other / "ca.crt"), str(other / "ca.key"))
     mine["ca1"] = {st.MINE_NAME: open(other / "ca.crt").read()}
-    gets = []
-    real_get = salt_env.salt["mine.get"]
-    salt_env.salt["mine.get"] = lambda tgt, fun, **kw: gets.append(tgt) or real_get(tgt, fun, **kw)
+    gets = mine_gets(salt_env)
     ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com"], publish_retries=2, publish_interval=0)
     assert ret["result"] is False and "is not signed by CA" in ret["comment"], ret
     assert len(gets) == 1 + 3  # the run's answer, then asked again 1 + 2 times
