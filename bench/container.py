@@ -32,8 +32,8 @@ import paho.mqtt.client as mqtt  # noqa: E402
 
 from scripts.saltlocal import SaltLocal, changed, failed  # noqa: E402
 from test.containers import engine as eng  # noqa: E402
-from test.containers.conftest import IMAGE, NAME, _remove_host_leftovers  # noqa: E402
-from test.containers.conftest import pillar as container_pillar  # noqa: E402
+from test.support.container import IMAGE, NAME, remove_host_leftovers  # noqa: E402
+from test.support.container import pillar as container_pillar  # noqa: E402
 
 DOMAIN = "mqtt.container.test"
 HOST_LOCK = "/run/lock/mosquitto-formula-host.lock"
@@ -151,7 +151,7 @@ def run_mode(label, salt, stop, start, port, cafile, results):
 
 def bench_container(work, results):
     """Container mode on a private engine (no host lock needed)."""
-    _remove_host_leftovers()
+    remove_host_leftovers()
     docker = eng.DockerEngine(work / "engine")
     try:
         docker.start()
@@ -165,7 +165,7 @@ def bench_container(work, results):
         apply_ok(salt, "mosquitto.clean")
     finally:
         docker.stop()
-        _remove_host_leftovers()
+        remove_host_leftovers()
 
 
 def bench_host(work, results):

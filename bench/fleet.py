@@ -43,7 +43,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from test.hosts.fleet import fleet_pillar_sls  # noqa: E402
+from test.support.fleet import fleet_pillar_sls  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_FLEET_ROUNDS", "5"))
 COUNTS = [int(c) for c in os.environ.get("BENCH_FLEET_HOSTS", "1,3").split(",")]

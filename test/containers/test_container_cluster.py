@@ -45,7 +45,7 @@ from saltfactories.daemons.minion import SaltMinion
 
 from scripts.saltlocal import changed
 from test.containers import engine as eng
-from test.hosts import fleet as fleetmod
+from test.support import fleet as fleetmod
 
 pytestmark = pytest.mark.containers
 
@@ -278,9 +278,9 @@ CA = f"{etc(HUB)}/certs/ca.crt"
 
 
 def tool(workdir, *args):
-    """test/hosts/mqtt_tool.py over TLS to <minion>.ctr.test:8883 (the
+    """test/support/mqtt_tool.py over TLS to <minion>.ctr.test:8883 (the
     container's address), the name verified against the cluster's CA."""
-    return in_hosts_ns(workdir / "hosts", [sys.executable, "-m", "test.hosts.mqtt_tool", *args])
+    return in_hosts_ns(workdir / "hosts", [sys.executable, "-m", "test.support.mqtt_tool", *args])
 
 
 def sub(workdir, minion, topic, count, timeout, client_id=None):

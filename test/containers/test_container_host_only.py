@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from test.containers.conftest import engine_salt
+from test.support.container import engine_salt
 
 pytestmark = pytest.mark.containers
 

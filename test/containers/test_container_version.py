@@ -12,7 +12,7 @@ import copy
 
 import pytest
 
-from test.containers.conftest import IMAGE, engine_salt
+from test.support.container import IMAGE, engine_salt
 
 pytestmark = pytest.mark.containers
 

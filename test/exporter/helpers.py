@@ -1,4 +1,5 @@
 """Helpers for the exporter tests: the exporter as a real subprocess."""
+import datetime
 import http.client
 import os
 import pathlib
@@ -9,6 +10,10 @@ import tempfile
 import time
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from test.support.broker import free_port, wait_port
 
@@ -142,3 +147,15 @@ def mosquitto_pub(port, topic, message, *extra):
 def broker_series(values):
     return sorted(s for s in values if s.startswith("broker_"))
 
+
+def write_cert(path, not_after, key=None, name="test"):
+    """A self-signed certificate valid until not_after (to the second)."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
+            .not_valid_after(not_after)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert

@@ -9,21 +9,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from test.exporter.helpers import write_cert
+
 EXPIRY = "mosquitto_certificate_expiry_timestamp_seconds"
 READ_OK = "mosquitto_certificate_read_ok"
-
-
-def write_cert(path, not_after, key=None, name="test"):
-    """A self-signed certificate valid until not_after (to the second)."""
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
-            .not_valid_after(not_after)
-            .sign(key, hashes.SHA256()))
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert
 
 
 def series(role, path):

@@ -11,8 +11,7 @@ import urllib.request
 import pytest
 import yaml
 
-from test.exporter.test_exporter_cert_expiry import write_cert
-from test.exporter.helpers import ANON, PYTHONS, ROOT, SYS_FAST, Exporter, libraries, mosquitto_pub
+from test.exporter.helpers import ANON, PYTHONS, ROOT, SYS_FAST, Exporter, libraries, mosquitto_pub, write_cert
 from test.support.broker import Broker
 from test.support.prometheus import running_prometheus
 

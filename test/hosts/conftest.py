@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from test.hosts import fleet as fleetmod
+from test.support import fleet as fleetmod
 from test.support import saltlog
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from scripts.saltlocal import changed
-from test.hosts import fleet as fleetmod
+from test.support import fleet as fleetmod
 from test.support.modules import load
 
 RESERVE = load("_modules", "mosquitto_config").FD_RESERVE

@@ -113,10 +113,10 @@ TOOL_ENV = {"MQTT_USER": "alice", "MQTT_PASSWORD": PASSWORD, "PYTHONPATH": str(R
 
 
 def sub(fleet, ca, host, topic, count, client_id=None, timeout=120, stamp=False):
-    """A QoS 1 subscriber in the client netns on host:8883 (test/hosts/
+    """A QoS 1 subscriber in the client netns on host:8883 (test/support/
     mqtt_tool.py); a client id makes the session persistent. Returns once
     the broker granted the subscription."""
-    args = [sys.executable, "-m", "test.hosts.mqtt_tool", "sub", host, str(ca), topic, str(count), str(timeout)]
+    args = [sys.executable, "-m", "test.support.mqtt_tool", "sub", host, str(ca), topic, str(count), str(timeout)]
     proc = fleet.client.popen(args + ([client_id] if client_id else []), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, cwd=REPO, env=dict(TOOL_ENV, MQTT_STAMP="1" if stamp else "0"))
     line = proc.stderr.readline()  # mqtt_tool gives up after `timeout` itself
@@ -126,7 +126,7 @@ def sub(fleet, ca, host, topic, count, client_id=None, timeout=120, stamp=False)
 
 def pub_lines(fleet, ca, host, topic, lines):
     """Publish each line as one QoS 1 message, each acknowledged."""
-    fleet.client.run([sys.executable, "-m", "test.hosts.mqtt_tool", "pub", host, str(ca), topic],
+    fleet.client.run([sys.executable, "-m", "test.support.mqtt_tool", "pub", host, str(ca), topic],
                      input="\n".join(lines) + "\n", cwd=REPO, env=TOOL_ENV, timeout=180)
 
 

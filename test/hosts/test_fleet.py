@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from cryptography import x509
 
-from test.hosts import fleet as fleetmod
+from test.support import fleet as fleetmod
 
 pytestmark = pytest.mark.hosts
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from test.hosts import fleet as fleetmod
+from test.support import fleet as fleetmod
 
 pytestmark = pytest.mark.hosts
 
@@ -161,7 +161,7 @@ ALT = {
 }
 CHILD = """
 import json, sys, time
-from test.hosts import fleet as F
+from test.support import fleet as F
 lab = F.Lab(**json.loads(sys.argv[1]))
 lab.setup()
 f = F.Fleet(lab, ["alt1.test"])

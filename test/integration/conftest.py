@@ -5,7 +5,6 @@ service); the broker the formula starts is stopped again at the end.
 """
 import fcntl
 import os
-import pathlib
 import secrets
 import subprocess
 
@@ -13,27 +12,7 @@ import pytest
 
 from scripts.saltlocal import SaltLocal, changed, failed
 from test.support import localhost
-
-DOMAIN = "mqtt.integration.test"
-CA = "/etc/mosquitto/certs/ca.crt"
-PIDFILE = "/run/mosquitto/mosquitto.pid"
-
-
-def base_pillar(passwords):
-    return {
-        "mosquitto": {
-            "domain": DOMAIN,
-            "tls": {"dns_names": ["alt.integration.test"], "ip_addresses": ["127.0.0.1"]},
-            "users": {
-                "alice": {"password": passwords["alice"], "acl": ["readwrite sensors/#", "read status/#"]},
-                "bob": {"password": passwords["bob"]},
-            },
-            # Never firewalld on this machine: it would firewall the host.
-            "firewall": {"enabled": False},
-            # $SYS every 2 s so the exporter tests need not wait 10 s.
-            "config": {"sys_interval": 2},
-        }
-    }
+from test.support.integration import DOMAIN, base_pillar
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +61,3 @@ def hosts_ns(tmp_path):
     """Run a command with DOMAIN mapped to 127.0.0.1 in a private mount
     namespace: the host's /etc/hosts is never touched."""
     return localhost.hosts_runner(tmp_path, [DOMAIN, "alt.integration.test"])
-
-
-def broker_pid():
-    return int(pathlib.Path(PIDFILE).read_text().split()[0])
-
-
-wait_for = localhost.wait_for
-

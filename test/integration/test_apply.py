@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from test.integration.conftest import CA, DOMAIN, base_pillar, broker_pid, wait_for
+from test.support.integration import CA, DOMAIN, base_pillar, broker_pid
+from test.support.localhost import wait_for
 from test.support.localhost import accepts
 from test.support.mqtt import Client
 from scripts.saltlocal import changed, failed

@@ -5,7 +5,8 @@ import pathlib
 import re
 
 from scripts.saltlocal import changed, failed
-from test.integration.conftest import base_pillar, broker_pid, wait_for
+from test.support.integration import base_pillar, broker_pid
+from test.support.localhost import wait_for
 from test.support.modules import load
 
 HOOK = pathlib.Path("/lib/lsb/init-functions.d/60-mosquitto-formula-limits")

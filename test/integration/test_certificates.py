@@ -21,7 +21,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from test.integration.conftest import CA, DOMAIN, base_pillar, broker_pid, wait_for
+from test.support.integration import CA, DOMAIN, base_pillar, broker_pid
+from test.support.localhost import wait_for
 from test.support.mqtt import Client
 from scripts.saltlocal import changed, failed
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from test.integration.conftest import CA
+from test.support.integration import CA
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from test.integration.conftest import broker_pid, wait_for
+from test.support.integration import broker_pid
+from test.support.localhost import wait_for
 from test.support.localhost import accepts
 from test.support.durability import StreamPublisher, check_stream, kill_during_save, wait_dead
 from test.support.mqtt import Client

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from scripts.saltlocal import REPO, SaltLocal, changed, failed
-from test.integration.conftest import CA, base_pillar, broker_pid, wait_for
+from test.support.integration import CA, base_pillar, broker_pid
+from test.support.localhost import wait_for
 from test.support.localhost import accepts
 from test.support.modules import load
 from test.support.mqtt import Client

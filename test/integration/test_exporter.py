@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from test.integration.conftest import wait_for
+from test.support.localhost import wait_for
 from test.support.prometheus import running_prometheus
 from test.support.mqtt import Client
 

@@ -24,7 +24,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from scripts.saltlocal import REPO, SALT_CALL, SaltLocal, changed, failed
-from test.integration.conftest import base_pillar, broker_pid, wait_for
+from test.support.integration import base_pillar, broker_pid
+from test.support.localhost import wait_for
 from test.support.broker import Broker
 from test.support.mqtt import Client
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from scripts.saltlocal import changed, failed
-from test.integration.conftest import CA
+from test.support.integration import CA
 from test.support.mqtt import Client
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 """Rendered requisites of the certificate's reload and the renewal job: a
 server-certificate reissue reloads, only a CA change restarts, and the
 masterless job is a cron entry (cronie on RedHat)."""
-from test.render.test_platforms import DEBIAN12_SYSTEMD, ROCKY9, args, render
+from test.support.render import DEBIAN12_SYSTEMD, ROCKY9, args, render
 
 CERT_STATE = {"mosquitto_ca": "mosquitto-configure-tls-server-cert-managed"}
 CA_STATE = {"mosquitto_ca": "mosquitto-configure-tls-ca-present"}

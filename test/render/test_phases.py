@@ -5,7 +5,7 @@ the same SLS files, in the same order. (Container mode renders only with a
 Docker engine to ask for the image's version: the containers suite applies
 `mosquitto` in that mode.)"""
 from scripts.saltlocal import REPO, SaltLocal
-from test.render.test_platforms import DEBIAN12_SYSTEMD, PILLAR
+from test.support.render import DEBIAN12_SYSTEMD, PILLAR
 
 # The old init.sls, from a second file root: the three phase files.
 BY_PHASES = "include:\n  - mosquitto.build\n  - mosquitto.configure\n  - mosquitto.runtime\n"

@@ -3,7 +3,7 @@ source the fileserver has (the first TOFS candidate found), so file.managed
 needs no master file listing on a no-op. An override in a second file root
 (as an operator would add one) wins over the formula's own file."""
 from scripts.saltlocal import REPO, SaltLocal
-from test.render.test_platforms import DEBIAN12_SYSTEMD, PILLAR, args
+from test.support.render import DEBIAN12_SYSTEMD, PILLAR, args
 
 FILE_STATES = {
     "mosquitto-configure-acl-file-managed": "acl.jinja",

@@ -13,16 +13,18 @@ passwd = load("_modules", "mosquitto_passwd")
 
 
 @pytest.fixture
-def mine():
-    """The Salt mine as the master hands it out: minion id -> entry."""
+def mine(monkeypatch):
+    """The Salt mine as the master hands it out: minion id -> entry. The
+    loader globals are set for one test only (monkeypatch undoes them)."""
     entries = {}
 
     def get(tgt, fun, tgt_type="glob"):
         import fnmatch
         return {m: e[fun] for m, e in entries.items() if fnmatch.fnmatch(m, tgt) and fun in e}
-    cluster.__salt__ = {"mine.get": get, "mosquitto_passwd.hash_password": passwd.hash_password}
-    cluster.__opts__ = {"id": "spoke-a"}
-    yield entries
+    monkeypatch.setattr(cluster, "__salt__", {"mine.get": get, "mosquitto_passwd.hash_password": passwd.hash_password},
+                        raising=False)
+    monkeypatch.setattr(cluster, "__opts__", {"id": "spoke-a"}, raising=False)
+    return entries
 
 
 def test_identity_is_stable_verifies_and_holds_no_secret(mine, tmp_path):
@@ -57,13 +59,14 @@ def test_hub_address_from_the_mine(mine):
     assert cluster.hub_of("hub") == {"domain": "hub.example.com", "port": 8883}
 
 
-def test_accept_refuses_without_a_requester_or_outside_members(mine):
-    cluster.__opts__ = {"id": "hub"}
-    cluster.__pillar__ = {"mosquitto": {"cluster": {"hub": "hub", "members": "edge-*"}}}
+def test_accept_refuses_without_a_requester_or_outside_members(mine, monkeypatch):
+    monkeypatch.setattr(cluster, "__opts__", {"id": "hub"})
+    monkeypatch.setattr(cluster, "__pillar__", {"mosquitto": {"cluster": {"hub": "hub", "members": "edge-*"}}},
+                        raising=False)
     assert cluster.accept().startswith("refused: no requester")
     assert cluster.accept(__pub_id="other").startswith("refused: other does not match")
     assert cluster.accept(__pub_id="edge-1").startswith("refused: no bridge identity")
-    cluster.__pillar__ = {"mosquitto": {"cluster": {"hub": "elsewhere"}}}
+    monkeypatch.setattr(cluster, "__pillar__", {"mosquitto": {"cluster": {"hub": "elsewhere"}}})
     assert cluster.accept(__pub_id="edge-1").startswith("refused: hub is not the cluster hub")
 
 

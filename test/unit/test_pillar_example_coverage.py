@@ -135,15 +135,31 @@ def test_every_example_key_is_mapped():
     assert set(COVERAGE) - paths == set(), "mapped keys pillar.example no longer has"
 
 
+def support_modules(tree):
+    """The test/support files a module imports from."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("test.support"):
+            names = [node.module] if node.module != "test.support" else [f"test.support.{a.name}" for a in node.names]
+            for name in names:
+                path = ROOT / (name.replace(".", "/") + ".py")
+                if path.exists():
+                    yield path
+
+
 @pytest.mark.parametrize("path", sorted(COVERAGE))
 def test_the_mapped_test_exists_and_names_the_key(path):
     module, name = COVERAGE[path]
     tree = ast.parse((ROOT / module).read_text())
     assert name in {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}, (module, name)
-    # The module, or the base pillar its folder's conftest builds.
+    # The module, or the base pillar its folder's conftest builds (with the
+    # test/support modules the two import it from).
+    trees = [tree]
     conftest = ROOT / module.rsplit("/", 1)[0] / "conftest.py"
     if conftest.exists():
-        tree = ast.Module(body=[tree, ast.parse(conftest.read_text())], type_ignores=[])
+        trees.append(ast.parse(conftest.read_text()))
+    for support in sorted({path for t in trees for path in support_modules(t)}):
+        trees.append(ast.parse(support.read_text()))
+    tree = ast.Module(body=trees, type_ignores=[])
     words = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     words |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     words |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg}

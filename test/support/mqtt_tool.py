@@ -2,8 +2,8 @@
 test venv, so it does not depend on this machine's mosquitto-clients, which
 the integration suite removes and reinstalls).
 
-    python -m test.hosts.mqtt_tool pub HOST CAFILE TOPIC < lines
-    python -m test.hosts.mqtt_tool sub HOST CAFILE FILTER COUNT TIMEOUT [CLIENT_ID]
+    python -m test.support.mqtt_tool pub HOST CAFILE TOPIC < lines
+    python -m test.support.mqtt_tool sub HOST CAFILE FILTER COUNT TIMEOUT [CLIENT_ID]
 
 User and password come from MQTT_USER / MQTT_PASSWORD. QoS 1 both ways.
 With MQTT_STAMP=1, ``sub`` puts the wall-clock time of arrival (epoch

@@ -15,7 +15,7 @@ What it builds (all of it is torn down again; see "Leftovers"):
   install them for real, offline, as on a host with a local mirror. A stamp
   file holds a hash of everything the build depends on (``base_key``); a
   missing or stale base is rebuilt in a temp dir that is renamed into place
-  only when complete. ``python -m test.hosts.fleet build-base`` builds it
+  only when complete. ``python -m test.support.fleet build-base`` builds it
   ahead of a run.
 * a Linux bridge ``mqtbr0`` holding 198.18.0.1/24 (the only range used),
   a client network namespace ``mqtcli0`` at 198.18.0.100 on it, with
@@ -72,7 +72,7 @@ for the lab's life). Under that lock anything under the lab's run dir
 (``RUN_DIR``), cgroups ``mqtt-fleet/<bridge>-*``, a bridge called ``mqtbr0``,
 a netns called ``mqtcli0`` and ``/etc/netns/mqtcli0`` can only be the
 remains of a crashed earlier run and are removed first
-(``python -m test.hosts.fleet cleanup`` does the same by hand); a
+(``python -m test.support.fleet cleanup`` does the same by hand); a
 ``systemd-nspawn`` is only ever killed when its ``-D`` names a directory
 under the run dir. Teardown runs from the pytest finalizers, from
 ``atexit`` and on SIGTERM (turned into KeyboardInterrupt). Processes are
@@ -1370,10 +1370,10 @@ def preflight():
 
 
 def _main(argv=None):
-    """python -m test.hosts.fleet build-base | cleanup | status"""
+    """python -m test.support.fleet build-base | cleanup | status"""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m test.hosts.fleet")
+    parser = argparse.ArgumentParser(prog="python -m test.support.fleet")
     parser.add_argument("action", choices=["build-base", "cleanup", "status"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
