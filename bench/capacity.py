@@ -137,7 +137,7 @@ def main():
         ec = results["ecdsa"][1]
         rsa = results["rsa"][1]
         print()
-        for (n, ec_rate, _, _, ec_cpu), (_, rsa_rate, _, _, rsa_cpu) in zip(ec, rsa):
+        for (n, ec_rate, _, _, ec_cpu), (_, rsa_rate, _, _, rsa_cpu) in zip(ec, rsa, strict=True):
             print(f"step to {n:>6}: ECDSA/RSA accepted/s = {ec_rate / rsa_rate:.2f}x, "
                   f"broker CPU per handshake RSA/ECDSA = {rsa_cpu / ec_cpu:.2f}x")
         print("(clients and broker share this machine's cores: accepted/s includes the "

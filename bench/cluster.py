@@ -181,7 +181,8 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for qos, load_, label, r in rows:
         sent = count if load_ == "burst" else 500
-        print(f"| {qos} | {load_} | {label} | {r['received']}/{sent} | {r['rate']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} |")
+        print(f"| {qos} | {load_} | {label} | {r['received']}/{sent} | {r['rate']:,.0f} "
+              f"| {r['p50']:.2f} | {r['p99']:.2f} |")
     print(f"\nbacklog: {n}/1000 QoS 1 delivered to spoke B; first after {first:.2f} s, "
           f"all after {last:.2f} s from the hub's start (restart_timeout 1 s)")
 

@@ -52,14 +52,15 @@ def main():
         return 1
     print(f"Done: {len(states)} states, {len(changed(states))} changed.")
     ca = "/etc/mosquitto/certs/ca.crt"
+    login = f'--cafile {ca} -u "{user}" -P "$(cat {WORKDIR / "demo-password"})"'
     print(f"""
 The broker serves MQTT over TLS on 8883 and plain MQTT on 127.0.0.1:1883.
 User '{user}', password in {WORKDIR / 'demo-password'} (root only).
 Clients verify the server with {ca}. The certificate is for {domain}:
 map that name to this host first, e.g.  echo "127.0.0.1 {domain}" >> /etc/hosts
 
-  mosquitto_sub -h {domain} -t demo/topic -p 8883 --cafile {ca} -u "{user}" -P "$(cat {WORKDIR / 'demo-password'})"
-  mosquitto_pub -h {domain} -t demo/topic -p 8883 --cafile {ca} -u "{user}" -P "$(cat {WORKDIR / 'demo-password'})" -m "hello"
+  mosquitto_sub -h {domain} -t demo/topic -p 8883 {login}
+  mosquitto_pub -h {domain} -t demo/topic -p 8883 {login} -m "hello"
 """)
     return 0
 

@@ -15,8 +15,7 @@ import urllib.request
 import pytest
 
 from scripts.saltlocal import changed, failed
-from test.support.container import (CA, DATA, DOMAIN, ETC, IMAGE, NAME, OTHER_IMAGE, PORTS,
-                                      pillar, wait_for)
+from test.support.container import CA, DATA, DOMAIN, ETC, IMAGE, NAME, OTHER_IMAGE, PORTS, pillar, wait_for
 from test.support.localhost import accepts
 from test.support.mqtt import Client
 

@@ -109,7 +109,8 @@ def wait_bridges_up(fleet, timeout=120):
              "bridge state 1 on the hub", timeout)
 
 
-TOOL_ENV = {"MQTT_USER": "alice", "MQTT_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+TOOL_ENV = {"MQTT_USER": "alice", "MQTT_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO),
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
 def sub(fleet, ca, host, topic, count, client_id=None, timeout=120, stamp=False):
@@ -177,7 +178,8 @@ def test_one_command_converges_the_cluster(fleet, applied):
     passwd = fleet[HUB].path("/etc/mosquitto/passwd").read_text()
     assert "bridge.spoke-a.test:$7$" in passwd and "bridge.spoke-b.test:$7$" in passwd
     acl = fleet[HUB].path("/etc/mosquitto/acl").read_text()
-    assert "user bridge.spoke-a.test\ntopic readwrite fleet/#\ntopic write $SYS/broker/connection/spoke-a.test.cluster/state" in acl
+    assert ("user bridge.spoke-a.test\ntopic readwrite fleet/#\n"
+            "topic write $SYS/broker/connection/spoke-a.test.cluster/state") in acl
     wait_bridges_up(fleet)
     asked = {h: rets[h].get("mosquitto_cluster_|-mosquitto-runtime-cluster-spoke-accepted_|-"
                             f"{HUB}_|-spoke_accepted", {}).get("comment") for h in (SPOKE_A, SPOKE_B)}
@@ -198,8 +200,8 @@ def test_bridge_secret_stays_on_the_spoke(fleet, applied, fleet_master):
     # cache entry holds it (the hub's users state names the minion). Read
     # from the hub's password file: asking the mine here would put it in a
     # job return.
-    line = next(l for l in fleet[HUB].path("/etc/mosquitto/passwd").read_text().splitlines()
-                if l.startswith(f"bridge.{SPOKE_A}:"))
+    line = next(entry for entry in fleet[HUB].path("/etc/mosquitto/passwd").read_text().splitlines()
+                if entry.startswith(f"bridge.{SPOKE_A}:"))
     hashed = line.split(":", 1)[1]
     jobs = cache / "jobs"
     assert jobs.is_dir()
@@ -500,7 +502,7 @@ def test_rolling_orchestrate_applies_spokes_then_the_hub(fleet, applied, fleet_m
         assert "No changes made" in state["comment"] and not state.get("changes"), state
     wait_bridges_up(fleet)
     print(f"rolling orchestrate (2 spokes one by one, then the hub): {took:.1f} s")
-    named = orchestrate(fleet_master, 'pillar={"mosquitto_orch": {"hub": "%s", "spokes": ["%s"]}}' % (HUB, SPOKE_B))
+    named = orchestrate(fleet_master, "pillar=" + json.dumps({"mosquitto_orch": {"hub": HUB, "spokes": [SPOKE_B]}}))
     spokes = named["mosquitto-orch-cluster-spokes-salt-state"]
     assert spokes["result"] is True and SPOKE_B in spokes["comment"] and SPOKE_A not in spokes["comment"]
     assert HUB in named["mosquitto-orch-cluster-hub-salt-state"]["comment"]

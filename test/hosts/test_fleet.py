@@ -313,7 +313,8 @@ def test_queued_messages_survive_systemctl_kill(fleet, applied, tmp_path):
         time.sleep(3)  # longer than the loss window (autosave_interval 1: a save every 2 s)
         pid = _main_pid(h, "mosquitto")
         h.run(["systemctl", "kill", "-s", "KILL", "mosquitto"])
-        assert _wait_active(h, "mosquitto", not_pid=pid), h.run(["systemctl", "status", "mosquitto"], check=False).stdout
+        active = _wait_active(h, "mosquitto", not_pid=pid)
+        assert active, h.run(["systemctl", "status", "mosquitto"], check=False).stdout
         got = fleet.client.run([*sub, "-c", "-C", "100", "-W", "30"], check=False, timeout=60)
         assert got.stdout.split() == [str(i) for i in range(100)], (got.stdout, got.stderr)
     finally:

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from scripts.saltlocal import SaltLocal, changed, failed
+from scripts.saltlocal import SaltLocal, failed
 from test.support import localhost
 from test.support.integration import DOMAIN, base_pillar
 

@@ -21,10 +21,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from scripts.saltlocal import changed, failed
 from test.support.integration import CA, DOMAIN, base_pillar, broker_pid
 from test.support.localhost import wait_for
 from test.support.mqtt import Client
-from scripts.saltlocal import changed, failed
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from test.support.integration import broker_pid
-from test.support.localhost import wait_for
-from test.support.localhost import accepts
 from test.support.durability import StreamPublisher, check_stream, kill_during_save, wait_dead
+from test.support.integration import broker_pid
+from test.support.localhost import accepts, wait_for
 from test.support.mqtt import Client
 
 pytestmark = pytest.mark.integration

@@ -4,6 +4,7 @@ IPv6 loopback (broker, exporter endpoint, listening check), ACL patterns,
 persistence off, an RSA server key, the exporter from a PyPI venv and a TOFS
 template override. The module puts the base pillar back at the end."""
 import pathlib
+import queue
 import shutil
 import ssl
 import subprocess
@@ -15,8 +16,7 @@ import yaml
 
 from scripts.saltlocal import REPO, SaltLocal, changed, failed
 from test.support.integration import CA, base_pillar, broker_pid
-from test.support.localhost import wait_for
-from test.support.localhost import accepts
+from test.support.localhost import accepts, wait_for
 from test.support.modules import load
 from test.support.mqtt import Client
 
@@ -169,7 +169,7 @@ def test_acl_pattern_gives_each_client_its_own_tree(variant, passwords):
         # alice's own rules (sensors/#, status/#) do not cover clients/; the
         # pattern lets client id dev1 read clients/dev1/# and nothing else.
         assert alice.get(timeout=10)[:2] == ("clients/dev1/cmd", b"for dev1")
-        with pytest.raises(Exception):
+        with pytest.raises(queue.Empty):
             alice.get(timeout=1)
     finally:
         alice.close()
@@ -222,7 +222,7 @@ def test_persistence_off_loses_queued_messages_on_restart(variant, passwords):
     assert wait_for(lambda: _connects(sub), timeout=20)
     try:
         # Without persistence the session and its queue died with the broker.
-        with pytest.raises(Exception):
+        with pytest.raises(queue.Empty):
             sub.get(timeout=2)
     finally:
         sub.close()

@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 
 from test.support.localhost import wait_for
-from test.support.prometheus import running_prometheus
 from test.support.mqtt import Client
+from test.support.prometheus import running_prometheus
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,8 @@ At the end the suite's own pillar is applied again (the later modules
 expect it).
 """
 import json
-import os
-import re
 import pathlib
+import re
 import secrets
 import stat
 import subprocess
@@ -24,9 +23,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from scripts.saltlocal import REPO, SALT_CALL, SaltLocal, changed, failed
+from test.support.broker import Broker
 from test.support.integration import base_pillar, broker_pid
 from test.support.localhost import wait_for
-from test.support.broker import Broker
 from test.support.mqtt import Client
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,6 @@
 """Render the formula with other platforms' grains (no such host is reachable
 here): the RedHat path must take EPEL, its packages and paths, and systemd
 hosts must use the plain service module."""
-import pytest
 
 from test.support.render import DEBIAN12_SYSTEMD, PILLAR, ROCKY9, args, local, render
 

@@ -77,7 +77,7 @@ class Broker:
             wait_port(self.port)
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"broker did not start: {self.log.read_text()}")
+            raise RuntimeError(f"broker did not start: {self.log.read_text()}") from None
         return self
 
     def reload(self):

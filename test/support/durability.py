@@ -134,7 +134,7 @@ def check_stream(pub, received, crashes, window):
         "unique": len(counts), "unexpected": unexpected, "duplicates": duplicates,
         "allowed_duplicates": sorted(s for s, n in counts.items() if n > 1 and s in pub.inflight_at_drop),
         "lost": lost, "max_loss_age_s": round(max(ages), 3) if ages else 0.0,
-        "outside_window": [(s, round(a, 3)) for s, a in zip(lost, ages) if a > window],
+        "outside_window": [(s, round(a, 3)) for s, a in zip(lost, ages, strict=True) if a > window],
     }
 
 

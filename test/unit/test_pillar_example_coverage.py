@@ -14,8 +14,9 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-I, H = "test/integration/", "test/hosts/"
-EVERY, DEF, APPLY, FLEET = I + "test_every_key.py", I + "test_defaults_applied.py", I + "test_apply.py", H + "test_fleet.py"
+IT, H, CTR = "test/integration/", "test/hosts/", "test/containers/test_container_mode.py"
+EVERY, DEF, APPLY = IT + "test_every_key.py", IT + "test_defaults_applied.py", IT + "test_apply.py"
+FLEET = H + "test_fleet.py"
 
 COVERAGE = {
     "domain": (APPLY, "test_original_pub_sub_commands_over_tls_by_name"),
@@ -68,38 +69,38 @@ COVERAGE = {
     # both families and an override (test_lookup_overrides_os_defaults).
     "lookup": ("test/render/test_platforms.py", "test_lookup_overrides_os_defaults"),
     # Keys added with the later issues.
-    "limits:open_files": (I + "test_capacity_limits.py", "test_open_files_from_pillar_reach_the_broker"),
+    "limits:open_files": (IT + "test_capacity_limits.py", "test_open_files_from_pillar_reach_the_broker"),
     "listeners:mqtts:max_connections": (EVERY, "test_listener_options_apply_to_their_listener_only"),
     # A real broker started from the rendered persistence lines, killed -9.
     "persistence:autosave_on_changes": ("test/unit/test_durability_config.py",
                                         "test_autosave_on_changes_saves_after_that_many_changes"),
-    "tls:auto_renew": (I + "test_certificates.py", "test_auto_renew_off_removes_the_job"),
-    "tls:profile": (I + "test_secrets.py", "test_modern_profile_is_tls13_only"),
+    "tls:auto_renew": (IT + "test_certificates.py", "test_auto_renew_off_removes_the_job"),
+    "tls:profile": (IT + "test_secrets.py", "test_modern_profile_is_tls13_only"),
     "tls:signing_policies": (H + "test_ca_policy.py", "test_a_widened_policy_signs_the_name_it_allows"),
-    "bridges:*:address": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
-    "bridges:*:topics": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
-    "bridges:*:remote_username": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
-    "bridges:*:remote_password": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
-    "bridges:*:tls": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
-    "bridges:*:cleansession": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
-    "bridges:*:notifications": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
-    "bridges:*:keepalive_interval": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
-    "bridges:*:options": (I + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
-    "container:enabled": ("test/containers/test_container_mode.py", "test_broker_runs_hardened_in_its_container"),
-    "container:image": ("test/containers/test_container_mode.py", "test_an_image_the_formula_did_not_build_with_another_uid"),
-    "container:uid": ("test/containers/test_container_mode.py", "test_an_image_the_formula_did_not_build_with_another_uid"),
-    "container:gid": ("test/containers/test_container_mode.py", "test_files_belong_to_the_account_with_the_containers_ids"),
-    "container:nofile": ("test/containers/test_container_mode.py", "test_broker_runs_hardened_in_its_container"),
-    "container:restart_policy": ("test/containers/test_container_mode.py", "test_engine_restarts_the_broker_after_it_dies"),
-    "container:name": ("test/containers/test_container_mode.py", "test_broker_runs_hardened_in_its_container"),
-    "container:network": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
-    "container:ip": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
-    "container:subnet": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
-    "container:publish": ("test/containers/test_container_mode.py", "test_named_network_with_fixed_address_and_published_tls_port"),
-    "container:healthcheck:interval": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
-    "container:healthcheck:timeout": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
-    "container:healthcheck:retries": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
-    "container:healthcheck:start_period": ("test/containers/test_container_mode.py", "test_health_check_reports_healthy"),
+    "bridges:*:address": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:topics": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:remote_username": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:remote_password": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:tls": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:cleansession": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:notifications": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:keepalive_interval": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "bridges:*:options": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "container:enabled": (CTR, "test_broker_runs_hardened_in_its_container"),
+    "container:image": (CTR, "test_an_image_the_formula_did_not_build_with_another_uid"),
+    "container:uid": (CTR, "test_an_image_the_formula_did_not_build_with_another_uid"),
+    "container:gid": (CTR, "test_files_belong_to_the_account_with_the_containers_ids"),
+    "container:nofile": (CTR, "test_broker_runs_hardened_in_its_container"),
+    "container:restart_policy": (CTR, "test_engine_restarts_the_broker_after_it_dies"),
+    "container:name": (CTR, "test_broker_runs_hardened_in_its_container"),
+    "container:network": (CTR, "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:ip": (CTR, "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:subnet": (CTR, "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:publish": (CTR, "test_named_network_with_fixed_address_and_published_tls_port"),
+    "container:healthcheck:interval": (CTR, "test_health_check_reports_healthy"),
+    "container:healthcheck:timeout": (CTR, "test_health_check_reports_healthy"),
+    "container:healthcheck:retries": (CTR, "test_health_check_reports_healthy"),
+    "container:healthcheck:start_period": (CTR, "test_health_check_reports_healthy"),
     "cluster:hub": (H + "test_cluster.py", "test_one_command_converges_the_cluster"),
     "cluster:members": (H + "test_cluster.py", "test_one_command_converges_the_cluster"),
     "cluster:topics": (H + "test_cluster.py", "test_delivery_exactly_once_and_no_loop"),
