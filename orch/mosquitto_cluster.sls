@@ -15,7 +15,7 @@
   mosquitto_cluster_hub, each spoke: mosquitto_cluster_spoke), so this is
   for a cluster that has converged once (`salt '*' state.apply mosquitto`).
   Name them instead with
-  pillar='{"mosquitto_orch": {"hub": "mqtt1", "spokes": ["mqtt2", "mqtt3"]}}'.
+  pillar='{"mosquitto_orch": {"hub": "mqtt1", "spokes": ["mqtt2", "mqtt3"]} }'.
 #}
 {%- set orch = pillar.get('mosquitto_orch', {}) %}
 {%- if orch.get('hub') %}
