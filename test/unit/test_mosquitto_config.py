@@ -1,35 +1,8 @@
 """mosquitto_config.validate: every bad pillar names its key; good ones pass."""
-import copy
-import pathlib
-
 import pytest
 import yaml
-from salt.exceptions import CommandExecutionError
 
-from test.support.modules import load
-
-cfg = load("_modules", "mosquitto_config")
-# The username rule lives once, in mosquitto_passwd (as the loader wires it).
-cfg.__salt__ = {"mosquitto_passwd.check_username": load("_modules", "mosquitto_passwd").check_username}
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def settings(**pillar):
-    """defaults.yaml + Debian.yaml + a pillar, merged like map.jinja does."""
-    def merge(a, b):
-        for k, v in b.items():
-            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return a
-    data = yaml.safe_load((ROOT / "mosquitto/parameters/defaults.yaml").read_text())["values"]
-    merge(data, yaml.safe_load((ROOT / "mosquitto/parameters/os_family/Debian.yaml").read_text())["values"])
-    base = {"domain": "mqtt.example.com", "users": {"alice": {"password": "pw"}}}
-    return merge(merge(data, base), copy.deepcopy(pillar))
-
-
-def error_of(**pillar):
-    with pytest.raises(CommandExecutionError) as exc:
-        cfg.validate(settings(**pillar))
-    return str(exc.value)
+from test.support.config import ROOT, cfg, configure_loader_modules, error_of, settings  # noqa: F401
 
 
 def test_the_example_pillar_is_valid():
