@@ -157,6 +157,20 @@ def _rules(name):
     return __utils__[f"mosquitto_bridge_rules.{name}"]
 
 
+# The name rules the bridge and cluster rules use (_utils/mosquitto_names.py).
+_NAME_RULES = (
+    "mosquitto_names.is_bridge_name", "mosquitto_names.cluster_bridge",
+    "mosquitto_names.cluster_username", "mosquitto_names.cluster_clientid",
+)
+
+
+def _names():
+    """The name rules for the bridge rules, as a plain mapping: Salt's
+    ``__utils__`` resolves only inside this module's own calls, not inside
+    a utils function it is handed to."""
+    return {name: __utils__[name] for name in _NAME_RULES}
+
+
 def _opts():
     return globals().get("__opts__") or {}
 
@@ -430,11 +444,11 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     _check_persistence(errors, data.get("persistence", {}))
     tls = data.get("tls", {})
     _check_tls(errors, tls, data.get("listeners", {}), data["domain"])
-    data["bridges"] = _rules("bridges")(errors, data.get("bridges", {}), __utils__, _OWNED_OPTIONS)
+    data["bridges"] = _rules("bridges")(errors, data.get("bridges", {}), _names(), _OWNED_OPTIONS)
     _check_config(errors, data.get("config", {}))
     _check_bridge_links(errors, data, tls, minion_id, broker_version)
     data["cluster"] = _rules("cluster")(errors, data.get("cluster") or {}, minion_id, data, broker_version,
-                                        __utils__, masterless=_opts().get("file_client") == "local")
+                                        _names(), masterless=_opts().get("file_client") == "local")
     _check_firewall(errors, data.get("firewall", {}))
     _check_paths(errors, data.get("paths", {}))
     _check_service(errors, data.get("service", {}))

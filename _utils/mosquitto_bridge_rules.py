@@ -20,7 +20,9 @@ short:
 Reached as ``__utils__["mosquitto_bridge_rules.<function>"]``. Salt gives
 ``_utils`` files no ``__utils__``, so the checks come in with the error
 collector (``errors``, from mosquitto_validate.collector) and the name rules
-with ``names`` (the caller's ``__utils__``).
+of mosquitto_names with ``names``: a plain mapping like ``__utils__``
+(``{"mosquitto_names.is_bridge_name": <function>, ...}``; a module's
+``__utils__`` itself resolves only inside that module's own calls).
 """
 import fnmatch
 import ipaddress
@@ -156,12 +158,16 @@ def version_bound(bridges, cluster):
     Takes pillar as given, before validation: anything malformed counts as
     nothing here (validate reports it)."""
     specs = [b for b in bridges.values() if isinstance(b, dict)] if isinstance(bridges, dict) else []
-    lines = [t for b in specs if isinstance(b.get("topics"), list) for t in b["topics"]]
-    if isinstance(cluster, dict) and isinstance(cluster.get("topics"), list):
-        lines += cluster["topics"]
+    lines = [t for spec in specs + [cluster] for t in _list_at(spec, "topics")]
     if any((parse_topic_line(line) or {}).get("qos") == "2" for line in lines if isinstance(line, str)):
         return True
     return any(k in _BRIDGE_21 for b in specs if isinstance(b.get("options"), dict) for k in b["options"])
+
+
+def _list_at(spec, key):
+    """spec[key] when spec is a mapping and that is a list, else []."""
+    value = spec.get(key) if isinstance(spec, dict) else None
+    return value if isinstance(value, list) else []
 
 
 def _shown_version(broker_version):
@@ -201,7 +207,7 @@ def bridges(errors, bridges, names, global_options):
     """Check pillar ``bridges`` and return them with their defaults filled
     in (the bridges that passed the name and key checks).
 
-    names: the caller's ``__utils__`` (the bridge-name rule);
+    names: mosquitto_names' is_bridge_name (see the module's docstring);
     global_options: options the formula writes in the global section (a
     bridge option by that name is named as misplaced)."""
     path = ["bridges"]
@@ -409,8 +415,9 @@ def cluster(errors, settings, minion_id, data, broker_version, names, masterless
     Hub-and-spoke, loop-free by construction: spokes bridge to the hub, the
     hub has no cluster bridges, and no other bridge on a member may carry a
     cluster topic (a second path between brokers is a loop). ``data`` is
-    the pillar with bridges already checked; ``names`` the caller's
-    ``__utils__`` (the cluster's names); ``masterless``: this minion runs
+    the pillar with bridges already checked; ``names`` mosquitto_names'
+    cluster_bridge, cluster_username and cluster_clientid (see the module's
+    docstring); ``masterless``: this minion runs
     without a Salt master (``file_client: local``), so has no mine.
     """
     path = ["cluster"]

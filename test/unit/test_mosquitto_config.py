@@ -1,6 +1,9 @@
 """mosquitto_config.validate: every bad pillar names its key; good ones pass."""
 import pytest
+import salt.config
+import salt.loader
 import yaml
+from salt.exceptions import CommandExecutionError
 
 from test.support.config import ROOT, cfg, configure_loader_modules, error_of, settings  # noqa: F401
 
@@ -90,3 +93,26 @@ def test_normalisation():
                                       ("a/#/b", False), ("a+/b", False), ("", False), ("a b", False)])
 def test_topic_filters(topic, ok):
     assert cfg.check_topic_filter(topic) is ok
+
+
+def test_validate_runs_through_salts_own_loader(tmp_path):
+    """Salt packs no ``__utils__`` into ``_utils`` files, so the bridge
+    rules get the checks (the collector) and the name rules as arguments.
+    Loaded by Salt itself, as on a minion after saltutil.sync_all,
+    broker_version and validate answer as they do for the tests' loading."""
+    opts = salt.config.minion_config(None)
+    opts.update(module_dirs=[str(ROOT / "_modules")], utils_dirs=[str(ROOT / "_utils")],
+                extension_modules=str(tmp_path), id="mqtt2", file_client="remote")
+    utils = salt.loader.utils(opts)
+    funcs = salt.loader.minion_mods(opts, utils=utils, whitelist=["mosquitto_config", "mosquitto_passwd"])
+    pillar = settings(cluster={"hub": "mqtt1", "topics": ["fleet/# both 1"]},
+                      bridges={"b": {"address": "remote.example.com:8883", "topics": ["site/# out 2"]}},
+                      container={"enabled": True, "image": "eclipse-mosquitto:2.0.18"})
+    version = funcs["mosquitto_config.broker_version"](pillar)
+    assert version == {"version": "2.0.18", "where": "image eclipse-mosquitto:2.0.18"}
+    out = funcs["mosquitto_config.validate"](pillar, minion_id="mqtt2", broker_version=version)
+    assert out == cfg.validate(pillar, minion_id="mqtt2", broker_version=version)
+    assert out["cluster"]["username"] == "bridge.mqtt2"
+    with pytest.raises(CommandExecutionError) as exc:
+        funcs["mosquitto_config.validate"](dict(pillar, bridges={"bad name": {}}), minion_id="mqtt2")
+    assert "mosquitto:bridges:bad name: bridge names use" in str(exc.value)
