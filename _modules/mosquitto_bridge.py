@@ -216,8 +216,14 @@ def manage(directory, bridges, ca_cert=None, tls_version="tlsv1.2", user="root",
 
 
 def read_secret(path):
-    """The secret in a root-only file (blanks stripped), or None; never logged."""
-    data = _read(path)
-    if data is None:
-        return None
-    return data.decode("utf-8").strip() or None
+    """
+    The secret in a root-only file (blanks stripped), or None; never logged
+    (the one reader: _utils/mosquitto_files.py).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_bridge.read_secret /etc/mosquitto/cluster/bridge.secret
+    """
+    return __utils__["mosquitto_files.read_secret"](path)

@@ -34,37 +34,51 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "mosquitto_cluster"
 
-MINE_HUB = "mosquitto_cluster_hub"
-MINE_SPOKE = "mosquitto_cluster_spoke"
-BRIDGE = "cluster"
 # MQTT CONNACK return codes (3.1.1).
 CONNACK = {0: "accepted", 1: "bad protocol version", 2: "client id rejected",
            3: "server unavailable", 4: "bad user name or password", 5: "not authorized"}
 
 
 def __virtual__():
+    # The cluster's names and the secret reader are the formula's _utils.
+    if "mosquitto_names.cluster_username" not in __utils__ or "mosquitto_files.read_secret" not in __utils__:
+        return (False, "mosquitto_cluster needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
 
 
 def username_of(minion_id):
-    return f"bridge.{minion_id}"
+    """
+    The hub's user name for the bridge of spoke ``minion_id``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_cluster.username_of mqtt2
+    """
+    return __utils__["mosquitto_names.cluster_username"](minion_id)
 
 
 def clientid_of(minion_id):
-    return f"{minion_id}.{BRIDGE}"
+    """
+    The remote_clientid of the bridge of spoke ``minion_id``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_cluster.clientid_of mqtt2
+    """
+    return __utils__["mosquitto_names.cluster_clientid"](minion_id)
+
+
+def _mine_name(kind):
+    return __utils__["mosquitto_names.mine_name"](kind)
 
 
 def hub_address(domain, port):
     """Mine function on the hub: where spokes connect (by name, TLS)."""
     return {"domain": str(domain), "port": int(port)}
-
-
-def _read_secret(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().strip() or None
-    except FileNotFoundError:
-        return None
 
 
 def password_hash(secret):
@@ -74,8 +88,16 @@ def password_hash(secret):
 
 
 def spoke_identity(secret_path):
-    """Mine function on a spoke: its bridge user, never the password."""
-    secret = _read_secret(secret_path)
+    """
+    Mine function on a spoke: its bridge user, never the password.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_cluster.spoke_identity /etc/mosquitto/cluster/bridge.secret
+    """
+    secret = __utils__["mosquitto_files.read_secret"](secret_path)
     if secret is None:
         raise CommandExecutionError(f"bridge secret {secret_path} is missing")
     me = __opts__["id"]
@@ -90,8 +112,16 @@ def _mine(tgt, fun, tgt_type="glob"):
 
 
 def hub_of(hub):
-    """The hub's published address, or None before it published one."""
-    entry = _mine(hub, MINE_HUB).get(hub)
+    """
+    The hub's published address, or None before it published one.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_cluster.hub_of mqtt1
+    """
+    entry = _mine(hub, _mine_name("cluster_hub")).get(hub)
     if isinstance(entry, dict) and isinstance(entry.get("domain"), str) and isinstance(entry.get("port"), int):
         return {"domain": entry["domain"], "port": entry["port"]}
     return None
@@ -118,7 +148,7 @@ def spokes(members="*", hub=None):
         salt-call mosquitto_cluster.spokes 'mqtt*'
     """
     out = {}
-    for minion, entry in sorted(_mine(members, MINE_SPOKE).items()):
+    for minion, entry in sorted(_mine(members, _mine_name("cluster_spoke")).items()):
         if minion == hub or not fnmatch.fnmatch(minion, members):
             continue
         if _valid_spoke(minion, entry):
@@ -127,8 +157,16 @@ def spokes(members="*", hub=None):
 
 
 def spoke_hash(minion):
-    """The ``$7$`` hash a spoke published, or None (read at run time)."""
-    entry = _mine(minion, MINE_SPOKE).get(minion)
+    """
+    The ``$7$`` hash a spoke published, or None (read at run time).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_cluster.spoke_hash mqtt2
+    """
+    entry = _mine(minion, _mine_name("cluster_spoke")).get(minion)
     return entry["password_hash"] if _valid_spoke(minion, entry) else None
 
 
@@ -138,8 +176,15 @@ def probe(domain, port, ca_cert, username, secret_path, clientid, timeout=10):
     verified against ``ca_cert``) with a throwaway clean session, and return
     the CONNACK code (0 = accepted). Raises when there is no TLS session;
     the password is read from ``secret_path`` and never returned.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_cluster.probe mqtt1.example.com 8883 /etc/mosquitto/certs/ca.crt \\
+            bridge.mqtt2 /etc/mosquitto/cluster/bridge.secret mqtt2.cluster.probe
     """
-    secret = _read_secret(secret_path)
+    secret = __utils__["mosquitto_files.read_secret"](secret_path)
     if secret is None:
         raise CommandExecutionError(f"bridge secret {secret_path} is missing")
     ctx = ssl.create_default_context(cafile=ca_cert)

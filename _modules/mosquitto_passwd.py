@@ -486,16 +486,16 @@ def manage(
 def read_secret(path):
     """
     Return the secret stored in ``path`` (surrounding blanks stripped), or
-    None if the file is missing or empty. Never logs the value.
+    None if the file is missing or empty. Never logs the value (the one
+    reader: _utils/mosquitto_files.py).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_passwd.read_secret /etc/mosquitto/exporter/password
     """
-    try:
-        with salt.utils.files.fopen(path, "r", encoding="utf-8") as fh:
-            secret = fh.read().strip()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise CommandExecutionError(f"cannot read secret file {path}: {exc}") from exc
-    return secret or None
+    return __utils__["mosquitto_files.read_secret"](path)
 
 
 def ensure_secret(path, length=32):

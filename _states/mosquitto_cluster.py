@@ -37,6 +37,11 @@ def __virtual__():
     return __virtualname__
 
 
+def _mine_name(kind):
+    """The mine function name of "cluster_hub" or "cluster_spoke" (_utils/mosquitto_names.py)."""
+    return __utils__["mosquitto_names.mine_name"](kind)
+
+
 def _ret(name):
     return {"name": name, "result": False, "changes": {}, "comment": ""}
 
@@ -71,7 +76,7 @@ def hub_published(name, domain, port):
     ret = _ret(name)
     mod = "mosquitto_cluster"
     want = __salt__[f"{mod}.hub_address"](domain, port)
-    return _published(ret, "mosquitto_cluster_hub", want,
+    return _published(ret, _mine_name("cluster_hub"), want,
                       {"mine_function": f"{mod}.hub_address", "domain": domain, "port": int(port)})
 
 
@@ -84,11 +89,11 @@ def spoke_published(name):
     except CommandExecutionError as exc:
         if __opts__["test"]:
             ret.update(result=None, comment=f"bridge identity would be published once {name} exists",
-                       changes={"mine": {"old": None, "new": "mosquitto_cluster_spoke"}})
+                       changes={"mine": {"old": None, "new": _mine_name("cluster_spoke")}})
             return ret
         ret["comment"] = str(exc)
         return ret
-    return _published(ret, "mosquitto_cluster_spoke", want,
+    return _published(ret, _mine_name("cluster_spoke"), want,
                       {"mine_function": "mosquitto_cluster.spoke_identity", "secret_path": name})
 
 

@@ -13,6 +13,9 @@ same rules, kept here once:
   when the name exists: no race can replace a CA file created meanwhile.
 - Owners are looked up by name before anything is written, with an error
   naming the missing user or group.
+- A secret file (generated password, bridge password) is read by one
+  reader, :py:func:`read_secret`, that never logs or returns more than the
+  secret itself.
 
 Reached from the execution and state modules as
 ``__utils__["mosquitto_files.<function>"]`` (Salt syncs ``_utils/`` with
@@ -24,6 +27,7 @@ import pwd
 import stat
 import tempfile
 
+import salt.utils.files
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_files"
@@ -151,3 +155,16 @@ def replace(src, dst):
     os.replace(src, dst)
     fsync_dir(os.path.dirname(os.path.abspath(dst)))
 
+
+def read_secret(path):
+    """The secret in file ``path`` (surrounding blanks stripped), or None
+    when the file is missing or empty. Never logs the value; another read
+    error raises CommandExecutionError naming the file."""
+    try:
+        with salt.utils.files.fopen(path, "r", encoding="utf-8") as fh:
+            secret = fh.read().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot read secret file {path}: {exc}") from exc
+    return secret or None

@@ -1,7 +1,9 @@
 """
 Name rules shared by pillar validation (mosquitto_config, at render time)
 and the CA (mosquitto_ca, for what a peer asks it to sign), kept once so a
-name the formula accepts is one its CA signs and the other way round.
+name the formula accepts is one its CA signs and the other way round; and
+the names the cluster derives from minion ids, kept once so the hub checks
+a spoke's mine entry against the very names the spoke publishes.
 
 Reached as ``__utils__["mosquitto_names.<function>"]``.
 """
@@ -40,3 +42,33 @@ _BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def is_bridge_name(name):
     """True for a usable bridge name: letters, digits, '_', '.', '-', not first '.', '_' or '-'."""
     return isinstance(name, str) and bool(_BRIDGE_NAME.match(name))
+
+
+# The cluster (mosquitto_cluster, mosquitto_config's cluster rules, the
+# cluster states). The hub accepts a spoke's mine entry only when its user
+# and client id are the ones derived from the minion id Salt authenticated.
+CLUSTER_BRIDGE = "cluster"
+MINE_NAMES = {
+    "cluster_hub": "mosquitto_cluster_hub",      # the hub's {domain, port}
+    "cluster_spoke": "mosquitto_cluster_spoke",  # a spoke's {username, password_hash, clientid}
+}
+
+
+def cluster_bridge():
+    """The name of a spoke's bridge to its hub (a pillar bridge may not use it)."""
+    return CLUSTER_BRIDGE
+
+
+def cluster_username(minion_id):
+    """The hub's user for the bridge of spoke ``minion_id``."""
+    return f"bridge.{minion_id}"
+
+
+def cluster_clientid(minion_id):
+    """The remote_clientid of the bridge of spoke ``minion_id``: unique per host."""
+    return f"{minion_id}.{CLUSTER_BRIDGE}"
+
+
+def mine_name(kind):
+    """The Salt mine function name of ``kind`` ("cluster_hub" or "cluster_spoke")."""
+    return MINE_NAMES[kind]

@@ -2,8 +2,8 @@
 pillar sets one (issue 9: "a remote_clientid unique per host and bridge");
 mosquitto 2.0's own default, <hostname>.<bridge>, collides between
 containers and cloned hosts."""
+from test.support.config import BRIDGE, configure_loader_modules, validate  # noqa: F401
 from test.support.modules import load
-from test.unit.test_cluster_config import BRIDGE, validate
 
 bridge_mod = load("_modules", "mosquitto_bridge")
 

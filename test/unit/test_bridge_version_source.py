@@ -1,12 +1,12 @@
-"""Version-bound bridge checks on a host without the broker yet: validate
-asks the package manager what it would install (pkg.latest_version,
-refresh=False) so an operator with a 2.0.15+ repository converges in one
-command, and keeps refusing (naming the key and both versions) below it."""
+"""Version-bound bridge checks on a host without the broker yet:
+broker_version asks the package manager what it would install
+(pkg.latest_version, refresh=False) so an operator with a 2.0.15+ repository
+converges in one command, and validate keeps refusing (naming the key and
+both versions) below it. map.jinja makes the same two calls."""
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from test.unit.test_cluster_config import BRIDGE, CLUSTER, cfg
-from test.unit.test_mosquitto_config import settings
+from test.support.config import BRIDGE, CLUSTER, cfg, configure_loader_modules, settings  # noqa: F401
 
 QOS2 = {"b": dict(BRIDGE, topics=["x/# out 2"])}
 V21 = {"b": dict(BRIDGE, options={"bridge_receive_maximum": 10})}
@@ -31,8 +31,9 @@ def pkg(monkeypatch):
 
 
 def check(**pillar):
-    # broker_version not given: validate finds it (minion id given: no Salt here).
-    return cfg.validate(settings(**pillar), minion_id="mqtt2")
+    # As map.jinja does: the version probed first, then validated with it.
+    data = settings(**pillar)
+    return cfg.validate(data, minion_id="mqtt2", broker_version=cfg.broker_version(data))
 
 
 def refusal(**pillar):
@@ -86,9 +87,39 @@ def test_a_failing_package_manager_counts_as_unknown(pkg, monkeypatch):
 
 def test_the_candidate_is_asked_only_when_a_line_or_option_depends_on_it(pkg):
     """apt-cache policy costs ~0.5-0.8 s: not asked for a pillar without
-    QoS 2 lines or 2.1-only options."""
+    QoS 2 lines or 2.1-only options (nor is the installed version: no rule
+    needs it then)."""
+    assert cfg.broker_version(settings(bridges={"b": BRIDGE}, cluster=CLUSTER)) is None
     assert check(bridges={"b": BRIDGE}, cluster=CLUSTER)
-    assert [c[0] for c in pkg["calls"]] == ["version"]
+    assert pkg["calls"] == []
+
+
+def test_broker_version_says_where_the_version_comes_from(pkg):
+    pkg.update(installed="2.0.11-1.2+deb12u2", candidate="2.0.18-1")
+    assert cfg.broker_version(settings(bridges=QOS2)) == {"version": "2.0.11-1.2+deb12u2", "where": "installed"}
+    pkg.update(installed="")
+    assert cfg.broker_version(settings(bridges=V21)) == {"version": "2.0.18-1", "where": "candidate"}
+    pkg.update(candidate="")
+    assert cfg.broker_version(settings(bridges=QOS2)) == {"version": None, "where": "installed"}
+    image = {"enabled": True, "image": "eclipse-mosquitto:2.0.18"}
+    assert cfg.broker_version(settings(bridges=QOS2, container=image)) == {
+        "version": "2.0.18", "where": "image eclipse-mosquitto:2.0.18"}
+
+
+def test_validate_asks_nothing_itself(pkg):
+    """validate is a function of its arguments: the version is what it is given."""
+    pkg.update(installed="2.1.2")
+    message = refusal_with(None, bridges=QOS2)
+    assert "installed: unknown" in message and pkg["calls"] == []
+    assert cfg.validate(settings(bridges=QOS2), minion_id="mqtt2",
+                        broker_version={"version": "2.0.18", "where": "candidate"})
+    assert pkg["calls"] == []
+
+
+def refusal_with(broker_version, **pillar):
+    with pytest.raises(CommandExecutionError) as exc:
+        cfg.validate(settings(**pillar), minion_id="mqtt2", broker_version=broker_version)
+    return str(exc.value)
 
 
 def test_container_mode_asks_the_image_not_the_host(pkg):

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from test.support.config import cfg as config, configure_loader_modules, error_of, settings  # noqa: F401
 from test.unit.test_mosquitto_ca_states import (  # noqa: F401  (fixtures)
     BROKER_ID, camod, ca_minion, managed, paths, salt_env, snapshot, st,
 )
@@ -103,12 +104,10 @@ def test_no_answer_is_asked_again_a_refusal_is_not(salt_env, ca_minion, monkeypa
     ({"minions": "x"}, "mosquitto:tls:signing_policies: must be a list"),
 ])
 def test_bad_signing_policies_name_the_key(policy, message):
-    from test.unit.test_mosquitto_config import error_of
     assert message in error_of(tls={"signing_policies": policy})
 
 
 def test_good_signing_policies_are_normalised():
-    from test.unit.test_mosquitto_config import cfg as config, settings
     out = config.validate(settings(tls={"signing_policies": [
         {"minions": "Edge-*", "dns_names": ["*.Edge.example.com"], "ip_networks": ["2001:DB8::/32"], "max_days": 90}]}))
     assert out["tls"]["signing_policies"] == [

@@ -9,7 +9,7 @@ import resource
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from test.unit.test_mosquitto_config import cfg, settings
+from test.support.config import cfg, configure_loader_modules, settings  # noqa: F401
 
 
 def validate(nofile_hard_limit=None, **pillar):

@@ -3,17 +3,9 @@
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from test.support.modules import load
-from test.unit.test_mosquitto_config import settings
-
-cfg = load("_modules", "mosquitto_config")
-
-CLUSTER = {"hub": "mqtt1", "topics": ["fleet/# both 1"]}
-BRIDGE = {"address": "remote.example.com:8883", "topics": ["site/# out 1"]}
-
-
-def validate(minion="mqtt2", version="2.0.11", **pillar):
-    return cfg.validate(settings(**pillar), minion_id=minion, broker_version=version)
+from test.support.config import (  # noqa: F401  (configure_loader_modules: a fixture)
+    BRIDGE, CLUSTER, cfg, configure_loader_modules, installed, settings, validate,
+)
 
 
 def error_of(minion="mqtt2", version="2.0.11", **pillar):
@@ -133,7 +125,7 @@ def test_allowed_options_pass():
 
 def test_cluster_needs_a_minion_id():
     with pytest.raises(CommandExecutionError) as exc:
-        cfg.validate(settings(cluster=CLUSTER), minion_id=None, broker_version="2.0.11")
+        cfg.validate(settings(cluster=CLUSTER), minion_id=None, broker_version=installed("2.0.11"))
     assert "mosquitto:cluster: cannot tell this minion's id" in str(exc.value)
 
 
@@ -148,5 +140,5 @@ def test_filters_overlap(a, b, overlap):
 def test_cluster_needs_a_master(monkeypatch):
     monkeypatch.setattr(cfg, "__opts__", {"id": "mqtt2", "file_client": "local"}, raising=False)
     with pytest.raises(CommandExecutionError) as exc:
-        cfg.validate(settings(cluster=CLUSTER), broker_version="2.0.11")
+        cfg.validate(settings(cluster=CLUSTER), broker_version=installed("2.0.11"))
     assert "mosquitto:cluster: needs a Salt master" in str(exc.value)

@@ -6,10 +6,12 @@ import pytest
 from salt.exceptions import CommandExecutionError
 
 from test.support.broker import Broker, free_port, wait_port
-from test.support.modules import load
+from test.support.modules import load, load_util
 
 cluster = load("_modules", "mosquitto_cluster")
 passwd = load("_modules", "mosquitto_passwd")
+MINE_NAMES = load_util("mosquitto_names").MINE_NAMES
+MINE_HUB, MINE_SPOKE = MINE_NAMES["cluster_hub"], MINE_NAMES["cluster_spoke"]
 
 
 @pytest.fixture
@@ -41,12 +43,12 @@ def test_identity_is_stable_verifies_and_holds_no_secret(mine, tmp_path):
 
 def test_hub_takes_only_members_with_names_derived_from_their_id(mine):
     good = {"username": "bridge.b1", "clientid": "b1.cluster", "password_hash": "$7$101$x$y"}
-    mine["b1"] = {cluster.MINE_SPOKE: good}
+    mine["b1"] = {MINE_SPOKE: good}
     # b2 claims b1's user: refused (the mine key is the authenticated id).
-    mine["b2"] = {cluster.MINE_SPOKE: dict(good)}
-    mine["x9"] = {cluster.MINE_SPOKE: {"username": "bridge.x9", "clientid": "x9.cluster",
+    mine["b2"] = {MINE_SPOKE: dict(good)}
+    mine["x9"] = {MINE_SPOKE: {"username": "bridge.x9", "clientid": "x9.cluster",
                                        "password_hash": "$7$101$x$y"}}
-    mine["b3"] = {cluster.MINE_SPOKE: {"username": "bridge.b3", "clientid": "b3.cluster",
+    mine["b3"] = {MINE_SPOKE: {"username": "bridge.b3", "clientid": "b3.cluster",
                                        "password_hash": "plain"}}
     assert cluster.spokes("b*") == {"b1": {"username": "bridge.b1", "clientid": "b1.cluster"}}
     assert cluster.spoke_hash("b1") == "$7$101$x$y" and cluster.spoke_hash("b2") is None
@@ -55,7 +57,7 @@ def test_hub_takes_only_members_with_names_derived_from_their_id(mine):
 
 def test_hub_address_from_the_mine(mine):
     assert cluster.hub_of("hub") is None
-    mine["hub"] = {cluster.MINE_HUB: cluster.hub_address("hub.example.com", "8883")}
+    mine["hub"] = {MINE_HUB: cluster.hub_address("hub.example.com", "8883")}
     assert cluster.hub_of("hub") == {"domain": "hub.example.com", "port": 8883}
 
 

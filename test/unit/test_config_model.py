@@ -6,8 +6,8 @@ import pathlib
 import jinja2
 import pytest
 
+from test.support.config import cfg, configure_loader_modules, error_of, settings  # noqa: F401
 from test.support.modules import load
-from test.unit.test_mosquitto_config import cfg, error_of, settings
 
 passwd = load("_modules", "mosquitto_passwd")
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """mosquitto_config.validate for mosquitto:container: each bad value names its key."""
 import pytest
 
-from test.unit.test_mosquitto_config import cfg, error_of, settings
+from test.support.config import cfg, configure_loader_modules, error_of, settings  # noqa: F401
 
 
 def container(**values):

@@ -10,9 +10,9 @@ import jinja2
 import pytest
 
 from test.support.broker import Broker
+from test.support.config import cfg, configure_loader_modules, error_of, settings  # noqa: F401
 from test.support.durability import wait_dead
 from test.support.mqtt import Client
-from test.unit.test_mosquitto_config import cfg, error_of, settings
 
 TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "mosquitto/files/default/mosquitto.conf.jinja"
 

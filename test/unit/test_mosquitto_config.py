@@ -1,35 +1,11 @@
 """mosquitto_config.validate: every bad pillar names its key; good ones pass."""
-import copy
-import pathlib
-
 import pytest
+import salt.config
+import salt.loader
 import yaml
 from salt.exceptions import CommandExecutionError
 
-from test.support.modules import load
-
-cfg = load("_modules", "mosquitto_config")
-# The username rule lives once, in mosquitto_passwd (as the loader wires it).
-cfg.__salt__ = {"mosquitto_passwd.check_username": load("_modules", "mosquitto_passwd").check_username}
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def settings(**pillar):
-    """defaults.yaml + Debian.yaml + a pillar, merged like map.jinja does."""
-    def merge(a, b):
-        for k, v in b.items():
-            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return a
-    data = yaml.safe_load((ROOT / "mosquitto/parameters/defaults.yaml").read_text())["values"]
-    merge(data, yaml.safe_load((ROOT / "mosquitto/parameters/os_family/Debian.yaml").read_text())["values"])
-    base = {"domain": "mqtt.example.com", "users": {"alice": {"password": "pw"}}}
-    return merge(merge(data, base), copy.deepcopy(pillar))
-
-
-def error_of(**pillar):
-    with pytest.raises(CommandExecutionError) as exc:
-        cfg.validate(settings(**pillar))
-    return str(exc.value)
+from test.support.config import ROOT, cfg, configure_loader_modules, error_of, settings  # noqa: F401
 
 
 def test_the_example_pillar_is_valid():
@@ -117,3 +93,26 @@ def test_normalisation():
                                       ("a/#/b", False), ("a+/b", False), ("", False), ("a b", False)])
 def test_topic_filters(topic, ok):
     assert cfg.check_topic_filter(topic) is ok
+
+
+def test_validate_runs_through_salts_own_loader(tmp_path):
+    """Salt packs no ``__utils__`` into ``_utils`` files, so the bridge
+    rules get the checks (the collector) and the name rules as arguments.
+    Loaded by Salt itself, as on a minion after saltutil.sync_all,
+    broker_version and validate answer as they do for the tests' loading."""
+    opts = salt.config.minion_config(None)
+    opts.update(module_dirs=[str(ROOT / "_modules")], utils_dirs=[str(ROOT / "_utils")],
+                extension_modules=str(tmp_path), id="mqtt2", file_client="remote")
+    utils = salt.loader.utils(opts)
+    funcs = salt.loader.minion_mods(opts, utils=utils, whitelist=["mosquitto_config", "mosquitto_passwd"])
+    pillar = settings(cluster={"hub": "mqtt1", "topics": ["fleet/# both 1"]},
+                      bridges={"b": {"address": "remote.example.com:8883", "topics": ["site/# out 2"]}},
+                      container={"enabled": True, "image": "eclipse-mosquitto:2.0.18"})
+    version = funcs["mosquitto_config.broker_version"](pillar)
+    assert version == {"version": "2.0.18", "where": "image eclipse-mosquitto:2.0.18"}
+    out = funcs["mosquitto_config.validate"](pillar, minion_id="mqtt2", broker_version=version)
+    assert out == cfg.validate(pillar, minion_id="mqtt2", broker_version=version)
+    assert out["cluster"]["username"] == "bridge.mqtt2"
+    with pytest.raises(CommandExecutionError) as exc:
+        funcs["mosquitto_config.validate"](dict(pillar, bridges={"bad name": {}}), minion_id="mqtt2")
+    assert "mosquitto:bridges:bad name: bridge names use" in str(exc.value)

@@ -3,8 +3,8 @@ under bridge options) and the one renderer of bridge sections."""
 import pytest
 from salt.exceptions import SaltInvocationError
 
+from test.support.config import cfg, configure_loader_modules, error_of, settings  # noqa: F401
 from test.support.modules import load
-from test.unit.test_mosquitto_config import cfg, error_of, settings
 
 bridge = load("_modules", "mosquitto_bridge")
 

@@ -1,7 +1,7 @@
 """tls:auto_renew and the renewal job's lookup keys in validation."""
 import pytest
 
-from test.unit.test_mosquitto_config import cfg, error_of, settings
+from test.support.config import cfg, configure_loader_modules, error_of, settings  # noqa: F401
 
 
 def test_auto_renew_is_on_by_default_and_may_be_switched_off():

@@ -1,0 +1,64 @@
+"""Helpers the tests of mosquitto_config.validate share.
+
+``cfg`` is _modules/mosquitto_config.py as the tests load it (real
+``__utils__``). A test module that calls it imports
+``configure_loader_modules`` from here: salt-factories' loader plugin then
+gives ``cfg`` its Salt globals for each test (the username rule of
+mosquitto_passwd as ``__salt__``, empty ``__opts__``) and takes them back
+after, so nothing one test sets reaches another. A test that needs more
+(``__opts__``, pkg.* functions) adds it with ``monkeypatch``.
+"""
+import copy
+import pathlib
+
+import pytest
+import yaml
+from salt.exceptions import CommandExecutionError
+
+from test.support.modules import load, utils
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+cfg = load("_modules", "mosquitto_config")
+passwd = load("_modules", "mosquitto_passwd")
+
+# A cluster and a hand-written bridge, as pillar gives them.
+CLUSTER = {"hub": "mqtt1", "topics": ["fleet/# both 1"]}
+BRIDGE = {"address": "remote.example.com:8883", "topics": ["site/# out 1"]}
+
+
+@pytest.fixture
+def configure_loader_modules():
+    # The username rule lives once, in mosquitto_passwd (as the loader wires it).
+    return {cfg: {"__salt__": {"mosquitto_passwd.check_username": passwd.check_username},
+                  "__utils__": utils()}}
+
+
+def settings(**pillar):
+    """defaults.yaml + Debian.yaml + a pillar, merged like map.jinja does."""
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return a
+    data = yaml.safe_load((ROOT / "mosquitto/parameters/defaults.yaml").read_text())["values"]
+    merge(data, yaml.safe_load((ROOT / "mosquitto/parameters/os_family/Debian.yaml").read_text())["values"])
+    base = {"domain": "mqtt.example.com", "users": {"alice": {"password": "pw"}}}
+    return merge(merge(data, base), copy.deepcopy(pillar))
+
+
+def error_of(**pillar):
+    """The error text validate raises for the defaults plus ``pillar``."""
+    with pytest.raises(CommandExecutionError) as exc:
+        cfg.validate(settings(**pillar))
+    return str(exc.value)
+
+
+def installed(version):
+    """broker_version as mosquitto_config.broker_version reports an
+    installed package (None: unknown)."""
+    return None if version is None else {"version": version, "where": "installed"}
+
+
+def validate(minion="mqtt2", version="2.0.11", **pillar):
+    """validate as a cluster member ``minion`` with broker ``version`` installed."""
+    return cfg.validate(settings(**pillar), minion_id=minion, broker_version=installed(version))
