@@ -27,6 +27,10 @@
 
 include:
   - {{ tplroot }}.build.package
+{%- if paths.log_file and not mosquitto.container.enabled %}
+  # the log file's directory (see the log file's state below)
+  - {{ tplroot }}.configure.broker
+{%- endif %}
 
 {%- if mosquitto.container.enabled %}
 {#- Host mode only (see above). #}
@@ -76,15 +80,17 @@ mosquitto-configure-service-limits-file-managed:
 {%- if paths.log_file and not mosquitto.container.enabled %}
 
 {#- A log file the broker made while it still started as root stays
-    root's; the broker now opens it as its own user. #}
+    root's; the broker now opens it as its own user. Its directory is the
+    broker user's: file.managed would chown whatever a link planted there
+    points to, this state never follows one (README "Trust boundaries").
+    configure.broker makes the directory. #}
 mosquitto-configure-service-log-file-managed:
-  file.managed:
+  mosquitto_broker.owned_file_present:
     - name: {{ paths.log_file }}
-    - replace: False
     - user: {{ mosquitto.service.user }}
     - group: {{ mosquitto.service.group }}
     - mode: '0640'
-    - makedirs: True
     - require:
       - sls: {{ tplroot }}.build.package
+      - file: mosquitto-configure-broker-log-dir-managed
 {%- endif %}
