@@ -171,3 +171,41 @@ _WORDS = {  # change key -> (planned, done)
 
 def _summary(changes, tense):
     return ", ".join(words[tense] for key, words in _WORDS.items() if key in changes)
+
+
+def owned_tree(name, user, group):
+    """
+    Every directory and regular file under ``name`` (a directory another
+    user writes, such as a container's data volume) owned ``user:group``.
+
+    Salt's ``file.directory`` with ``recurse`` decides by name and then
+    chowns by name, so an entry swapped for a link or a hard link meanwhile
+    would hand another file to that user. This never follows a link and
+    changes each inode through a descriptor after checking it; links,
+    hard-linked files, FIFOs, sockets and devices are left alone and named
+    in the comment. Changes list how many entries were (or would be)
+    changed, never their content.
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    test = __opts__["test"]
+    try:
+        uid, gid = _owned_file_ids(user, group)
+        changed, skipped = __utils__["mosquitto_files.chown_tree_nofollow"](name, uid, gid, test=test)
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        ret.update(result=False, comment=f"{name}: {exc}")
+        return ret
+    except OSError as exc:
+        ret.update(result=False, comment=f"{name}: {exc.strerror}")
+        return ret
+    note = f"; left alone (not followed): {', '.join(skipped[:10])}" if skipped else ""
+    if uid is None and test:
+        changed = changed or ["."]
+    if not changed:
+        ret["comment"] = f"everything under {name} is owned {user}:{group}{note}"
+        return ret
+    ret["changes"] = {"owner": {"old": f"{len(changed)} entries owned otherwise", "new": f"{user}:{group}"}}
+    verb = "would be given" if test else "given"
+    ret["comment"] = f"{len(changed)} entries under {name} {verb} owner {user}:{group}{note}"
+    if test:
+        ret["result"] = None
+    return ret

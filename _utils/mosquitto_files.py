@@ -372,3 +372,71 @@ def read_tail_nofollow(path, max_bytes=8192, uids=None):
                 f"log file {path} is owned by {name_of('user', st.st_uid)}, not as expected; not read")
         fh.seek(max(0, st.st_size - max_bytes))
         return fh.read(max_bytes)
+
+
+def _owned_otherwise(st, uid, gid):
+    return (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid)
+
+
+def chown_tree_nofollow(path, uid=None, gid=None, test=False):
+    """Give every directory and regular file under ``path`` (itself
+    included) the owner uid:gid, changing nothing when ``test``; returns
+    (names changed or to change, names skipped) relative to ``path``.
+
+    Made for a directory another user writes (a container's data volume):
+    os.fwalk descends by descriptor and never into a link; each entry is
+    opened relative to its directory's descriptor without following a link
+    and changed with fchown once it is the inode lstat saw. Links are left
+    as they are (a link's owner matters to nobody), and so are files with
+    more than one hard link (another name of them may be a file elsewhere)
+    and FIFOs, sockets, devices: those are returned as skipped.
+    """
+    dir_fd, name, _ = open_parent_dir(path)
+    try:
+        top_fd = _enter_dir(dir_fd, name, path)
+    finally:
+        os.close(dir_fd)
+    changed, skipped = [], []
+    try:
+        if _owned_otherwise(os.fstat(top_fd), uid, gid):
+            changed.append(".")
+            if not test:
+                os.fchown(top_fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        for root, dirs, files, root_fd in os.fwalk(".", dir_fd=top_fd, follow_symlinks=False):
+            for entry in dirs + files:
+                _chown_entry(root_fd, entry, os.path.normpath(os.path.join(root, entry)),
+                             (uid, gid, test), (changed, skipped))
+    finally:
+        os.close(top_fd)
+    return changed, skipped
+
+
+def _chown_entry(dir_fd, entry, shown, wanted, found):
+    uid, gid, test = wanted
+    changed, skipped = found
+    st = lstat_at(dir_fd, entry)
+    if st is None or not _owned_otherwise(st, uid, gid):
+        return
+    regular = stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+    if not (regular or stat.S_ISDIR(st.st_mode)):
+        skipped.append(f"{shown} ({kind_of(st) if st.st_nlink == 1 else 'hard-linked'})")
+        return
+    if test:
+        changed.append(shown)
+        return
+    # By descriptor of the inode just checked: an entry swapped meanwhile
+    # (a link, a hard link to a file elsewhere) is skipped, never changed.
+    try:
+        fd = os.open(entry, _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        skipped.append(f"{shown} (changed while being checked)")
+        return
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or now.st_nlink != st.st_nlink:
+            skipped.append(f"{shown} (changed while being checked)")
+            return
+        os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        changed.append(shown)
+    finally:
+        os.close(fd)

@@ -273,3 +273,36 @@ def test_log_tail_is_bounded_and_printable(area, state):
     tail = comment.split("Last lines of", 1)[1].splitlines()[1:]
     assert len(tail) == 15 and tail[-1] == "1700000000: Error: Unable to open pwfile ?[31m/etc/mosquitto/passwd."
     assert failed_listening(mod, os.path.join(broker_dir, "none.log"))["comment"].endswith("(no log file)")
+
+
+# --- a container's data volume: owner of every entry, no link followed -----
+
+
+def test_owned_tree_changes_real_entries_and_skips_links(area, state):
+    base, broker_dir, target = area
+    mod, opts = state
+    os.mkdir(os.path.join(broker_dir, "sub"))
+    with open(os.path.join(broker_dir, "sub", "mosquitto.db"), "wb") as fh:
+        fh.write(b"db")
+    plant_link(target, os.path.join(broker_dir, "evil"))
+    plant_link(base, os.path.join(broker_dir, "evil-dir"))
+    os.link(target, os.path.join(broker_dir, "hard"))
+
+    opts["test"] = True
+    planned = mod.owned_tree(broker_dir, user="mosquitto", group="mosquitto")
+    assert planned["result"] is None, planned
+    assert planned["changes"]["owner"]["old"] == "3 entries owned otherwise"  # ., sub, sub/mosquitto.db
+    assert os.stat(broker_dir).st_uid == NOBODY.pw_uid
+
+    opts["test"] = False
+    ret = mod.owned_tree(broker_dir, user="mosquitto", group="mosquitto")
+    assert ret["result"] is True and "hard (hard-linked)" in ret["comment"]
+    for rel in (".", "sub", "sub/mosquitto.db"):
+        st = os.stat(os.path.join(broker_dir, rel))
+        assert (st.st_uid, st.st_gid) == (MOSQUITTO_UID, MOSQUITTO_GID), rel
+    assert untouched(target) == ORIGINAL
+    assert os.stat(base).st_uid == 0
+    assert_nothing_of(target, {k: v for k, v in ret.items() if k != "name"})
+
+    again = mod.owned_tree(broker_dir, user="mosquitto", group="mosquitto")
+    assert again["changes"] == {} and again["result"] is True
