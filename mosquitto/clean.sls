@@ -84,16 +84,19 @@ mosquitto-clean-runtime-service-dead:
 {#- Only the ports configure.firewall opened (the exporter's even if it is
     disabled now: an earlier run may have opened it); ssh stays. #}
 {%-   set ports = [mosquitto.ports.mqtts ~ '/tcp', mosquitto.ports.exporter ~ '/tcp'] + fw.extra_ports %}
+{#-   A shell runs these commands: each value one safe word (README "Trust boundaries"). #}
+{%-   set ports = salt['mosquitto_shell.words'](ports, 'mosquitto:firewall:extra_ports') %}
+{%-   set zone = salt['mosquitto_shell.word'](fw.zone, 'mosquitto:firewall:zone') %}
 mosquitto-clean-configure-firewall-ports-absent:
   cmd.run:
     - name: >-
         for port in {{ ports | join(' ') }}; do
-        firewall-cmd --permanent --zone={{ fw.zone }} --remove-port=$port >/dev/null &&
-        firewall-cmd --zone={{ fw.zone }} --remove-port=$port >/dev/null || exit 1; done
+        firewall-cmd --permanent --zone={{ zone }} --remove-port=$port >/dev/null &&
+        firewall-cmd --zone={{ zone }} --remove-port=$port >/dev/null || exit 1; done
     - onlyif: >-
         for port in {{ ports | join(' ') }}; do
-        firewall-cmd --permanent --zone={{ fw.zone }} --query-port=$port && exit 0;
-        firewall-cmd --zone={{ fw.zone }} --query-port=$port && exit 0; done; exit 1
+        firewall-cmd --permanent --zone={{ zone }} --query-port=$port && exit 0;
+        firewall-cmd --zone={{ zone }} --query-port=$port && exit 0; done; exit 1
 {%- endif %}
 
 mosquitto-clean-configure-files-absent:
@@ -140,7 +143,7 @@ mosquitto-clean-configure-exporter-unit-reloaded:
 mosquitto-clean-configure-exporter-init-links-absent:
   cmd.run:
     - name: update-rc.d -f {{ mosquitto.service.exporter_name }} remove
-    - onlyif: ls /etc/rc?.d/[SK][0-9][0-9]{{ mosquitto.service.exporter_name }}
+    - onlyif: ls /etc/rc?.d/[SK][0-9][0-9]{{ salt['mosquitto_shell.word'](mosquitto.service.exporter_name, 'mosquitto:lookup:service:exporter_name') }}
     - require:
       - file: mosquitto-clean-configure-files-absent
 {%- endif %}
@@ -196,7 +199,8 @@ mosquitto-clean-configure-exporter-group-absent:
 mosquitto-clean-configure-dirs-absent:
   cmd.run:
     - names:
-{%- for dir in dirs | map('regex_replace', '/+$', '') | unique %}
+{#- A shell runs these commands: each directory one safe word. #}
+{%- for dir in salt['mosquitto_shell.words'](dirs | map('regex_replace', '/+$', '') | unique | list, 'mosquitto:persistence:location, mosquitto:lookup:paths') %}
       - rmdir {{ dir }}:
         - onlyif: test -d {{ dir }} && test -z "$(ls -A {{ dir }})"
 {%- endfor %}

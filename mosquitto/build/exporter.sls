@@ -40,7 +40,8 @@ mosquitto-build-exporter-deps-venv-created:
   cmd.run:
     # The system interpreter, which the exporter user can run (salt-call may
     # find another python3 first on PATH, e.g. one under /root).
-    - name: /usr/bin/python3 -m venv {{ exporter.venv_dir }}
+    # A shell runs it: the directory must be one safe word.
+    - name: /usr/bin/python3 -m venv {{ salt['mosquitto_shell.word'](exporter.venv_dir, 'mosquitto:exporter:venv_dir') }}
     - creates: {{ exporter.venv_dir }}/bin/python
 
 {#- pip runs only when the wanted versions are not all there yet: a

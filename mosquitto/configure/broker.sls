@@ -36,14 +36,26 @@ mosquitto-configure-broker-persistence-dir-managed:
     - group: {{ mosquitto.service.group }}
     - mode: '0750'
     - makedirs: True
-{%-   if mosquitto.container.enabled %}
-    # The container's uid may change with the image: its database too.
-    - recurse: [user, group]
-{%-   endif %}
     - require:
       - sls: {{ tplroot }}.build.package
     - require_in:
       - file: mosquitto-configure-broker-config-file-managed
+{%-   if mosquitto.container.enabled %}
+
+{#- The container's uid may change with the image: its database too. The
+    container writes this directory while Salt walks it: file.directory's
+    recurse would chown by name, and a link swapped in meanwhile would hand
+    its target to that uid; owned_tree never follows one. #}
+mosquitto-configure-broker-persistence-tree-owned:
+  mosquitto_broker.owned_tree:
+    - name: {{ mosquitto.persistence.location }}
+    - user: {{ mosquitto.service.user }}
+    - group: {{ mosquitto.service.group }}
+    - require:
+      - file: mosquitto-configure-broker-persistence-dir-managed
+    - require_in:
+      - file: mosquitto-configure-broker-config-file-managed
+{%-   endif %}
 {%- endif %}
 
 {#- A container's broker logs to stderr (docker logs), not to a file. #}

@@ -20,6 +20,22 @@
 {%-   set mqtt_host = '[' ~ mqtt_host ~ ']' %}
 {%- endif %}
 
+{#- The environment file: (variable, value, the pillar key it comes from). #}
+{%- set env = [
+      ('BROKER_ENDPOINT', 'tcp://' ~ mqtt_host ~ ':' ~ mosquitto.ports.mqtt, 'mosquitto:listeners:mqtt:bind_address'),
+      ('BIND_ADDRESS', exporter.bind_address ~ ':' ~ mosquitto.ports.exporter, 'mosquitto:exporter:bind_address'),
+      ('MQTT_USER', exporter.user, 'mosquitto:exporter:user'),
+      ('MQTT_PASS_FILE', mosquitto.paths.exporter_secret, 'mosquitto:lookup:paths:exporter_secret'),
+      ('MQTT_CLIENT_ID', 'mosquitto-exporter-' ~ grains['id'], 'grains:id'),
+      ('EXPORTER_PYTHON', python, 'mosquitto:exporter:venv_dir'),
+      ('EXPORTER_PROGRAM', mosquitto.paths.exporter, 'mosquitto:lookup:paths:exporter'),
+      ('SERVER_CERT_FILE', mosquitto.tls.cert, 'mosquitto:tls:cert'),
+      ('CA_CERT_FILE', mosquitto.tls.ca_cert, 'mosquitto:tls:ca_cert'),
+      ('MAX_CONNECTIONS', mosquitto.listeners.mqtts.max_connections, 'mosquitto:listeners:mqtts:max_connections'),
+    ] %}
+{#- Tokens in the unit file and init script: one safe word each. #}
+{%- set word = salt['mosquitto_shell.word'] %}
+
 {%- if exporter.enabled %}
 include:
   - {{ tplroot }}.build.exporter
@@ -61,16 +77,11 @@ mosquitto-configure-exporter-env-file-managed:
     - contents: |
         # Managed by Salt (mosquitto-formula). Read by the mosquitto-exporter
         # unit and init script; the program reads the same variables.
-        BROKER_ENDPOINT=tcp://{{ mqtt_host }}:{{ mosquitto.ports.mqtt }}
-        BIND_ADDRESS={{ exporter.bind_address }}:{{ mosquitto.ports.exporter }}
-        MQTT_USER={{ exporter.user }}
-        MQTT_PASS_FILE={{ mosquitto.paths.exporter_secret }}
-        MQTT_CLIENT_ID=mosquitto-exporter-{{ grains['id'] }}
-        EXPORTER_PYTHON={{ python }}
-        EXPORTER_PROGRAM={{ mosquitto.paths.exporter }}
-        SERVER_CERT_FILE={{ mosquitto.tls.cert }}
-        CA_CERT_FILE={{ mosquitto.tls.ca_cert }}
-        MAX_CONNECTIONS={{ mosquitto.listeners.mqtts.max_connections }}
+        # Values are single-quoted and never hold a quote, backslash, $,
+        # backtick or line break, so systemd and sh read the same value.
+{%-   for name, value, source in env %}
+        {{ salt['mosquitto_shell.env_line'](name, value, source) }}
+{%-   endfor %}
 
 {%-   if grains.get('init') == 'systemd' %}
 
@@ -83,11 +94,11 @@ mosquitto-configure-exporter-unit-file-managed:
     - group: root
     - mode: '0644'
     - context:
-        env_file: {{ mosquitto.paths.exporter_env }}
-        user: {{ exporter.user }}
-        python: {{ python }}
-        program: {{ mosquitto.paths.exporter }}
-        broker_unit: {{ mosquitto.service.name }}.service
+        env_file: {{ word(mosquitto.paths.exporter_env, 'mosquitto:lookup:paths:exporter_env') }}
+        user: {{ word(exporter.user, 'mosquitto:exporter:user') }}
+        python: {{ word(python, 'mosquitto:exporter:venv_dir') }}
+        program: {{ word(mosquitto.paths.exporter, 'mosquitto:lookup:paths:exporter') }}
+        broker_unit: {{ word(mosquitto.service.name, 'mosquitto:lookup:service:name') }}.service
 {%-   else %}
 
 mosquitto-configure-exporter-init-file-managed:
@@ -99,11 +110,11 @@ mosquitto-configure-exporter-init-file-managed:
     - group: root
     - mode: '0755'
     - context:
-        name: {{ mosquitto.service.exporter_name }}
-        env_file: {{ mosquitto.paths.exporter_env }}
-        user: {{ exporter.user }}
-        python: {{ python }}
-        program: {{ mosquitto.paths.exporter }}
+        name: {{ word(mosquitto.service.exporter_name, 'mosquitto:lookup:service:exporter_name') }}
+        env_file: {{ word(mosquitto.paths.exporter_env, 'mosquitto:lookup:paths:exporter_env') }}
+        user: {{ word(exporter.user, 'mosquitto:exporter:user') }}
+        python: {{ word(python, 'mosquitto:exporter:venv_dir') }}
+        program: {{ word(mosquitto.paths.exporter, 'mosquitto:lookup:paths:exporter') }}
 
 {%-   endif %}
 {%- endif %}

@@ -25,8 +25,14 @@
 {%-   do rw_paths.append(salt['file.dirname'](paths.log_file)) %}
 {%- endif %}
 
+{%- set word = salt['mosquitto_shell.word'] %}
+
 include:
   - {{ tplroot }}.build.package
+{%- if paths.log_file and not mosquitto.container.enabled %}
+  # the log file's directory (see the log file's state below)
+  - {{ tplroot }}.configure.broker
+{%- endif %}
 
 {%- if mosquitto.container.enabled %}
 {#- Host mode only (see above). #}
@@ -41,13 +47,15 @@ mosquitto-configure-service-dropin-file-managed:
     - group: root
     - mode: '0644'
     - makedirs: True
+    # Tokens in a unit file: one safe word each, or the render fails
+    # naming the key (README "Trust boundaries").
     - context:
-        user: {{ mosquitto.service.user }}
-        group: {{ mosquitto.service.group }}
-        run_dir_name: {{ paths.run_dir | replace('/run/', '', 1) }}
-        open_files: {{ mosquitto.limits.open_files_effective }}
+        user: {{ word(mosquitto.service.user, 'mosquitto:lookup:service:user') }}
+        group: {{ word(mosquitto.service.group, 'mosquitto:lookup:service:group') }}
+        run_dir_name: {{ word(paths.run_dir | replace('/run/', '', 1), 'mosquitto:lookup:paths:run_dir') }}
+        open_files: {{ word(mosquitto.limits.open_files_effective, 'mosquitto:limits:open_files') }}
         low_ports: {{ mosquitto.ports.mqtt < 1024 or mosquitto.ports.mqtts < 1024 }}
-        rw_paths: {{ rw_paths | json }}
+        rw_paths: {{ salt['mosquitto_shell.words'](rw_paths, 'mosquitto:persistence:location, mosquitto:lookup:paths:log_file') | json }}
     - require:
       - sls: {{ tplroot }}.build.package
 
@@ -70,21 +78,23 @@ mosquitto-configure-service-limits-file-managed:
     - mode: '0644'
     - context:
         daemon: /usr/sbin/mosquitto
-        open_files: {{ mosquitto.limits.open_files_effective }}
+        open_files: {{ word(mosquitto.limits.open_files_effective, 'mosquitto:limits:open_files') }}
 {%- endif %}
 
 {%- if paths.log_file and not mosquitto.container.enabled %}
 
 {#- A log file the broker made while it still started as root stays
-    root's; the broker now opens it as its own user. #}
+    root's; the broker now opens it as its own user. Its directory is the
+    broker user's: file.managed would chown whatever a link planted there
+    points to, this state never follows one (README "Trust boundaries").
+    configure.broker makes the directory. #}
 mosquitto-configure-service-log-file-managed:
-  file.managed:
+  mosquitto_broker.owned_file_present:
     - name: {{ paths.log_file }}
-    - replace: False
     - user: {{ mosquitto.service.user }}
     - group: {{ mosquitto.service.group }}
     - mode: '0640'
-    - makedirs: True
     - require:
       - sls: {{ tplroot }}.build.package
+      - file: mosquitto-configure-broker-log-dir-managed
 {%- endif %}

@@ -89,5 +89,6 @@ mosquitto-runtime-service-listening:
       - {{ [mosquitto.listeners.mqtt.bind_address or '127.0.0.1', mosquitto.ports.mqtt] | json }}
       - {{ [mqtts_host, mosquitto.ports.mqtts] | json }}
     - log_file: {{ mosquitto.paths.log_file | json }}
+    - log_user: {{ mosquitto.service.user | json }}
     - require:
       - mosquitto_service: mosquitto-runtime-service-reloaded

@@ -418,9 +418,46 @@ def run_mqtt(client, host, port, session_up, stop):
 # --- HTTP ------------------------------------------------------------------
 
 
+# Work per request is bounded (DESIGN "Trust boundaries"): anyone who can
+# reach the port gets at most HTTP_TIMEOUT seconds of one of
+# HTTP_MAX_CONNECTIONS handler threads. A client that connects and sends
+# nothing (or trickles bytes, slowloris) is cut when its time is up; while
+# every slot is taken, new connections wait in the kernel's listen backlog
+# (HTTP_BACKLOG) and are accepted as slots free, so a scrape behind a burst
+# of idle connections is answered after at most about one timeout.
+# prometheus_client's own server has neither limit.
+HTTP_TIMEOUT = 10.0
+HTTP_MAX_CONNECTIONS = 16
+HTTP_BACKLOG = 64
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     registry = REGISTRY
     server_version = f"mosquitto_exporter/{__version__}"
+    # Per socket operation (StreamRequestHandler.setup applies it); the
+    # watchdog below bounds the whole connection.
+    timeout = HTTP_TIMEOUT
+
+    def setup(self):
+        self.timeout = self.server.request_timeout
+        super().setup()
+        # shutdown() wakes a blocked recv/send at once: the connection ends.
+        self._watchdog = threading.Timer(self.timeout, self._cut)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _cut(self):
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+    def finish(self):
+        self._watchdog.cancel()
+        try:
+            super().finish()
+        except OSError:
+            pass  # the client went away or was cut: nothing left to flush
 
     def do_GET(self):
         self._respond(with_body=True)
@@ -448,17 +485,64 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass  # one line per scrape would only flood the journal
 
 
-def make_http_server(bind_address):
+class BoundedHTTPServer(http.server.ThreadingHTTPServer):
+    """ThreadingHTTPServer with at most ``max_connections`` connections
+    handled at once, each for at most ``request_timeout`` seconds (see
+    HTTP_TIMEOUT). Only the standard library: the same on every
+    prometheus_client release."""
+
+    daemon_threads = True
+    request_queue_size = HTTP_BACKLOG
+
+    def __init__(self, address, handler, max_connections=HTTP_MAX_CONNECTIONS, request_timeout=HTTP_TIMEOUT):
+        self.request_timeout = request_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._closing = threading.Event()
+        super().__init__(address, handler)
+
+    def get_request(self):
+        # Accept only with a slot in hand: the rest waits in the backlog.
+        while not self._slots.acquire(timeout=0.2):
+            if self._closing.is_set():
+                raise OSError("shutting down")  # serve_forever skips it
+        try:
+            return super().get_request()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request(self, request, client_address):
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread started to release it
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address):
+        # Resets, timeouts and cut connections: a client's problem, not ours.
+        LOG.debug("HTTP connection from %s failed", client_address, exc_info=True)
+
+    def shutdown(self):
+        self._closing.set()
+        super().shutdown()
+
+
+def make_http_server(bind_address, max_connections=HTTP_MAX_CONNECTIONS, request_timeout=HTTP_TIMEOUT):
     host, sep, port = bind_address.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"bind address {bind_address!r} is not host:port")
     host = host.strip("[]") or "0.0.0.0"
 
-    class Server(http.server.ThreadingHTTPServer):
+    class Server(BoundedHTTPServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        daemon_threads = True
 
-    return Server((host, int(port)), Handler)
+    return Server((host, int(port)), Handler, max_connections, request_timeout)
 
 
 # --- main ------------------------------------------------------------------
@@ -491,10 +575,21 @@ def parse_args(argv):
     parser.add_argument("--max-connections", type=int, default=env("MAX_CONNECTIONS"),
                         help="the broker's max_connections (TLS listener), served as "
                              "mosquitto_max_connections for alerts (env MAX_CONNECTIONS)")
+    parser.add_argument("--http-timeout", type=float, default=env("HTTP_TIMEOUT", HTTP_TIMEOUT),
+                        help=f"seconds an HTTP client may hold a connection (default {HTTP_TIMEOUT:g}, "
+                             "env HTTP_TIMEOUT)")
+    parser.add_argument("--http-max-connections", type=int,
+                        default=env("HTTP_MAX_CONNECTIONS", HTTP_MAX_CONNECTIONS),
+                        help=f"HTTP connections served at once; more wait (default {HTTP_MAX_CONNECTIONS}, "
+                             "env HTTP_MAX_CONNECTIONS)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     if args.max_connections is not None:
         args.max_connections = int(args.max_connections)
+    args.http_timeout = float(args.http_timeout)
+    args.http_max_connections = int(args.http_max_connections)
+    if args.http_timeout <= 0 or args.http_max_connections < 1:
+        parser.error("--http-timeout and --http-max-connections must be positive")
     if args.password and args.pass_file:
         parser.error("give the password either with --pass/MQTT_PASS or with --pass-file, not both")
     if args.key and not args.cert:
@@ -532,7 +627,7 @@ def main(argv=None):
     REGISTRY.register(collector)
     REGISTRY.register(CertificateCollector([("server", args.server_cert), ("ca", args.ca_cert)]))
     try:
-        httpd = make_http_server(args.bind_address)
+        httpd = make_http_server(args.bind_address, args.http_max_connections, args.http_timeout)
     except (OSError, ValueError) as err:
         LOG.error("cannot serve metrics on %s: %s", args.bind_address, err)
         return 1
