@@ -39,6 +39,8 @@ __virtualname__ = "mosquitto_map"
 
 _BUILT = "mosquitto_map.built"
 _STATS = "mosquitto_map.stats"
+# Shared with mosquitto_tofs: the run's fileserver listing (_utils/mosquitto_fileserver.py).
+_FILESERVER = "mosquitto_fileserver"
 # Every grain the dict depends on (validate reads the minion id).
 _GRAINS = ("id", "os_family", "osfinger", "init")
 _NOT_SYNCED = ('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" '
@@ -96,7 +98,7 @@ def stats():
         salt-call mosquitto_map.stats
     """
     out = copy.deepcopy(_stats())
-    out["listings"] = [list(asked) for asked in __context__.get("mosquitto_fileserver.asked", [])]
+    out["listings"] = [list(asked) for asked in __context__.get(_FILESERVER, {}).get("asked", [])]
     return out
 
 
@@ -133,7 +135,7 @@ def _build(tplroot, saltenv):
 def _load(path, tplroot, saltenv):
     """One parameter file's YAML, or None when the fileserver has no such file."""
     listing = __utils__["mosquitto_fileserver.listing"](
-        __context__, __salt__["cp.list_master"], saltenv, tplroot)
+        __context__.setdefault(_FILESERVER, {}), __salt__["cp.list_master"], saltenv, tplroot)
     if path not in listing:
         return None
     local = __salt__["cp.cache_file"](f"salt://{path}", saltenv=saltenv)

@@ -72,7 +72,7 @@ def _listing(prefix, saltenv):
     """The fileserver's files under ``<prefix>/``: the run's one listing,
     shared with mosquitto_map (_utils/mosquitto_fileserver.py)."""
     return __utils__["mosquitto_fileserver.listing"](
-        __context__, __salt__["cp.list_master"], saltenv, prefix)
+        __context__.setdefault("mosquitto_fileserver", {}), __salt__["cp.list_master"], saltenv, prefix)
 
 
 def candidates(source_files, lookup=None, tplroot="mosquitto"):
