@@ -211,8 +211,11 @@ def probe(domain, port, ca_cert, username, secret_path, clientid, timeout=10):
         raise ConnectionError(f"{domain}:{port}: {exc}") from None
 
 
-def _cluster_pillar():
-    return ((__pillar__.get("mosquitto") or {}).get("cluster") or {})
+def _cluster_settings():
+    """This hub's ``cluster`` settings from the formula's merged, validated
+    dict (mosquitto_map.data), so defaults and pillar ``lookup`` reach them
+    as they reach the SLS files; with no cluster, no ``hub``."""
+    return __salt__["mosquitto_map.data"]().get("cluster") or {}
 
 
 def accept(**kwargs):
@@ -224,10 +227,10 @@ def accept(**kwargs):
     have a well-formed mine entry. Returns a short text, never a hash.
     """
     requester = kwargs.get("__pub_id")
-    cluster = _cluster_pillar()
     me = __opts__["id"]
     if not requester:
         return "refused: no requester (call through Salt peer publish)"
+    cluster = _cluster_settings()
     if cluster.get("hub") != me:
         return f"refused: {me} is not the cluster hub"
     members = cluster.get("members", "*")

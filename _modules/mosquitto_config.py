@@ -1,7 +1,7 @@
 """
 Validate the mosquitto formula's merged settings, once, before any state runs.
 
-map.jinja (mapbuild.jinja) merges parameters/ and the ``mosquitto`` pillar
+mosquitto_map.data merges parameters/ and the ``mosquitto`` pillar
 into one dict, asks :py:func:`broker_version` for the facts the bridge rules
 need, and passes both to :py:func:`validate`. Every problem raises
 ``CommandExecutionError`` with the pillar key path and what is wrong
@@ -408,7 +408,7 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     """
     Check the merged formula settings and return a normalised copy.
 
-    CLI Example (mapbuild.jinja passes the same arguments):
+    CLI Example (mosquitto_map.data passes the same arguments):
 
     .. code-block:: bash
 

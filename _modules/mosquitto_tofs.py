@@ -21,8 +21,9 @@ formula's file under ``files/default/``.
 Why a module and not the macro: the macro was imported (fetched from the
 master and compiled) by every SLS file that manages a file, and asked the
 master for one candidate's hash at a time, ten signed requests per run. This
-asks once per run for the listing under ``<path_prefix>/files/`` and keeps it
-in the run's ``__context__``. That listing comes from the master's file-list
+asks once per run for the listing under ``<path_prefix>/`` and keeps it
+in the run's ``__context__`` (_utils/mosquitto_fileserver.py; mosquitto_map
+reads the same listing for its parameter files). That listing comes from the master's file-list
 cache, which ``state.apply`` itself has just refreshed, because Salt lists
 the fileserver before it renders an SLS file. Like any fileserver listing,
 it may be up to ``fileserver_list_cache_time`` (20 s) behind a file the
@@ -32,11 +33,7 @@ rebuild's lock held sleeps a second: there Salt's own listing and this one
 can each cost that second (README: keep Salt's default).
 """
 
-import logging
-
 from salt.exceptions import CommandExecutionError
-
-log = logging.getLogger(__name__)
 
 __virtualname__ = "mosquitto_tofs"
 
@@ -44,6 +41,8 @@ _DEFAULT_SWITCH = ("id", "os_family")
 
 
 def __virtual__():
+    if "mosquitto_fileserver.listing" not in __utils__:
+        return (False, "mosquitto_tofs needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
 
 
@@ -70,13 +69,10 @@ def _settings(tplroot):
 
 
 def _listing(prefix, saltenv):
-    """The fileserver's files under ``<prefix>/files/``, once per run and saltenv."""
-    key = f"{__virtualname__}.listing:{saltenv}:{prefix}"
-    if key not in __context__:
-        log.debug("TOFS: listing salt://%s/files/ in saltenv %s", prefix, saltenv)
-        __context__[key] = frozenset(
-            __salt__["cp.list_master"](saltenv=saltenv, prefix=f"{prefix}/files/"))
-    return __context__[key]
+    """The fileserver's files under ``<prefix>/``: the run's one listing,
+    shared with mosquitto_map (_utils/mosquitto_fileserver.py)."""
+    return __utils__["mosquitto_fileserver.listing"](
+        __context__.setdefault("mosquitto_fileserver", {}), __salt__["cp.list_master"], saltenv, prefix)
 
 
 def candidates(source_files, lookup=None, tplroot="mosquitto"):

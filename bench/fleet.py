@@ -10,7 +10,7 @@ peer publish; firewalld managed, as in the fleet suite):
     `salt '*' state.single test.succeed_without_changes name=x` through the
     same master in the same run (what Salt itself costs per job), and the
     ratio of the two medians;
-  - `state.show_sls mosquitto` (render only: map.jinja, pillar, the SLS
+  - `state.show_sls mosquitto` (render only: mosquitto_map, pillar, the SLS
     files; no state runs), so the no-op splits into Salt's floor, render
     and the states themselves;
   - the five slowest states of the no-op (median over the repeats of the

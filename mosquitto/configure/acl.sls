@@ -4,12 +4,7 @@
 # outside $SYS (as mosquitto allows without an ACL file); the exporter's
 # user may only read $SYS/#.
 {%- set tplroot = tpldir.split('/')[0] %}
-{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
-    would fetch and compile map.jinja again for every SLS file. #}
-{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
-{%- if mosquitto is none %}
-{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
-{%- endif %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 
 {%- set acl_users = {} %}
 {%- for name, spec in mosquitto.users.items() %}

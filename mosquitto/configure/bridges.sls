@@ -7,12 +7,7 @@
 # only which bridges changed. Bridges are read at start only: runtime.service
 # restarts the broker when this changes.
 {%- set tplroot = tpldir.split('/')[0] %}
-{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
-    would fetch and compile map.jinja again for every SLS file. #}
-{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
-{%- if mosquitto is none %}
-{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
-{%- endif %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 
 {%- set bridges = {} %}
 {%- for name, bridge in mosquitto.bridges.items() %}

@@ -4,12 +4,7 @@
 # main file would otherwise clash with ours: repeated pid_file or log_dest
 # stops the broker), and the directories it names.
 {%- set tplroot = tpldir.split('/')[0] %}
-{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
-    would fetch and compile map.jinja again for every SLS file. #}
-{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
-{%- if mosquitto is none %}
-{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
-{%- endif %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 
 {#- The context is a state argument (show_sls, a master's job cache): no
     passwords in it. Users live in the password file, bridges (with their

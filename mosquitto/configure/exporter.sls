@@ -5,12 +5,7 @@
 # init script where systemd is not PID 1). The password reaches the program
 # as a file path, never on its command line.
 {%- set tplroot = tpldir.split('/')[0] %}
-{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
-    would fetch and compile map.jinja again for every SLS file. #}
-{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
-{%- if mosquitto is none %}
-{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
-{%- endif %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set exporter = mosquitto.exporter %}
 {%- set secret_dir = salt['file.dirname'](mosquitto.paths.exporter_secret) %}
 {%- set python = exporter.venv_dir ~ '/bin/python' if exporter.install == 'venv' else '/usr/bin/python3' %}

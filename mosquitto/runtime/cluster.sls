@@ -5,12 +5,7 @@
 # user, and asks the hub to read the mine again when it does not yet (first
 # run of a fleet: the hub rendered before the spoke published).
 {%- set tplroot = tpldir.split('/')[0] %}
-{#- map.jinja's dict, from the run's first import of it (map.jinja): Salt
-    would fetch and compile map.jinja again for every SLS file. #}
-{%- set mosquitto = salt['mosquitto_mapdata.cached']() if 'mosquitto_mapdata.cached' in salt else none %}
-{%- if mosquitto is none %}
-{%-   from tplroot ~ '/map.jinja' import mapdata as mosquitto with context %}
-{%- endif %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set cluster = mosquitto.cluster %}
 {#- After the broker runs: a host service, or a container. #}
 {%- set broker_sls = tplroot ~ '.runtime.' ~ ('container' if mosquitto.container.enabled else 'service') %}

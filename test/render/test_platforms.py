@@ -5,10 +5,9 @@ hosts must use the plain service module."""
 from test.support.render import DEBIAN12_SYSTEMD, PILLAR, ROCKY9, args, local, render
 
 
-def mapdata(salt):
-    rc, data, err = salt.call("slsutil.renderer",
-                              "string={% from 'mosquitto/map.jinja' import mapdata %}{{ mapdata | json }}",
-                              "default_renderer=jinja|json")
+def mapdata(salt, template="{{ salt['mosquitto_map.data']() | json }}"):
+    """The formula's dict as an SLS file gets it (inside a template render)."""
+    rc, data, err = salt.call("slsutil.renderer", f"string={template}", "default_renderer=jinja|json")
     assert rc == 0, err
     return data
 
@@ -28,6 +27,12 @@ def test_rocky9_takes_the_epel_path(tmp_path):
     assert data["paths"]["include_dir"] == "" and data["paths"]["pid_file"] == ""
     assert data["pkg"]["exporter_deps"] == ["python3-paho-mqtt", "python3-prometheus_client"]
     assert data["service"]["provider"] == []
+
+
+def test_map_jinja_still_serves_operators_sls_files(tmp_path):
+    salt, _ = render(tmp_path, DEBIAN12_SYSTEMD)
+    shim = mapdata(salt, "{% from 'mosquitto/map.jinja' import mapdata with context %}{{ mapdata | json }}")
+    assert shim == mapdata(salt) and shim["users"]["alice"]["password"] == "pw"
 
 
 def test_debian12_with_systemd_uses_the_default_service_module(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from salt.exceptions import CommandExecutionError
 
+from test.support.mapdata import merged
 from test.support.modules import load, utils
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -35,15 +36,9 @@ def configure_loader_modules():
 
 
 def settings(**pillar):
-    """defaults.yaml + Debian.yaml + a pillar, merged like map.jinja does."""
-    def merge(a, b):
-        for k, v in b.items():
-            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return a
-    data = yaml.safe_load((ROOT / "mosquitto/parameters/defaults.yaml").read_text())["values"]
-    merge(data, yaml.safe_load((ROOT / "mosquitto/parameters/os_family/Debian.yaml").read_text())["values"])
+    """defaults.yaml + Debian.yaml + a pillar, merged by the map's own code."""
     base = {"domain": "mqtt.example.com", "users": {"alice": {"password": "pw"}}}
-    return merge(merge(data, base), copy.deepcopy(pillar))
+    return merged(base, pillar)
 
 
 def error_of(**pillar):

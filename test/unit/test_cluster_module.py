@@ -6,6 +6,7 @@ import pytest
 from salt.exceptions import CommandExecutionError
 
 from test.support.broker import Broker, free_port, wait_port
+from test.support.mapdata import built
 from test.support.modules import load, load_util
 
 cluster = load("_modules", "mosquitto_cluster")
@@ -61,15 +62,28 @@ def test_hub_address_from_the_mine(mine):
     assert cluster.hub_of("hub") == {"domain": "hub.example.com", "port": 8883}
 
 
+def hub_map(pillar):
+    """mosquitto_map.data on the hub, from this pillar (merged, not validated);
+    the mine fixture's __salt__ is this test's own dict."""
+    cluster.__salt__["mosquitto_map.data"] = lambda: built(pillar)
+
+
 def test_accept_refuses_without_a_requester_or_outside_members(mine, monkeypatch):
     monkeypatch.setattr(cluster, "__opts__", {"id": "hub"})
-    monkeypatch.setattr(cluster, "__pillar__", {"mosquitto": {"cluster": {"hub": "hub", "members": "edge-*"}}},
-                        raising=False)
+    hub_map({"cluster": {"hub": "hub", "members": "edge-*"}})
     assert cluster.accept().startswith("refused: no requester")
     assert cluster.accept(__pub_id="other").startswith("refused: other does not match")
     assert cluster.accept(__pub_id="edge-1").startswith("refused: no bridge identity")
-    monkeypatch.setattr(cluster, "__pillar__", {"mosquitto": {"cluster": {"hub": "elsewhere"}}})
+    hub_map({"cluster": {"hub": "elsewhere"}})
     assert cluster.accept(__pub_id="edge-1").startswith("refused: hub is not the cluster hub")
+
+
+def test_accept_reads_the_merged_map_so_lookup_and_defaults_count(mine, monkeypatch):
+    monkeypatch.setattr(cluster, "__opts__", {"id": "hub"})
+    hub_map({"lookup": {"cluster": {"members": "edge-*"}}, "cluster": {"hub": "hub"}})
+    assert cluster.accept(__pub_id="other").startswith("refused: other does not match cluster members 'edge-*'")
+    hub_map({"cluster": {"hub": "hub"}})  # members: '*' from defaults.yaml
+    assert cluster.accept(__pub_id="edge-1").startswith("refused: no bridge identity")
 
 
 @pytest.fixture(scope="module")

@@ -197,10 +197,11 @@ def test_no_module_keeps_its_own_copy():
     assert pathlib.Path(ROOT / "_utils" / "mosquitto_files.py").exists()
 
 
-@pytest.mark.parametrize("name", ["mosquitto_config", "mosquitto_ca", "mosquitto_passwd", "mosquitto_bridge"])
+@pytest.mark.parametrize("name", ["mosquitto_config", "mosquitto_ca", "mosquitto_passwd", "mosquitto_bridge",
+                                  "mosquitto_map", "mosquitto_tofs"])
 def test_modules_without_utils_say_to_sync(monkeypatch, name):
     """Synced modules without _utils (saltutil.sync_modules alone) do not
-    load, so map.jinja says "run saltutil.sync_all" instead of a KeyError
+    load, so every SLS file says "run saltutil.sync_all" instead of a KeyError
     halfway through a run."""
     module = load("_modules", name)
     assert module.__virtual__() == name
