@@ -40,3 +40,19 @@ _BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def is_bridge_name(name):
     """True for a usable bridge name: letters, digits, '_', '.', '-', not first '.', '_' or '-'."""
     return isinstance(name, str) and bool(_BRIDGE_NAME.match(name))
+
+
+# A key made for a reissue waits beside the live one under this suffix until
+# its certificate is signed (mosquitto_ca state and module; nothing else may
+# spell it).
+_NEW_KEY_SUFFIX = ".new"
+
+
+def new_key_path(key_path):
+    """Where a new key for ``key_path`` waits for its certificate."""
+    return str(key_path) + _NEW_KEY_SUFFIX
+
+
+def is_new_key_path(path):
+    """True for a path new_key_path made (the only files discard_new_key removes)."""
+    return str(path).endswith(_NEW_KEY_SUFFIX) and len(str(path)) > len(_NEW_KEY_SUFFIX)

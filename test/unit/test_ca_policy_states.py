@@ -1,16 +1,15 @@
 """certificate_managed against a CA minion that refuses: nothing changes here.
 
 Same stand-ins as test_mosquitto_ca_states.py (the real execution module on
-both sides, arguments parsed as a minion parses a peer publish).
+both sides, arguments parsed as a minion parses a peer publish): fixtures
+salt_env and ca_minion from conftest.py, helpers from test/support/ca.py.
 """
 import os
 
 import pytest
 
-from test.unit.test_mosquitto_ca_states import (  # noqa: F401  (fixtures)
-    BROKER_ID, camod, ca_minion, managed, paths, salt_env, snapshot, st,
-)
-
+from test.support.ca import BROKER_ID, camod, managed, snapshot, st
+from test.support.config import error_of, settings, validate
 
 
 def listing(p):
@@ -21,11 +20,11 @@ def test_a_refused_first_request_writes_no_key_and_no_cert(salt_env, ca_minion):
     p = ca_minion
     ret = managed(p, ca_server="ca1", dns_names=["bank.example.net"])
     assert ret["result"] is False
-    assert (f"CA minion ca1 refused mosquitto_ca.sign_csr: ERROR: minion {BROKER_ID} may not have a certificate "
+    assert (f"CA minion ca1 refused mosquitto_ca.sign_csr: minion {BROKER_ID} may not have a certificate "
             "with DNS name bank.example.net: not allowed by the policy for minion broker1 "
             "(default + signing_policies[0] (minions 'broker1'))") in ret["comment"]
     assert listing(p) == []  # no key, no certificate, no CA certificate, no leftover new key
-    assert camod.issued(str(p.remote / "ca.key")) == []
+    assert camod.issued(ca_key_path=str(p.remote / "ca.key")) == []
 
 
 def test_a_refused_reissue_keeps_key_cert_and_ca_cert(salt_env, ca_minion):
@@ -37,7 +36,7 @@ def test_a_refused_reissue_keeps_key_cert_and_ca_cert(salt_env, ca_minion):
     assert ret["result"] is False and "DNS name other.example.org" in ret["comment"]
     assert snapshot(p.crt, p.key, p.ca_crt) == before
     assert listing(p) == ["ca.crt", "server.crt", "server.key"]
-    assert [r["requester"] for r in camod.issued(str(p.remote / "ca.key"))] == [BROKER_ID]
+    assert [r["requester"] for r in camod.issued(ca_key_path=str(p.remote / "ca.key"))] == [BROKER_ID]
 
 
 def test_a_new_key_replaces_the_old_only_with_its_signed_certificate(salt_env, ca_minion):
@@ -46,7 +45,7 @@ def test_a_new_key_replaces_the_old_only_with_its_signed_certificate(salt_env, c
     old_key = open(p.key, "rb").read()
     ret = managed(p, ca_server="ca1", key_type="rsa", key_size=2048)
     assert ret["result"] is True and ret["changes"]["new"]["key_type"] == "rsa"
-    assert open(p.key, "rb").read() != old_key and camod.key_matches_cert(p.crt, p.key)
+    assert open(p.key, "rb").read() != old_key and camod.key_fits(p.key, cert_path=p.crt)
     assert listing(p) == ["ca.crt", "server.crt", "server.key"]
     assert os.stat(p.key).st_mode & 0o777 == 0o640
 
@@ -103,13 +102,11 @@ def test_no_answer_is_asked_again_a_refusal_is_not(salt_env, ca_minion, monkeypa
     ({"minions": "x"}, "mosquitto:tls:signing_policies: must be a list"),
 ])
 def test_bad_signing_policies_name_the_key(policy, message):
-    from test.unit.test_mosquitto_config import error_of
     assert message in error_of(tls={"signing_policies": policy})
 
 
 def test_good_signing_policies_are_normalised():
-    from test.unit.test_mosquitto_config import cfg as config, settings
-    out = config.validate(settings(tls={"signing_policies": [
+    out = validate(settings(tls={"signing_policies": [
         {"minions": "Edge-*", "dns_names": ["*.Edge.example.com"], "ip_networks": ["2001:DB8::/32"], "max_days": 90}]}))
     assert out["tls"]["signing_policies"] == [
         {"minions": "edge-*", "dns_names": ["*.edge.example.com"], "ip_networks": ["2001:db8::/32"], "max_days": 90}]
