@@ -343,3 +343,42 @@ def test_read_ca_cert_hands_peers_only_this_minions_ca(ca_host, tmp_path):
     assert peer_call("mosquitto_ca.read_ca_cert", "h1") == own
     # Locally (the mine's call) the path given counts.
     assert ca.read_ca_cert(str(other / "ca.crt")) == open(other / "ca.crt").read()
+
+
+# --- the CA's settings come from the merged map -------------------------------------------
+
+
+def test_lookup_values_reach_the_ca(ca_host, tmp_path):
+    """A CA key path set under mosquitto:lookup (or by an os_family file) is
+    where the CA minion signs from and records to."""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    ca.create_ca(str(moved / "ca.crt"), str(moved / "ca.key"))
+    for pillar in (ca_host.pillar, ca.__pillar__):
+        tls = pillar["mosquitto"]["tls"]
+        del tls["ca_cert"], tls["ca_key"]
+        pillar["mosquitto"]["lookup"] = {"tls": {"ca_cert": str(moved / "ca.crt"), "ca_key": str(moved / "ca.key")}}
+    cert = sign(tmp_path, "h1", dns_names=["h1"])
+    assert cert.issuer == x509.load_pem_x509_certificate((moved / "ca.crt").read_bytes()).subject
+    assert [r["serial"] for r in ca.issued()] == [f"{cert.serial_number:X}"]
+    assert (moved / "issued.json").exists() and records(ca_host) == []
+    assert peer_call("mosquitto_ca.read_ca_cert", "h1") == (moved / "ca.crt").read_text()
+
+
+def test_without_the_map_module_the_ca_says_what_is_missing(ca_host, tmp_path, monkeypatch):
+    monkeypatch.delitem(ca.__salt__, "mosquitto_map.data")
+    msg = refused(tmp_path, "h1", dns_names=["h1"])
+    assert "mosquitto_map.data" in msg and "saltutil.sync_modules" in msg
+    assert records(ca_host) == []
+
+
+def test_the_defaults_are_the_maps(ca_host):
+    """With nothing in the pillar, the CA's paths and validity are the map's
+    defaults (parameters/defaults.yaml), not constants of its own."""
+    for pillar in (ca_host.pillar, ca.__pillar__):
+        pillar["mosquitto"] = {}
+    for fresh in (False, True):
+        got = ca._settings(fresh=fresh)
+        assert (got["ca_cert"], got["ca_key"], got["days_valid"], got["policies"]) == (
+            "/etc/mosquitto/certs/ca.crt", "/etc/mosquitto/ca/ca.key", 825, [])
+    assert not hasattr(ca, "DEFAULT_CA_KEY") and not hasattr(ca, "DEFAULT_DAYS_VALID")

@@ -110,3 +110,49 @@ def test_good_signing_policies_are_normalised():
         {"minions": "Edge-*", "dns_names": ["*.Edge.example.com"], "ip_networks": ["2001:DB8::/32"], "max_days": 90}]}))
     assert out["tls"]["signing_policies"] == [
         {"minions": "edge-*", "dns_names": ["*.edge.example.com"], "ip_networks": ["2001:db8::/32"], "max_days": 90}]
+
+
+@pytest.mark.parametrize("answer,shown", [
+    ("-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n", "BEGIN CERTIFICATE"),  # an older CA minion
+    ("Passed invalid arguments to mosquitto_ca.sign_csr: unexpected keyword", "Passed invalid arguments"),
+    ("ERROR: something broke", "ERROR: something broke"),
+    ({"certificate": None}, "{'certificate': None}"),
+    (None, "None"),
+])
+def test_anything_but_a_structured_answer_is_no_certificate(salt_env, ca_minion, answer, shown):
+    """Only {"certificate": pem} signs; every other answer fails the state
+    with what came back, and leaves nothing behind."""
+    p = ca_minion
+    publish = salt_env.salt["publish.publish"]
+
+    def odd(tgt, fun, arg=None, **kwargs):
+        if fun == "mosquitto_ca.sign_csr":
+            return {tgt: answer}
+        return publish(tgt, fun, arg=arg, **kwargs)
+
+    salt_env.salt["publish.publish"] = odd
+    ret = managed(p, ca_server="ca1")
+    assert ret["result"] is False
+    assert "CA minion ca1 gave no certificate for mosquitto_ca.sign_csr" in ret["comment"] and shown in ret["comment"]
+    assert listing(p) == []
+
+
+def test_a_list_of_errors_is_a_refusal(salt_env, ca_minion):
+    publish = salt_env.salt["publish.publish"]
+    salt_env.salt["publish.publish"] = lambda tgt, fun, arg=None, **kw: (
+        {tgt: {"errors": ["first reason", "second reason"]}} if fun == "mosquitto_ca.sign_csr"
+        else publish(tgt, fun, arg=arg, **kw))
+    ret = managed(ca_minion, ca_server="ca1")
+    assert ret["result"] is False
+    assert "CA minion ca1 refused mosquitto_ca.sign_csr: first reason; second reason" in ret["comment"]
+
+
+def test_a_ca_minion_that_answers_read_ca_cert_with_no_ca_certificate(salt_env, ca_minion):
+    publish = salt_env.salt["publish.publish"]
+    salt_env.salt["publish.publish"] = lambda tgt, fun, arg=None, **kw: (
+        {tgt: "ERROR: cannot read CA certificate"} if fun == "mosquitto_ca.read_ca_cert"
+        else publish(tgt, fun, arg=arg, **kw))
+    ret = st.ca_cert_present(ca_minion.ca_crt, "ca1")
+    assert ret["result"] is False
+    assert "CA minion ca1 gave no CA certificate for mosquitto_ca.read_ca_cert: ERROR: cannot read" in ret["comment"]
+    assert not os.path.exists(ca_minion.ca_crt)

@@ -366,3 +366,37 @@ def test_ensure_permissions(pki):
     assert ca.ensure_permissions(pki.key, **owner) == diff
     assert mode_owner(pki.key) == ("0640", 0, "mosquitto")
     assert ca.ensure_permissions(pki.key, **owner) == {}
+
+
+def test_discard_new_key_removes_only_new_keys(pki):
+    new = ca.__utils__["mosquitto_names.new_key_path"](pki.key)
+    assert new == pki.key + ".new"
+    ca.ensure_key(new)
+    assert ca.discard_new_key(new) is True and not os.path.exists(new)
+    assert ca.discard_new_key(new) is False
+    ca.ensure_key(pki.key)
+    with pytest.raises(CommandExecutionError, match="is not a new key"):
+        ca.discard_new_key(pki.key)
+    assert os.path.exists(pki.key)
+
+
+def test_cert_info_and_verify_chain_take_a_path_or_pem(pki, tmp_path):
+    issue(pki)
+    pem, ca_pem = open(pki.crt).read(), open(pki.ca_crt).read()
+    assert ca.cert_info(pem=pem) == ca.cert_info(pki.crt)
+    with pytest.raises(CommandExecutionError, match="one of them"):
+        ca.cert_info(pki.crt, pem=pem)
+    assert ca.verify_chain(cert_pem=pem, ca_cert_pem=ca_pem) is True
+    assert ca.verify_chain(pki.crt, ca_cert_pem=ca_pem) is True
+    ca.create_ca(str(tmp_path / "o.crt"), str(tmp_path / "o.key"))
+    assert ca.verify_chain(cert_pem=pem, ca_cert_path=str(tmp_path / "o.crt")) is False
+
+
+def test_key_fits_type_and_certificate(pki, tmp_path):
+    issue(pki)
+    assert ca.key_fits(pki.key) and ca.key_fits(pki.key, cert_path=pki.crt)
+    assert ca.key_fits(pki.key, key_type="ec") and not ca.key_fits(pki.key, key_type="rsa")
+    assert not ca.key_fits(pki.key, cert_path=pki.ca_crt)
+    assert not ca.key_fits(str(tmp_path / "missing.key"))
+    open(tmp_path / "garbage.key", "w").write("not a key")
+    assert not ca.key_fits(str(tmp_path / "garbage.key"))
