@@ -456,7 +456,7 @@ def _refuse(message):
     return {"error": message}
 
 
-def _sign_request(requester, csr_pem, dns_names, ip_addresses, days_valid, common_name):
+def _sign_request(requester, csr_pem, *, dns_names, ip_addresses, days_valid, common_name):
     """The signed certificate (PEM) for requester, or CommandExecutionError saying why not."""
     csr = _pki("parse_csr")(csr_pem)
     settings = _settings(fresh=True)
@@ -538,7 +538,9 @@ def sign_csr(csr_pem, *, dns_names=(), ip_addresses=(), days_valid=None, common_
             "on the CA host itself use mosquitto_ca.issue_cert."
         )
     try:
-        return {"certificate": _sign_request(requester, csr_pem, dns_names, ip_addresses, days_valid, common_name)}
+        pem = _sign_request(requester, csr_pem, dns_names=dns_names, ip_addresses=ip_addresses,
+                            days_valid=days_valid, common_name=common_name)
+        return {"certificate": pem}
     except SaltException as exc:  # a refusal, a bad policy, an unusable CA: all answered as data
         return _refuse(str(exc))
 

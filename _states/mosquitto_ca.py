@@ -323,7 +323,8 @@ def certificate_managed(
             raise CommandExecutionError("ca_key is required (the CA key path) without ca_server")
         # An unknown user or group fails the state now, under test=True too.
         __utils__["mosquitto_files.owner_ids"](user, group)
-        plan = _plan(name, key_path, ca_cert, ca_server, want, owner, publish, renew_days)
+        plan = _plan(name, key_path=key_path, ca_cert=ca_cert, ca_server=ca_server, want=want, owner=owner,
+                     publish=publish, renew_days=renew_days)
     except CommandExecutionError as exc:
         ret["comment"] = f"certificate {name}: {exc}"
         return ret
@@ -333,12 +334,14 @@ def certificate_managed(
         ret.update(result=True, comment=f"certificate {name} is up to date ({info['days_remaining']} days remaining)")
         return ret
     if __opts__["test"]:
-        ret.update(result=None, **_planned(name, key_path, ca_cert, ca_server, want, plan))
+        ret.update(result=None, **_planned(name, key_path=key_path, ca_cert=ca_cert, ca_server=ca_server, plan=plan,
+                                          want=want))
         return ret
 
     verb = "reissued" if plan["old"] else "issued"
     try:
-        changes, comments = _apply(name, key_path, ca_cert, ca_key, ca_server, want, owner, publish, plan)
+        changes, comments = _apply(name, key_path=key_path, ca_cert=ca_cert, ca_key=ca_key, ca_server=ca_server,
+                                   want=want, owner=owner, publish=publish, plan=plan)
     except CommandExecutionError as exc:
         ret["comment"] = f"certificate {name} not {verb}: {exc}"
         return ret
@@ -346,13 +349,14 @@ def certificate_managed(
     return ret
 
 
-def _apply(name, key_path, ca_cert, ca_key, ca_server, want, owner, publish, plan):
+def _apply(name, *, key_path, ca_cert, ca_key, ca_server, want, owner, publish, plan):
     """Carry out certificate_managed's plan: (changes, comments)."""
     changes, comments = {}, []
     if plan["reissue"]:
         if ca_server:
             # Signed and installed first: a refusal leaves the CA cert here as it was too.
-            info, signed_with = _issue_remote(name, key_path, plan["ca_pem"], ca_server, want, owner, publish)
+            info, signed_with = _issue_remote(name, key_path=key_path, ca_pem=plan["ca_pem"], ca_server=ca_server,
+                                              want=want, owner=owner, publish=publish)
             if signed_with != plan["ca_pem"]:  # the mine was behind the CA minion: its CA goes here
                 plan["ca_pem"], plan["ca_update"] = signed_with, _ca_update(ca_cert, signed_with)
         else:
@@ -382,7 +386,7 @@ def _ca_update(ca_cert, ca_pem):
     return {"old": _current_meta(ca_cert), "new": {"fingerprint": _pem_fingerprint(ca_pem)}}
 
 
-def _plan(name, key_path, ca_cert, ca_server, want, owner, publish, renew_days):
+def _plan(name, *, key_path, ca_cert, ca_server, want, owner, publish, renew_days):
     """What certificate_managed has to do: reissue (and why), fix key
     permissions, update the CA certificate; and the old certificate's metadata."""
     ca_pem, ca_update = None, {}
@@ -401,7 +405,7 @@ def _plan(name, key_path, ca_cert, ca_server, want, owner, publish, renew_days):
             "ca_pem": ca_pem, "ca_update": ca_update, "old": _current_meta(name)}
 
 
-def _planned(name, key_path, ca_cert, ca_server, want, plan):
+def _planned(name, *, key_path, ca_cert, ca_server, want, plan):
     """comment and changes of certificate_managed under test=True."""
     changes, verb = {}, "reissued" if plan["old"] else "issued"
     if plan["reissue"]:
@@ -419,7 +423,7 @@ def _planned(name, key_path, ca_cert, ca_server, want, plan):
     return {"comment": comment, "changes": changes}
 
 
-def _ca_cert_that_signed(cert_pem, ca_pem, ca_server, retries, interval):
+def _ca_cert_that_signed(cert_pem, ca_pem, ca_server, *, retries, interval):
     """The CA certificate that verifies ``cert_pem``: ``ca_pem``, else the
     mine's entry for ``ca_server`` asked again.
 
@@ -445,7 +449,7 @@ def _signed_by(cert_pem, ca_pem):
     return __salt__["mosquitto_ca.verify_chain"](cert_pem=cert_pem, ca_cert_pem=ca_pem, dates=False)
 
 
-def _issue_remote(name, key_path, ca_pem, ca_server, want, owner, publish):
+def _issue_remote(name, *, key_path, ca_pem, ca_server, want, owner, publish):
     """CSR from our key, signature from the CA minion, checked before install.
 
     A key that still fits is kept; otherwise a new one waits beside it
@@ -465,7 +469,7 @@ def _issue_remote(name, key_path, ca_pem, ca_server, want, owner, publish):
         request = {"csr_pem": csr, "days_valid": int(want["days_valid"]),
                    **{k: want[k] for k in ("dns_names", "ip_addresses", "common_name")}}
         pem = _signed_cert(ca_server, _publish(ca_server, SIGN, request, **publish))
-        ca_pem = _ca_cert_that_signed(pem, ca_pem, ca_server, publish["retries"], publish["interval"])
+        ca_pem = _ca_cert_that_signed(pem, ca_pem, ca_server, retries=publish["retries"], interval=publish["interval"])
         info = __salt__["mosquitto_ca.install_cert"](
             name, pem, key_path=key_path, new_key_path=new_key, ca_cert_pem=ca_pem)
     except BaseException:
