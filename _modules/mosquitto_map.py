@@ -56,7 +56,7 @@ def __virtual__():
     return __virtualname__
 
 
-def data(tplroot="mosquitto", saltenv=None):
+def data(tplroot="mosquitto", saltenv=None, pillar=None):
     """
     The formula's validated dict for this minion, built once per state run.
 
@@ -66,6 +66,10 @@ def data(tplroot="mosquitto", saltenv=None):
 
         salt-call mosquitto_map.data
 
+    ``pillar``: a whole pillar to build from instead of the minion's
+    in-memory one (mosquitto_ca passes one compiled anew for a peer
+    request, so a policy changed since the last refresh counts).
+
     Inside a template (the SLS files) the result is a plain dict. Elsewhere
     (this CLI, other modules) it is wrapped as Salt 3008 wraps pillar data:
     reading it gives the values, printing it masks them, since the dict
@@ -74,11 +78,12 @@ def data(tplroot="mosquitto", saltenv=None):
     saltenv = saltenv or __opts__.get("saltenv") or "base"
     built = __context__.setdefault(_BUILT, {})
     stats = _stats()
-    inputs = _inputs(tplroot, saltenv)
+    source = _pillar(pillar)
+    inputs = _inputs(tplroot, saltenv, source)
     if inputs in built:
         stats["hits"] += 1
     else:
-        built[inputs] = _build(tplroot, saltenv)
+        built[inputs] = _build(tplroot, saltenv, source)
         stats["builds"] += 1
     # A copy: an SLS file that changes its dict must not change the next one's.
     return _for_caller(copy.deepcopy(built[inputs]))
@@ -106,29 +111,29 @@ def _stats():
     return __context__.setdefault(_STATS, {"builds": 0, "hits": 0, "files": []})
 
 
-def _pillar():
+def _pillar(pillar=None):
     """Pillar ``mosquitto`` as plain data (Salt 3008 may hand __pillar__ over
     wrapped for masking), a copy the merge cannot change."""
-    value = __pillar__.get("mosquitto", {})
+    value = (__pillar__ if pillar is None else pillar).get("mosquitto", {})
     if _secret is not None:
         value = _secret.expose(value)
     return copy.deepcopy(value)
 
 
-def _inputs(tplroot, saltenv):
+def _inputs(tplroot, saltenv, source):
     """Everything the dict is built from besides the formula's files."""
     grains = {name: __grains__.get(name) for name in _GRAINS}
-    return json.dumps([tplroot, saltenv, __opts__.get("id"), _pillar(), grains],
+    return json.dumps([tplroot, saltenv, __opts__.get("id"), source, grains],
                       sort_keys=True, default=repr)
 
 
-def _build(tplroot, saltenv):
+def _build(tplroot, saltenv, source):
     grains = {name: __grains__.get(name) for name in _GRAINS}
     files = __utils__["mosquitto_map.layer_files"](tplroot, grains)
     layers = [_load(path, tplroot, saltenv) for path in files]
     if layers[0] is None:
         raise CommandExecutionError(f"mosquitto formula: salt://{files[0]} not found in saltenv {saltenv}")
-    merged = __utils__["mosquitto_map.build"](layers, _pillar(), grains["init"])
+    merged = __utils__["mosquitto_map.build"](layers, source, grains["init"])
     return _validated(merged, grains["init"])
 
 

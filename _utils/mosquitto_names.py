@@ -72,3 +72,19 @@ def cluster_clientid(minion_id):
 def mine_name(kind):
     """The Salt mine function name of ``kind`` ("cluster_hub" or "cluster_spoke")."""
     return MINE_NAMES[kind]
+
+
+# A key made for a reissue waits beside the live one under this suffix until
+# its certificate is signed (mosquitto_ca state and module; nothing else may
+# spell it).
+_NEW_KEY_SUFFIX = ".new"
+
+
+def new_key_path(key_path):
+    """Where a new key for ``key_path`` waits for its certificate."""
+    return str(key_path) + _NEW_KEY_SUFFIX
+
+
+def is_new_key_path(path):
+    """True for a path new_key_path made (the only files discard_new_key removes)."""
+    return str(path).endswith(_NEW_KEY_SUFFIX) and len(str(path)) > len(_NEW_KEY_SUFFIX)

@@ -135,7 +135,10 @@ def test_a_foreign_name_is_refused_and_nothing_changes_on_the_broker(fleet, appl
 
 
 def _publish_from_broker(fleet, kwargs, *positional):
-    """publish.publish <CA> mosquitto_ca.sign_csr from b1, as any peer could."""
+    """publish.publish <CA> mosquitto_ca.sign_csr from b1, as any peer could.
+
+    The CA minion answers with data: {"certificate": pem} or {"error": why};
+    Salt's own answer to a call it could not make is its string."""
     arg = list(positional) + [{"__kwarg__": True, **kwargs}]
     ret = fleet[BROKER].salt_call("publish.publish", CA_HOST, "mosquitto_ca.sign_csr",
                                   f"arg={json.dumps(arg)}", "timeout=30")
@@ -152,13 +155,16 @@ def test_a_caller_with_its_own_ca_paths_or_requester_gets_nothing_signed(fleet, 
     answer = _publish_from_broker(fleet, {"csr_pem": csr, "dns_names": [BROKER],
                                           "ca_cert_path": "/root/other-ca/ca.crt",
                                           "ca_key_path": "/root/other-ca/ca.key"})
-    assert answer.startswith("ERROR: sign_csr refuses argument(s) ca_cert_path, ca_key_path"), answer
+    assert isinstance(answer, dict) and set(answer) == {"error"}, answer
+    assert answer["error"].startswith("sign_csr refuses argument(s) ca_cert_path, ca_key_path"), answer
     # The requester is the minion id the master gives the call, not an argument.
     answer = _publish_from_broker(fleet, {"csr_pem": csr, "dns_names": [CA_HOST], "__pub_id": CA_HOST})
-    assert f"minion {BROKER} may not have a certificate with DNS name {CA_HOST}" in answer, answer
-    # The call the formula used to make (CSR, CA cert path, CA key path, names).
+    assert isinstance(answer, dict) and set(answer) == {"error"}, answer
+    assert f"minion {BROKER} may not have a certificate with DNS name {CA_HOST}" in answer["error"], answer
+    # The call the formula used to make (CSR, CA cert path, CA key path, names):
+    # Salt refuses it before sign_csr runs, with its own string.
     answer = _publish_from_broker(fleet, {"dns_names": [BROKER]}, csr, "/root/other-ca/ca.crt", "/root/other-ca/ca.key")
-    assert answer.startswith("Passed invalid arguments to mosquitto_ca.sign_csr"), answer
+    assert isinstance(answer, str) and answer.startswith("Passed invalid arguments to mosquitto_ca.sign_csr"), answer
     assert first_apply(issued(fleet), applied) == []
     assert not ca.path("/root/other-ca/issued.json").exists()
     # Nothing but sign_csr is open to peers: not even another mosquitto_ca function.

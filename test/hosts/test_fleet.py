@@ -202,8 +202,9 @@ def test_renewal_schedule_renews_a_near_expiry_certificate_with_a_reload(fleet, 
         assert fleet[host].run(["test", "!", "-e", "/etc/cron.d/mosquitto-tls-renew"], check=False).returncode == 0
 
     h, cert = fleet[CA_HOST], "/etc/mosquitto/certs/server.crt"
-    fleet.salt("mosquitto_ca.issue_cert", cert, "/etc/mosquitto/certs/server.key", CA, "/etc/mosquitto/ca/ca.key",
-               CA_HOST, "days_valid=10", tgt=CA_HOST, timeout=60, check=True)
+    fleet.salt("mosquitto_ca.issue_cert", cert, "/etc/mosquitto/certs/server.key", f"ca_cert_path={CA}",
+               "ca_key_path=/etc/mosquitto/ca/ca.key", f"common_name={CA_HOST}", "days_valid=10",
+               tgt=CA_HOST, timeout=60, check=True)
     h.run(["systemctl", "reload", "mosquitto"])
     pid = _main_pid(h, "mosquitto")
 

@@ -4,8 +4,10 @@ Requests reach sign_csr the way Salt delivers a peer publish: the caller's
 argument list goes through the minion's own ``load_args_and_kwargs`` with the
 publish data, whose ``id`` (the master sets it from the caller's
 authenticated minion id) becomes ``__pub_id``. Keys, CSRs and certificates
-are real; the record is read back from the file the CA minion writes.
+are real; the record is read back from the file the CA minion writes. The
+answer is data: {"certificate": pem} or {"error": why}.
 """
+import copy
 import json
 import logging
 import os
@@ -17,21 +19,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import SaltInvocationError
 
-from test.support.modules import load
-from test.support.pillar import pillar_items
-
-ca = load("_modules", "mosquitto_ca")
-cfg = load("_modules", "mosquitto_config")
+from test.support.ca import ca_loader
+from test.support.ca import camod as ca
 
 
 @pytest.fixture
 def ca_host(tmp_path, monkeypatch):
-    """A CA minion 'ca1': its CA under tmp_path, its pillar in .pillar (edit it)."""
+    """A CA minion 'ca1': its CA under tmp_path, its pillar on the master in
+    .pillar (edit it). The minion's in-memory pillar is a copy taken now:
+    what the CA signs by must come from the master's, compiled anew."""
     cert, key = str(tmp_path / "ca.crt"), str(tmp_path / "ca.key")
-    ca.create_ca(cert, key)
     pillar = {"mosquitto": {"tls": {"ca_cert": cert, "ca_key": key}}}
+    loader = ca_loader(monkeypatch, pillar=copy.deepcopy(pillar), fresh_pillar=pillar)
+    ca.create_ca(cert, key)
 
     class Host:
         pass
@@ -40,10 +42,7 @@ def ca_host(tmp_path, monkeypatch):
     h.dir, h.ca_crt, h.ca_key, h.pillar = tmp_path, cert, key, pillar
     h.tls = pillar["mosquitto"]["tls"]
     h.record = tmp_path / "issued.json"
-    funcs = {"pillar.items": pillar_items(pillar), "mosquitto_config.signing_policies": cfg.signing_policies}
-    monkeypatch.setattr(ca, "__salt__", funcs, raising=False)
-    monkeypatch.setattr(ca, "__pillar__", pillar, raising=False)
-    monkeypatch.setattr(ca, "__opts__", {"id": "ca1"}, raising=False)
+    h.context = loader.context
     return h
 
 
@@ -65,13 +64,21 @@ def peer_call(fun, requester, *args, **kwargs):
 
 def sign(tmp_path, requester, **kwargs):
     csr, _ = csr_for(tmp_path)
-    return x509.load_pem_x509_certificate(peer_call("mosquitto_ca.sign_csr", requester, csr_pem=csr, **kwargs).encode())
+    answer = peer_call("mosquitto_ca.sign_csr", requester, csr_pem=csr, **kwargs)
+    assert set(answer) == {"certificate"}, answer
+    return x509.load_pem_x509_certificate(answer["certificate"].encode())
+
+
+def refusal(answer, context):
+    """The reason of a refused request: {"error": why} and a failed job, nothing else."""
+    assert set(answer) == {"error"} and isinstance(answer["error"], str), answer
+    assert context.pop("retcode") == 1
+    return answer["error"]
 
 
 def refused(tmp_path, requester, **kwargs):
-    with pytest.raises(CommandExecutionError) as exc:
-        sign(tmp_path, requester, **kwargs)
-    return str(exc.value)
+    csr, _ = csr_for(tmp_path)
+    return refusal(peer_call("mosquitto_ca.sign_csr", requester, csr_pem=csr, **kwargs), ca.__context__)
 
 
 def sans(cert):
@@ -164,7 +171,8 @@ def test_policy_max_days_the_largest_of_the_matching(ca_host, tmp_path):
 
 
 def test_a_policy_change_counts_at_once(ca_host, tmp_path):
-    """The CA minion reads its pillar fresh from the master (pillar.items)."""
+    """The CA minion reads its pillar fresh from the master (pillar.items),
+    not the copy in its memory (ca_host's __pillar__)."""
     refused(tmp_path, "h1", dns_names=["mqtt.example.com"])
     ca_host.tls["signing_policies"] = [{"minions": "h1", "dns_names": ["mqtt.example.com"]}]
     assert sign(tmp_path, "h1", dns_names=["mqtt.example.com"])
@@ -198,9 +206,7 @@ def test_a_caller_sending_ca_paths_gets_nothing_signed(ca_host, tmp_path, caplog
     for extra in ({"ca_cert_path": str(evil / "ca.crt"), "ca_key_path": str(evil / "ca.key")},
                   {"extensions": {"basicConstraints": "CA:TRUE"}},
                   {"is_ca": True}):
-        with pytest.raises(CommandExecutionError) as exc:
-            peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr, dns_names=["h1"], **extra)
-        msg = str(exc.value)
+        msg = refusal(peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr, dns_names=["h1"], **extra), ca_host.context)
         assert f"sign_csr refuses argument(s) {', '.join(sorted(extra))}" in msg and "Nothing was signed" in msg
     assert "refused a request from h1 with argument(s) ca_cert_path, ca_key_path" in caplog.text
     assert records(ca_host) == [] and not (evil / "issued.json").exists()
@@ -224,8 +230,8 @@ def test_a_forged_requester_argument_is_overridden_by_salts(ca_host, tmp_path):
 
 def test_without_a_requester_nothing_is_signed(ca_host, tmp_path):
     csr, _ = csr_for(tmp_path)
-    with pytest.raises(CommandExecutionError, match="this call has none"):
-        ca.sign_csr(csr, dns_names=["h1"])  # salt-call on the CA host: no __pub_id
+    msg = refusal(ca.sign_csr(csr, dns_names=["h1"]), ca_host.context)  # salt-call on the CA host: no __pub_id
+    assert "this call has none" in msg
     assert records(ca_host) == []
 
 
@@ -240,7 +246,7 @@ def test_the_result_is_a_leaf_with_only_the_csrs_public_key(ca_host, tmp_path):
         .public_bytes(serialization.Encoding.PEM)
         .decode()
     )
-    pem = peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr, dns_names=["h1.example.com"])
+    pem = peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr, dns_names=["h1.example.com"])["certificate"]
     cert = x509.load_pem_x509_certificate(pem.encode())
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -256,10 +262,9 @@ def test_the_result_is_a_leaf_with_only_the_csrs_public_key(ca_host, tmp_path):
 
 
 def test_garbage_and_nameless_requests(ca_host, tmp_path):
-    with pytest.raises(CommandExecutionError, match="not a PEM certificate signing request"):
-        peer_call("mosquitto_ca.sign_csr", "h1", csr_pem="hello", dns_names=["h1"])
-    with pytest.raises(CommandExecutionError, match="at least one DNS name or IP"):
-        sign(tmp_path, "h1")
+    answer = peer_call("mosquitto_ca.sign_csr", "h1", csr_pem="hello", dns_names=["h1"])
+    assert "not a PEM certificate signing request" in refusal(answer, ca_host.context)
+    assert "at least one DNS name or IP" in refused(tmp_path, "h1")
 
 
 def test_refusals_are_logged_on_the_ca_minion(ca_host, tmp_path, caplog):
@@ -292,16 +297,16 @@ def test_every_issued_certificate_is_recorded(ca_host, tmp_path):
 
 
 def test_locally_issued_certificates_are_recorded_too(ca_host, tmp_path):
-    info = ca.issue_cert(str(tmp_path / "server.crt"), str(tmp_path / "server.key"), ca_host.ca_crt,
-                         ca_host.ca_key, "mqtt.example.com", key_user=os.geteuid(), key_group=os.getegid())
+    info = ca.issue_cert(str(tmp_path / "server.crt"), str(tmp_path / "server.key"), ca_cert_path=ca_host.ca_crt,
+                         ca_key_path=ca_host.ca_key, common_name="mqtt.example.com", key_user=os.geteuid(),
+                         key_group=os.getegid())
     assert [(r["serial"], r["requester"], r["how"], r["dns_names"]) for r in ca.issued()] == [
         (info["serial"], "ca1", "local", ["mqtt.example.com"])]
 
 
 def test_an_unreadable_record_is_never_overwritten(ca_host, tmp_path):
     ca_host.record.write_text("{not json")
-    with pytest.raises(CommandExecutionError, match="issued.json is unreadable"):
-        sign(tmp_path, "h1", dns_names=["h1"])
+    assert "issued.json is unreadable" in refused(tmp_path, "h1", dns_names=["h1"])
     assert ca_host.record.read_text() == "{not json"
 
 
@@ -338,3 +343,42 @@ def test_read_ca_cert_hands_peers_only_this_minions_ca(ca_host, tmp_path):
     assert peer_call("mosquitto_ca.read_ca_cert", "h1") == own
     # Locally (the mine's call) the path given counts.
     assert ca.read_ca_cert(str(other / "ca.crt")) == open(other / "ca.crt").read()
+
+
+# --- the CA's settings come from the merged map -------------------------------------------
+
+
+def test_lookup_values_reach_the_ca(ca_host, tmp_path):
+    """A CA key path set under mosquitto:lookup (or by an os_family file) is
+    where the CA minion signs from and records to."""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    ca.create_ca(str(moved / "ca.crt"), str(moved / "ca.key"))
+    for pillar in (ca_host.pillar, ca.__pillar__):
+        tls = pillar["mosquitto"]["tls"]
+        del tls["ca_cert"], tls["ca_key"]
+        pillar["mosquitto"]["lookup"] = {"tls": {"ca_cert": str(moved / "ca.crt"), "ca_key": str(moved / "ca.key")}}
+    cert = sign(tmp_path, "h1", dns_names=["h1"])
+    assert cert.issuer == x509.load_pem_x509_certificate((moved / "ca.crt").read_bytes()).subject
+    assert [r["serial"] for r in ca.issued()] == [f"{cert.serial_number:X}"]
+    assert (moved / "issued.json").exists() and records(ca_host) == []
+    assert peer_call("mosquitto_ca.read_ca_cert", "h1") == (moved / "ca.crt").read_text()
+
+
+def test_without_the_map_module_the_ca_says_what_is_missing(ca_host, tmp_path, monkeypatch):
+    monkeypatch.delitem(ca.__salt__, "mosquitto_map.data")
+    msg = refused(tmp_path, "h1", dns_names=["h1"])
+    assert "mosquitto_map.data" in msg and "saltutil.sync_modules" in msg
+    assert records(ca_host) == []
+
+
+def test_the_defaults_are_the_maps(ca_host):
+    """With nothing in the pillar, the CA's paths and validity are the map's
+    defaults (parameters/defaults.yaml), not constants of its own."""
+    for pillar in (ca_host.pillar, ca.__pillar__):
+        pillar["mosquitto"] = {}
+    for fresh in (False, True):
+        got = ca._settings(fresh=fresh)
+        assert (got["ca_cert"], got["ca_key"], got["days_valid"], got["policies"]) == (
+            "/etc/mosquitto/certs/ca.crt", "/etc/mosquitto/ca/ca.key", 825, [])
+    assert not hasattr(ca, "DEFAULT_CA_KEY") and not hasattr(ca, "DEFAULT_DAYS_VALID")

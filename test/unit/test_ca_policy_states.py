@@ -1,17 +1,15 @@
 """certificate_managed against a CA minion that refuses: nothing changes here.
 
 Same stand-ins as test_mosquitto_ca_states.py (the real execution module on
-both sides, arguments parsed as a minion parses a peer publish).
+both sides, arguments parsed as a minion parses a peer publish): fixtures
+salt_env and ca_minion from conftest.py, helpers from test/support/ca.py.
 """
 import os
 
 import pytest
 
+from test.support.ca import BROKER_ID, camod, managed, snapshot, st
 from test.support.config import cfg as config, configure_loader_modules, error_of, settings  # noqa: F401
-from test.unit.test_mosquitto_ca_states import (  # noqa: F401  (fixtures)
-    BROKER_ID, camod, ca_minion, managed, paths, salt_env, snapshot, st,
-)
-
 
 
 def listing(p):
@@ -22,11 +20,11 @@ def test_a_refused_first_request_writes_no_key_and_no_cert(salt_env, ca_minion):
     p = ca_minion
     ret = managed(p, ca_server="ca1", dns_names=["bank.example.net"])
     assert ret["result"] is False
-    assert (f"CA minion ca1 refused mosquitto_ca.sign_csr: ERROR: minion {BROKER_ID} may not have a certificate "
+    assert (f"CA minion ca1 refused mosquitto_ca.sign_csr: minion {BROKER_ID} may not have a certificate "
             "with DNS name bank.example.net: not allowed by the policy for minion broker1 "
             "(default + signing_policies[0] (minions 'broker1'))") in ret["comment"]
     assert listing(p) == []  # no key, no certificate, no CA certificate, no leftover new key
-    assert camod.issued(str(p.remote / "ca.key")) == []
+    assert camod.issued(ca_key_path=str(p.remote / "ca.key")) == []
 
 
 def test_a_refused_reissue_keeps_key_cert_and_ca_cert(salt_env, ca_minion):
@@ -38,7 +36,7 @@ def test_a_refused_reissue_keeps_key_cert_and_ca_cert(salt_env, ca_minion):
     assert ret["result"] is False and "DNS name other.example.org" in ret["comment"]
     assert snapshot(p.crt, p.key, p.ca_crt) == before
     assert listing(p) == ["ca.crt", "server.crt", "server.key"]
-    assert [r["requester"] for r in camod.issued(str(p.remote / "ca.key"))] == [BROKER_ID]
+    assert [r["requester"] for r in camod.issued(ca_key_path=str(p.remote / "ca.key"))] == [BROKER_ID]
 
 
 def test_a_new_key_replaces_the_old_only_with_its_signed_certificate(salt_env, ca_minion):
@@ -47,7 +45,7 @@ def test_a_new_key_replaces_the_old_only_with_its_signed_certificate(salt_env, c
     old_key = open(p.key, "rb").read()
     ret = managed(p, ca_server="ca1", key_type="rsa", key_size=2048)
     assert ret["result"] is True and ret["changes"]["new"]["key_type"] == "rsa"
-    assert open(p.key, "rb").read() != old_key and camod.key_matches_cert(p.crt, p.key)
+    assert open(p.key, "rb").read() != old_key and camod.key_fits(p.key, cert_path=p.crt)
     assert listing(p) == ["ca.crt", "server.crt", "server.key"]
     assert os.stat(p.key).st_mode & 0o777 == 0o640
 
@@ -112,3 +110,49 @@ def test_good_signing_policies_are_normalised():
         {"minions": "Edge-*", "dns_names": ["*.Edge.example.com"], "ip_networks": ["2001:DB8::/32"], "max_days": 90}]}))
     assert out["tls"]["signing_policies"] == [
         {"minions": "edge-*", "dns_names": ["*.edge.example.com"], "ip_networks": ["2001:db8::/32"], "max_days": 90}]
+
+
+@pytest.mark.parametrize("answer,shown", [
+    ("-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n", "BEGIN CERTIFICATE"),  # an older CA minion
+    ("Passed invalid arguments to mosquitto_ca.sign_csr: unexpected keyword", "Passed invalid arguments"),
+    ("ERROR: something broke", "ERROR: something broke"),
+    ({"certificate": None}, "{'certificate': None}"),
+    (None, "None"),
+])
+def test_anything_but_a_structured_answer_is_no_certificate(salt_env, ca_minion, answer, shown):
+    """Only {"certificate": pem} signs; every other answer fails the state
+    with what came back, and leaves nothing behind."""
+    p = ca_minion
+    publish = salt_env.salt["publish.publish"]
+
+    def odd(tgt, fun, arg=None, **kwargs):
+        if fun == "mosquitto_ca.sign_csr":
+            return {tgt: answer}
+        return publish(tgt, fun, arg=arg, **kwargs)
+
+    salt_env.salt["publish.publish"] = odd
+    ret = managed(p, ca_server="ca1")
+    assert ret["result"] is False
+    assert "CA minion ca1 gave no certificate for mosquitto_ca.sign_csr" in ret["comment"] and shown in ret["comment"]
+    assert listing(p) == []
+
+
+def test_a_list_of_errors_is_a_refusal(salt_env, ca_minion):
+    publish = salt_env.salt["publish.publish"]
+    salt_env.salt["publish.publish"] = lambda tgt, fun, arg=None, **kw: (
+        {tgt: {"errors": ["first reason", "second reason"]}} if fun == "mosquitto_ca.sign_csr"
+        else publish(tgt, fun, arg=arg, **kw))
+    ret = managed(ca_minion, ca_server="ca1")
+    assert ret["result"] is False
+    assert "CA minion ca1 refused mosquitto_ca.sign_csr: first reason; second reason" in ret["comment"]
+
+
+def test_a_ca_minion_that_answers_read_ca_cert_with_no_ca_certificate(salt_env, ca_minion):
+    publish = salt_env.salt["publish.publish"]
+    salt_env.salt["publish.publish"] = lambda tgt, fun, arg=None, **kw: (
+        {tgt: "ERROR: cannot read CA certificate"} if fun == "mosquitto_ca.read_ca_cert"
+        else publish(tgt, fun, arg=arg, **kw))
+    ret = st.ca_cert_present(ca_minion.ca_crt, "ca1")
+    assert ret["result"] is False
+    assert "CA minion ca1 gave no CA certificate for mosquitto_ca.read_ca_cert: ERROR: cannot read" in ret["comment"]
+    assert not os.path.exists(ca_minion.ca_crt)

@@ -13,9 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from salt.exceptions import CommandExecutionError
 
-from test.support.modules import load
+from test.support.ca import camod as ca
 
-ca = load("_modules", "mosquitto_ca")
+# Loader globals (__salt__ with the map's defaults, __opts__, ...) for every
+# test, through monkeypatch (conftest.py).
+pytestmark = pytest.mark.usefixtures("ca_loader")
 
 
 def cert_of(path):
@@ -55,13 +57,13 @@ def pki(tmp_path):
 def issue(p, **kwargs):
     args = {"common_name": "localhost", "dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}
     args.update(kwargs)
-    return ca.issue_cert(p.crt, p.key, p.ca_crt, p.ca_key, **args)
+    return ca.issue_cert(p.crt, p.key, ca_cert_path=p.ca_crt, ca_key_path=p.ca_key, **args)
 
 
 def reissue(p, **kwargs):
     args = {"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}
     args.update(kwargs)
-    return ca.needs_reissue(p.crt, p.key, p.ca_crt, **args)
+    return ca.needs_reissue(p.crt, p.key, ca_cert_path=p.ca_crt, **args)
 
 
 def test_virtual_says_why_without_cryptography(monkeypatch):
@@ -93,7 +95,8 @@ def test_create_ca_is_a_proper_ca(pki):
 
 
 def test_create_ca_rsa(tmp_path):
-    info = ca.create_ca(str(tmp_path / "c.crt"), str(tmp_path / "c.key"), "Other CA", 365, "rsa", 3072)
+    info = ca.create_ca(str(tmp_path / "c.crt"), str(tmp_path / "c.key"), common_name="Other CA", days_valid=365,
+                        key_type="rsa", key_size=3072)
     assert (info["key_type"], info["key_size"], info["subject_cn"], info["is_ca"]) == ("rsa", 3072, "Other CA", True)
     assert 363 <= info["days_remaining"] <= 365
 
@@ -141,7 +144,7 @@ def test_issue_cert_ec(pki):
     # The broker reads its key after dropping to user mosquitto.
     assert mode_owner(pki.key) == ("0640", 0, "mosquitto")
     assert mode_owner(pki.crt)[0] == "0644"
-    assert ca.key_matches_cert(pki.crt, pki.key)
+    assert ca.key_fits(pki.key, cert_path=pki.crt)
 
     assert info == ca.cert_info(pki.crt)
     assert info["subject_cn"] == "mqtt.example.com" and info["issuer_cn"] == "Mosquitto CA"
@@ -175,7 +178,7 @@ def test_issue_cert_keeps_a_fitting_key(pki):
     key_bytes = open(pki.key, "rb").read()
     issue(pki, key_type="rsa")  # a key of the wrong type is replaced
     assert open(pki.key, "rb").read() != key_bytes
-    assert ca.key_matches_cert(pki.crt, pki.key)
+    assert ca.key_fits(pki.key, cert_path=pki.crt)
 
 
 def test_issue_cert_unknown_group_writes_nothing(pki):
@@ -187,7 +190,8 @@ def test_issue_cert_unknown_group_writes_nothing(pki):
 def test_issue_cert_with_foreign_ca_key_fails(pki, tmp_path):
     ca.create_ca(str(tmp_path / "o.crt"), str(tmp_path / "o.key"))
     with pytest.raises(CommandExecutionError, match="does not belong"):
-        ca.issue_cert(pki.crt, pki.key, pki.ca_crt, str(tmp_path / "o.key"), "localhost")
+        ca.issue_cert(pki.crt, pki.key, ca_cert_path=pki.ca_crt, ca_key_path=str(tmp_path / "o.key"),
+                      common_name="localhost")
     assert not os.path.exists(pki.crt)
 
 
@@ -296,7 +300,8 @@ def test_reissue_other_ca(pki, tmp_path):
     issue(pki)
     other = str(tmp_path / "other.crt")
     ca.create_ca(other, str(tmp_path / "other.key"), common_name="Mosquitto CA")  # same name, other key
-    assert ca.needs_reissue(pki.crt, pki.key, other, ["localhost"], ["127.0.0.1"])["reasons"] == [
+    assert ca.needs_reissue(pki.crt, pki.key, ca_cert_path=other, dns_names=["localhost"],
+                            ip_addresses=["127.0.0.1"])["reasons"] == [
         "issued by a different CA"
     ]
 
@@ -333,19 +338,20 @@ def test_read_ca_cert_only_reads_ca_certs(pki):
     assert "PRIVATE" not in str(err.value)
 
 
-def test_write_cert_checks_before_installing(pki, tmp_path):
+def test_install_cert_checks_before_installing(pki, tmp_path):
     issue(pki)
     pem = open(pki.crt).read()
     target = str(tmp_path / "copy.crt")
     other_key = str(tmp_path / "other.key")
     ca.ensure_key(other_key)
     with pytest.raises(CommandExecutionError, match="does not match key"):
-        ca.write_cert(target, pem, key_path=other_key)
+        ca.install_cert(target, pem, key_path=other_key)
     ca.create_ca(str(tmp_path / "o.crt"), str(tmp_path / "o.key"))
     with pytest.raises(CommandExecutionError, match="not signed by CA"):
-        ca.write_cert(target, pem, ca_cert_path=str(tmp_path / "o.crt"))
+        ca.install_cert(target, pem, ca_cert_path=str(tmp_path / "o.crt"))
     assert not os.path.exists(target)
-    assert ca.write_cert(target, pem, pki.key, pki.ca_crt)["fingerprint"] == ca.cert_info(pki.crt)["fingerprint"]
+    info = ca.install_cert(target, pem, key_path=pki.key, ca_cert_path=pki.ca_crt)
+    assert info["fingerprint"] == ca.cert_info(pki.crt)["fingerprint"]
     assert mode_owner(target)[0] == "0644"
 
 
@@ -353,9 +359,44 @@ def test_ensure_permissions(pki):
     issue(pki)
     os.chmod(pki.key, 0o644)
     os.chown(pki.key, 0, 0)
-    diff = ca.ensure_permissions(pki.key, "root", "mosquitto", "0640", test=True)
+    owner = {"user": "root", "group": "mosquitto", "mode": "0640"}
+    diff = ca.ensure_permissions(pki.key, test=True, **owner)
     assert diff == {"group": ["root", "mosquitto"], "mode": ["0644", "0640"]}
     assert mode_owner(pki.key) == ("0644", 0, "root")
-    assert ca.ensure_permissions(pki.key, "root", "mosquitto", "0640") == diff
+    assert ca.ensure_permissions(pki.key, **owner) == diff
     assert mode_owner(pki.key) == ("0640", 0, "mosquitto")
-    assert ca.ensure_permissions(pki.key, "root", "mosquitto", "0640") == {}
+    assert ca.ensure_permissions(pki.key, **owner) == {}
+
+
+def test_discard_new_key_removes_only_new_keys(pki):
+    new = ca.__utils__["mosquitto_names.new_key_path"](pki.key)
+    assert new == pki.key + ".new"
+    ca.ensure_key(new)
+    assert ca.discard_new_key(new) is True and not os.path.exists(new)
+    assert ca.discard_new_key(new) is False
+    ca.ensure_key(pki.key)
+    with pytest.raises(CommandExecutionError, match="is not a new key"):
+        ca.discard_new_key(pki.key)
+    assert os.path.exists(pki.key)
+
+
+def test_cert_info_and_verify_chain_take_a_path_or_pem(pki, tmp_path):
+    issue(pki)
+    pem, ca_pem = open(pki.crt).read(), open(pki.ca_crt).read()
+    assert ca.cert_info(pem=pem) == ca.cert_info(pki.crt)
+    with pytest.raises(CommandExecutionError, match="one of them"):
+        ca.cert_info(pki.crt, pem=pem)
+    assert ca.verify_chain(cert_pem=pem, ca_cert_pem=ca_pem) is True
+    assert ca.verify_chain(pki.crt, ca_cert_pem=ca_pem) is True
+    ca.create_ca(str(tmp_path / "o.crt"), str(tmp_path / "o.key"))
+    assert ca.verify_chain(cert_pem=pem, ca_cert_path=str(tmp_path / "o.crt")) is False
+
+
+def test_key_fits_type_and_certificate(pki, tmp_path):
+    issue(pki)
+    assert ca.key_fits(pki.key) and ca.key_fits(pki.key, cert_path=pki.crt)
+    assert ca.key_fits(pki.key, key_type="ec") and not ca.key_fits(pki.key, key_type="rsa")
+    assert not ca.key_fits(pki.key, cert_path=pki.ca_crt)
+    assert not ca.key_fits(str(tmp_path / "missing.key"))
+    open(tmp_path / "garbage.key", "w").write("not a key")
+    assert not ca.key_fits(str(tmp_path / "garbage.key"))

@@ -3,72 +3,15 @@
 The CA-minion path (ca_server) runs with a stand-in for publish.publish that
 does what the master and the CA minion would: it parses the arguments the
 way a minion does (salt.minion.load_args_and_kwargs) and calls the real
-sign_csr/read_ca_cert in a separate directory tree, the "CA host".
+sign_csr/read_ca_cert in a separate directory tree, the "CA host". Fixtures
+(salt_env, paths, ca_minion) are in conftest.py, stand-ins in test/support/ca.py.
 """
 import grp
 import os
-import types
 
 import pytest
-import salt.minion
-from salt.exceptions import CommandExecutionError
 
-from test.support.modules import load
-from test.support.pillar import pillar_items
-
-camod = load("_modules", "mosquitto_ca")
-cfgmod = load("_modules", "mosquitto_config")
-st = load("_states", "mosquitto_ca")
-
-FUNCS = [
-    "create_ca", "cert_info", "pem_info", "check_owner", "key_matches_cert", "ensure_key", "issue_cert",
-    "create_csr", "sign_csr", "read_ca_cert", "write_cert", "needs_reissue", "verify_chain", "ensure_permissions",
-    "install_cert", "key_fits", "discard_new_key", "signed_by",
-]
-
-
-@pytest.fixture
-def salt_env(monkeypatch):
-    funcs = {f"mosquitto_ca.{name}": getattr(camod, name) for name in FUNCS}
-    opts = {"test": False}
-    monkeypatch.setattr(st, "__salt__", funcs, raising=False)
-    monkeypatch.setattr(st, "__opts__", opts, raising=False)
-    # One state run's __context__ (shared by the states of one run).
-    monkeypatch.setattr(st, "__context__", {}, raising=False)
-    return types.SimpleNamespace(salt=funcs, opts=opts)
-
-
-@pytest.fixture
-def paths(tmp_path):
-    return types.SimpleNamespace(
-        root=tmp_path,
-        ca_crt=str(tmp_path / "ca.crt"),
-        ca_key=str(tmp_path / "ca.key"),
-        crt=str(tmp_path / "server.crt"),
-        key=str(tmp_path / "server.key"),
-    )
-
-
-def snapshot(*files):
-    """Content, inode and mtime: a rewrite with the same bytes still shows."""
-    out = {}
-    for f in files:
-        if os.path.exists(f):
-            s = os.stat(f)
-            out[f] = (open(f, "rb").read(), s.st_ino, s.st_mtime_ns)
-    return out
-
-
-def assert_no_secrets(ret):
-    assert "PRIVATE KEY" not in repr(ret)
-
-
-def managed(p, **kwargs):
-    args = dict(key_path=p.key, ca_cert=p.ca_crt, ca_key=p.ca_key, common_name="localhost", ip_addresses=["127.0.0.1"])
-    args.update(kwargs)
-    ret = st.certificate_managed(p.crt, **args)
-    assert_no_secrets(ret)
-    return ret
+from test.support.ca import assert_no_secrets, camod, managed, snapshot, st
 
 
 # --- ca_present ------------------------------------------------------------------
@@ -241,52 +184,6 @@ def test_certificate_needs_ca_key_and_name(salt_env, with_ca):
 # --- certificate_managed and ca_cert_present through a CA minion ----------------------
 
 
-BROKER_ID = "broker1"  # the minion id of the broker in these tests
-
-
-@pytest.fixture
-def ca_minion(salt_env, tmp_path, monkeypatch):
-    """A CA minion 'ca1' whose files live under tmp_path/ca-host (its own "/").
-
-    Its pillar names its CA files and lets broker1 have localhost,
-    *.example.com and 127.0.0.0/8 (signing_policies); calls reach it the way
-    peer publish delivers them: arguments parsed by the minion's own
-    load_args_and_kwargs with the publish data (id = the caller)."""
-    local, remote = tmp_path / "local", tmp_path / "ca-host"
-    local.mkdir()
-    remote.mkdir()
-    camod.create_ca(str(remote / "ca.crt"), str(remote / "ca.key"))
-    pillar = {"mosquitto": {"tls": {
-        "ca_cert": str(remote / "ca.crt"), "ca_key": str(remote / "ca.key"),
-        "signing_policies": [{"minions": BROKER_ID, "dns_names": ["localhost", "*.example.com"],
-                              "ip_networks": ["127.0.0.0/8"]}],
-    }}}
-    ca_salt = {"pillar.items": pillar_items(pillar), "mosquitto_config.signing_policies": cfgmod.signing_policies}
-    monkeypatch.setattr(camod, "__salt__", ca_salt, raising=False)
-    monkeypatch.setattr(camod, "__pillar__", pillar, raising=False)
-    monkeypatch.setattr(camod, "__opts__", {"id": "ca1"}, raising=False)
-    calls = []
-
-    def publish(tgt, fun, arg=None, timeout=5, **kwargs):
-        calls.append(fun)
-        if tgt != "ca1":
-            return {}  # nobody answers, as with a missing peer rule
-        func = salt_env.salt[fun]
-        data = {"fun": fun, "arg": arg, "tgt": tgt, "jid": "1", "ret": "", "id": BROKER_ID, "user": "root"}
-        args, kw = salt.minion.load_args_and_kwargs(func, arg, data)
-        try:
-            return {tgt: func(*args, **kw)}
-        except CommandExecutionError as exc:
-            return {tgt: f"ERROR: {exc}"}  # how a minion reports a failed call
-
-    salt_env.salt["publish.publish"] = publish
-    return types.SimpleNamespace(
-        local=local, remote=remote, calls=calls, pillar=pillar,
-        ca_crt=str(local / "ca.crt"), ca_key=str(local / "ca.key"),
-        crt=str(local / "server.crt"), key=str(local / "server.key"),
-    )
-
-
 def test_remote_signing(salt_env, ca_minion):
     p = ca_minion
     salt_env.opts["test"] = True
@@ -306,7 +203,7 @@ def test_remote_signing(salt_env, ca_minion):
     # The CA key stayed on the CA host; ours holds its cert and our own key.
     assert sorted(os.listdir(p.local)) == ["ca.crt", "server.crt", "server.key"]
     assert open(p.ca_crt).read() == open(p.remote / "ca.crt").read()
-    assert camod.verify_chain(p.crt, p.ca_crt) and camod.key_matches_cert(p.crt, p.key)
+    assert camod.verify_chain(p.crt, p.ca_crt) and camod.key_fits(p.key, cert_path=p.crt)
 
     before = snapshot(p.crt, p.key, p.ca_crt)
     ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])
@@ -338,7 +235,7 @@ def test_remote_ca_error_is_reported(salt_env, ca_minion):
     os.unlink(ca_minion.remote / "ca.key")  # the CA host lost its key
     ret = managed(ca_minion, ca_server="ca1")
     assert ret["result"] is False
-    assert "CA minion ca1 refused mosquitto_ca.sign_csr: ERROR: cannot read CA key" in ret["comment"]
+    assert "CA minion ca1 refused mosquitto_ca.sign_csr: cannot read CA key" in ret["comment"]
     assert sorted(os.listdir(ca_minion.local)) == []  # no key, no cert, no CA cert left behind
 
 
@@ -499,7 +396,7 @@ def test_a_mine_behind_the_ca_minion_is_asked_again(salt_env, ca_minion, mine, t
     assert ret["result"] is True, ret["comment"]
     assert p.calls == ["mosquitto_ca.sign_csr"]
     assert open(p.ca_crt).read() == open(p.remote / "ca.crt").read()
-    assert camod.verify_chain(p.crt, p.ca_crt) and camod.key_matches_cert(p.crt, p.key)
+    assert camod.verify_chain(p.crt, p.ca_crt) and camod.key_fits(p.key, cert_path=p.crt)
     assert ret["changes"]["ca_cert"]["new"]["fingerprint"] == camod.cert_info(str(p.remote / "ca.crt"))["fingerprint"]
     assert "updated from ca1" in ret["comment"]
 

@@ -12,9 +12,8 @@ import subprocess
 import pytest
 
 from test.support.broker import Broker, free_port, wait_port
-from test.support.modules import load
-
-ca = load("_modules", "mosquitto_ca")
+from test.support.ca import ca_loader
+from test.support.ca import camod as ca
 
 # `make test` installs mosquitto-clients; without it these tests fail, they
 # are not skipped (a skipped handshake test proves nothing).
@@ -33,7 +32,10 @@ def tls(tmp_path_factory):
     }
     ports, extra = {}, ["allow_anonymous true"]
     for name, kwargs in certs.items():
-        ca.issue_cert(str(d / f"{name}.crt"), str(d / f"{name}.key"), str(d / "ca.crt"), str(d / "ca.key"), **kwargs)
+        with pytest.MonkeyPatch.context() as mp:  # the loader's globals, for these calls only
+            ca_loader(mp)
+            ca.issue_cert(str(d / f"{name}.crt"), str(d / f"{name}.key"), ca_cert_path=str(d / "ca.crt"),
+                          ca_key_path=str(d / "ca.key"), **kwargs)
         ports[name] = free_port()
         extra += [
             f"listener {ports[name]} 127.0.0.1",

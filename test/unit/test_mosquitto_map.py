@@ -122,6 +122,16 @@ def test_other_pillar_or_grains_build_anew(run, rendering):
     assert len(run["listings"]) == 1  # the run's one listing still serves
 
 
+def test_a_given_pillar_is_built_from_instead_of_the_minions(run, rendering):
+    """mosquitto_ca's peer path: a pillar compiled anew counts, the
+    in-memory one is left alone, and each is kept apart in the run."""
+    assert mapmod.data()["domain"] == "a.example"
+    fresh = {"mosquitto": dict(run["pillar"]["mosquitto"], domain="fresh.example")}
+    assert mapmod.data(pillar=fresh)["domain"] == "fresh.example"
+    assert mapmod.data()["domain"] == "a.example"
+    assert mapmod.stats()["builds"] == 2
+
+
 def test_tofs_and_the_map_share_one_listing(run, rendering):
     assert tofs.files_switch(["acl.jinja"]) == "salt://mosquitto/files/default/acl.jinja"
     mapmod.data()
