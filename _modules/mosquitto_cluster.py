@@ -24,7 +24,6 @@ import fnmatch
 import hashlib
 import hmac
 import logging
-import os
 import socket
 import ssl
 

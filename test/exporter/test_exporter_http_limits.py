@@ -134,6 +134,7 @@ def test_normal_scrapes_still_work_in_parallel(exporter_factory):
 
 def test_bad_limits_are_refused(python):
     import subprocess
+
     from test.exporter.helpers import EXPORTER
     for flag in (["--http-timeout", "0"], ["--http-max-connections", "0"]):
         out = subprocess.run([python, str(EXPORTER), *flag], capture_output=True, text=True, timeout=30)

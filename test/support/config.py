@@ -8,11 +8,9 @@ mosquitto_passwd as ``__salt__``, empty ``__opts__``) and takes them back
 after, so nothing one test sets reaches another. A test that needs more
 (``__opts__``, pkg.* functions) adds it with ``monkeypatch``.
 """
-import copy
 import pathlib
 
 import pytest
-import yaml
 from salt.exceptions import CommandExecutionError
 
 from test.support.mapdata import merged

@@ -17,7 +17,7 @@ import pytest
 import salt.minion
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from salt.exceptions import SaltInvocationError
 
@@ -322,11 +322,12 @@ def test_virtual_refuses_cryptography_older_than_42(monkeypatch, version, ok):
     else:
         loaded, why = ca.__virtual__()
         assert loaded is False
-        assert f"needs cryptography >= 42.0" in why and version in why
+        assert "needs cryptography >= 42.0" in why and version in why
 
 
 def test_pyproject_states_the_same_floor():
     import pathlib
+
     import tomllib
     root = pathlib.Path(__file__).resolve().parents[2]
     deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]

@@ -9,7 +9,8 @@ import os
 import pytest
 
 from test.support.ca import BROKER_ID, camod, managed, snapshot, st
-from test.support.config import cfg as config, configure_loader_modules, error_of, settings  # noqa: F401
+from test.support.config import cfg as config  # noqa: F401
+from test.support.config import error_of, settings
 
 
 def listing(p):

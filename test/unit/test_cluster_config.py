@@ -4,7 +4,13 @@ import pytest
 from salt.exceptions import CommandExecutionError
 
 from test.support.config import (  # noqa: F401  (configure_loader_modules: a fixture)
-    BRIDGE, CLUSTER, cfg, configure_loader_modules, installed, settings, validate,
+    BRIDGE,
+    CLUSTER,
+    cfg,
+    configure_loader_modules,
+    installed,
+    settings,
+    validate,
 )
 
 

@@ -13,7 +13,6 @@ import pytest
 
 from test.support.ca import assert_no_secrets, camod, managed, snapshot, st
 
-
 # --- ca_present ------------------------------------------------------------------
 
 
