@@ -2,7 +2,10 @@
 pillar sets one (issue 9: "a remote_clientid unique per host and bridge");
 mosquitto 2.0's own default, <hostname>.<bridge>, collides between
 containers and cloned hosts."""
-from test.support.config import BRIDGE, configure_loader_modules, validate  # noqa: F401
+from test.support.config import BRIDGE, validate
+from test.support.config import (
+    configure_loader_modules as configure_loader_modules,  # fixture: salt-factories looks it up on the module
+)
 from test.support.modules import load
 
 bridge_mod = load("_modules", "mosquitto_bridge")

@@ -6,7 +6,10 @@ both versions) below it. map.jinja makes the same two calls."""
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from test.support.config import BRIDGE, CLUSTER, cfg, configure_loader_modules, settings  # noqa: F401
+from test.support.config import BRIDGE, CLUSTER, cfg, settings
+from test.support.config import (
+    configure_loader_modules as configure_loader_modules,  # fixture: salt-factories looks it up on the module
+)
 
 QOS2 = {"b": dict(BRIDGE, topics=["x/# out 2"])}
 V21 = {"b": dict(BRIDGE, options={"bridge_receive_maximum": 10})}

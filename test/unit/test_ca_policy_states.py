@@ -10,6 +10,7 @@ import pytest
 
 from test.support.ca import BROKER_ID, camod, managed, snapshot, st
 from test.support.config import cfg as config  # noqa: F401
+from test.support.config import configure_loader_modules as configure_loader_modules  # a fixture
 from test.support.config import error_of, settings
 
 

@@ -9,7 +9,10 @@ import resource
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from test.support.config import cfg, configure_loader_modules, settings  # noqa: F401
+from test.support.config import cfg, settings
+from test.support.config import (
+    configure_loader_modules as configure_loader_modules,  # fixture: salt-factories looks it up on the module
+)
 
 
 def validate(nofile_hard_limit=None, **pillar):

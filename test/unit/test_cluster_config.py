@@ -3,15 +3,15 @@
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from test.support.config import (  # noqa: F401  (configure_loader_modules: a fixture)
+from test.support.config import (
     BRIDGE,
     CLUSTER,
     cfg,
-    configure_loader_modules,
     installed,
     settings,
     validate,
 )
+from test.support.config import configure_loader_modules as configure_loader_modules  # a fixture
 
 
 def error_of(minion="mqtt2", version="2.0.11", **pillar):

@@ -6,7 +6,10 @@ import pathlib
 import jinja2
 import pytest
 
-from test.support.config import cfg, configure_loader_modules, error_of, settings  # noqa: F401
+from test.support.config import cfg, error_of, settings
+from test.support.config import (
+    configure_loader_modules as configure_loader_modules,  # fixture: salt-factories looks it up on the module
+)
 from test.support.modules import load
 
 passwd = load("_modules", "mosquitto_passwd")

@@ -1,7 +1,10 @@
 """mosquitto_config.validate for mosquitto:container: each bad value names its key."""
 import pytest
 
-from test.support.config import cfg, configure_loader_modules, error_of, settings  # noqa: F401
+from test.support.config import cfg, error_of, settings
+from test.support.config import (
+    configure_loader_modules as configure_loader_modules,  # fixture: salt-factories looks it up on the module
+)
 
 
 def container(**values):

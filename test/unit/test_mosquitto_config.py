@@ -5,7 +5,10 @@ import salt.loader
 import yaml
 from salt.exceptions import CommandExecutionError
 
-from test.support.config import ROOT, cfg, configure_loader_modules, error_of, settings  # noqa: F401
+from test.support.config import ROOT, cfg, error_of, settings
+from test.support.config import (
+    configure_loader_modules as configure_loader_modules,  # fixture: salt-factories looks it up on the module
+)
 
 
 def test_the_example_pillar_is_valid():

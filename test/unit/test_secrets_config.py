@@ -3,7 +3,10 @@ under bridge options) and the one renderer of bridge sections."""
 import pytest
 from salt.exceptions import SaltInvocationError
 
-from test.support.config import cfg, configure_loader_modules, error_of, settings  # noqa: F401
+from test.support.config import cfg, error_of, settings
+from test.support.config import (
+    configure_loader_modules as configure_loader_modules,  # fixture: salt-factories looks it up on the module
+)
 from test.support.modules import load
 
 bridge = load("_modules", "mosquitto_bridge")

@@ -1,7 +1,10 @@
 """tls:auto_renew and the renewal job's lookup keys in validation."""
 import pytest
 
-from test.support.config import cfg, configure_loader_modules, error_of, settings  # noqa: F401
+from test.support.config import cfg, error_of, settings
+from test.support.config import (
+    configure_loader_modules as configure_loader_modules,  # fixture: salt-factories looks it up on the module
+)
 
 
 def test_auto_renew_is_on_by_default_and_may_be_switched_off():
