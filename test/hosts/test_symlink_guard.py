@@ -15,7 +15,7 @@ import secrets
 
 import pytest
 
-from test.hosts import fleet as fleetmod
+from test.support import fleet as fleetmod
 
 pytestmark = pytest.mark.hosts
 
