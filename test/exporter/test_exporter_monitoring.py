@@ -3,6 +3,7 @@ real promtool and a real Prometheus server scraping the real exporter."""
 import datetime
 import json
 import re
+import secrets
 import subprocess
 import time
 import urllib.parse
@@ -12,11 +13,15 @@ import pytest
 import yaml
 
 from test.exporter.helpers import ANON, PYTHONS, ROOT, SYS_FAST, Exporter, libraries, mosquitto_pub, write_cert
-from test.support.broker import Broker
+from test.support.broker import Broker, free_port
 from test.support.prometheus import running_prometheus
 
 MONITORING = ROOT / "monitoring"
-NAME = re.compile(r"\b((?:broker|mosquitto_exporter|mosquitto_certificate)_[a-z0-9_]*[a-z0-9])\b")
+NAME = re.compile(r"\b((?:broker|mosquitto_exporter|mosquitto_certificate)_[a-z0-9_]*[a-z0-9]"
+                  r"|mosquitto_max_connections)\b")
+# A job matcher with a literal value; the dashboard may say job=~"$job".
+JOB_LITERAL = re.compile(r'\bjob\s*(?:=~|!~|!=|=)\s*"(?!\$job")')
+README_HEADING = re.compile(r"^#+ (.+)$", re.M)
 
 
 def promtool(*args):
@@ -41,6 +46,44 @@ def test_alert_rules_unit_tests():
     promtool("test", "rules", str(MONITORING / "alerts_test.yml"))
 
 
+def alert_rules():
+    return yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
+
+
+def test_alert_rules_name_no_job():
+    """The operator picks the job name (issue 21): no rule may match one."""
+    for rule in alert_rules():
+        assert not re.search(r"\bjob\s*(?:=~|!~|!=|=)", rule["expr"]), rule["alert"]
+
+
+def test_alert_rules_unit_tests_under_another_job_name(tmp_path):
+    """alerts_test.yml feeds job="mqtt"; the same tests pass under a job
+    name no rule could know (the original-query test keeps its "node")."""
+    job = f"scraped-as-{secrets.token_hex(4)}"
+    text = (MONITORING / "alerts_test.yml").read_text()
+    renamed = text.replace('job="mqtt"', f'job="{job}"').replace("job: mqtt", f"job: {job}")
+    assert renamed.count(job) >= 20, "alerts_test.yml no longer uses job mqtt"
+    config = yaml.safe_load(renamed)
+    config["rule_files"] = [str(MONITORING / "alerts.yml")]
+    (tmp_path / "alerts_test.yml").write_text(yaml.safe_dump(config))
+    promtool("test", "rules", str(tmp_path / "alerts_test.yml"))
+
+
+def github_anchor(heading):
+    """The id GitHub (and GitLab) give a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_alert_has_a_runbook_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    anchors = {github_anchor(h) for h in README_HEADING.findall(readme)}
+    for rule in alert_rules():
+        url = rule["annotations"].get("runbook_url", "")
+        assert url == f"README.md#runbook-{rule['alert'].lower()}", rule["alert"]
+        assert url.split("#", 1)[1] in anchors, f"README has no heading for {url}"
+
+
 def dashboard_exprs():
     dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
@@ -48,16 +91,29 @@ def dashboard_exprs():
     return dashboard, exprs
 
 
+def overlap(a, b):
+    return (a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
+            and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])
+
+
 def test_dashboard_is_sound(tmp_path):
     dashboard, exprs = dashboard_exprs()
     assert dashboard["uid"] and dashboard["title"]
+    assert dashboard["schemaVersion"] == 39  # what its panels are written for
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
-    for panel in dashboard["panels"]:
+    for i, panel in enumerate(dashboard["panels"]):
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for other in dashboard["panels"][:i]:
+            assert not overlap(grid, other["gridPos"]), (panel["title"], other["title"])
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         assert panel["targets"], panel["title"]
+    for expr in exprs:
+        assert not JOB_LITERAL.search(expr), expr
+    # "All" must not become ".*": up{} would then match every target.
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert "allValue" not in variables["job"] and "allValue" not in variables["instance"]
     # Every query is valid PromQL once Grafana's variables are filled in:
     # let promtool parse them as recording rules.
     queries = [re.sub(r"label_values\((.*), \w+\)$", r"\1", e) for e in exprs]
@@ -68,6 +124,16 @@ def test_dashboard_is_sound(tmp_path):
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump(rules))
     promtool("check", "rules", str(path))
+
+
+def test_every_metric_an_alert_uses_has_a_panel():
+    _, exprs = dashboard_exprs()
+    panels = "\n".join(exprs)
+    for rule in alert_rules():
+        used = set(NAME.findall(rule["expr"])) | ({"up"} if re.search(r"\bup\b", rule["expr"]) else set())
+        assert used, rule["alert"]
+        for name in used:
+            assert re.search(rf"\b{name}\b", panels), f"{rule['alert']}: no panel shows {name}"
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +170,13 @@ def test_monitoring_uses_only_served_series(served_names, source):
     assert used <= served_names, sorted(used - served_names)
 
 
-def test_bridge_states_are_one_family_with_a_label(served_names):
-    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"][0]["rules"]
-    (expr,) = [r["expr"] for r in rules if r["alert"] == "MosquittoBridgeDown"]
+def test_bridge_states_labelled_and_under_the_go_name(served_names):
+    """Rules and dashboard use the labelled family; the Go exporter's name
+    per connection is served beside it for old dashboards (issue 21)."""
+    (expr,) = [r["expr"] for r in alert_rules() if r["alert"] == "MosquittoBridgeDown"]
     assert expr.startswith("broker_connection_state ")
-    assert [n for n in served_names if n.startswith("broker_connection")] == ["broker_connection_state"]
+    assert sorted(n for n in served_names if n.startswith("broker_connection")) == [
+        "broker_connection_mqtt1_to_mqtt2_state", "broker_connection_state"]
 
 
 def query(base, expr):
@@ -148,3 +216,31 @@ def test_real_prometheus_runs_the_original_query(exporter_factory, tmp_path):
             # No alert fires against a healthy broker.
             with urllib.request.urlopen(f"{base}/api/v1/alerts", timeout=5) as resp:
                 assert json.load(resp)["data"]["alerts"] == []
+
+
+def test_real_prometheus_finds_a_down_exporter_by_its_series_not_its_job(exporter_factory, tmp_path):
+    """MosquittoExporterDown's expression on a real Prometheus scraping the
+    exporter under a job name no rule knows, on a port that is not 9234:
+    nothing while it answers; its target once it is stopped (the rule's
+    `for` is promtool's to test)."""
+    (expr,) = [r["expr"] for r in alert_rules() if r["alert"] == "MosquittoExporterDown"]
+    exporter = exporter_factory("--endpoint", f"tcp://127.0.0.1:{free_port()}")  # no broker needed
+    assert exporter.port != 9234
+    job, target = f"brokers-{secrets.token_hex(4)}", f"127.0.0.1:{exporter.port}"
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+              "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target]}]}]}
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    with running_prometheus(tmp_path / "prometheus.yml", tmp_path) as base:
+        wait_query(base, "mosquitto_exporter_connected", lambda r: len(r) == 1, tmp_path)
+        assert query(base, expr) == []
+        exporter.stop()
+        (down,) = wait_query(base, expr, lambda r: len(r) == 1, tmp_path)
+    assert (down["metric"]["job"], down["metric"]["instance"]) == (job, target)
+
+
+def wait_query(base, expr, predicate, workdir, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not predicate(result := query(base, expr)):
+        assert time.monotonic() < deadline, f"{expr}: {result}\n{(workdir / 'prometheus.log').read_text()}"
+        time.sleep(0.5)
+    return result

@@ -21,9 +21,11 @@ def exporter():
     ("$SYS/broker/bytes/received", "broker_bytes_received"),
     ("$SYS/broker/load/messages/received/1min", "broker_load_messages_received_1min"),
     ("$SYS/broker/retained messages/count", "broker_retained_messages_count"),
-    # Go: "-" and "." become "_" too; anything else invalid in a name as well.
+    # Go: "-" and "." become "_" too; anything else invalid in a name as well
+    # (Go panicked on those); ":" is valid and Go kept it.
     ("$SYS/broker/connection/host-1.bridge/state", "broker_connection_host_1_bridge_state"),
-    ("$SYS/broker/connection/a:b/state", "broker_connection_a_b_state"),
+    ("$SYS/broker/connection/a:b/state", "broker_connection_a:b_state"),
+    ("$SYS/broker/connection/a+b@c é/state", "broker_connection_a_b_c___state"),
     ("$SYS/1odd", "_1odd"),
 ])
 def test_metric_name_follows_the_go_exporter(exporter, topic, name):

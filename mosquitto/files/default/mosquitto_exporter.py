@@ -13,7 +13,22 @@ Series names
     value is the first number in the payload (``"1234 seconds"`` -> 1234).
     ``$SYS/broker/version`` becomes ``broker_info{version="2.0.11"} 1``;
     timestamp and the deprecated clients/active, clients/inactive are ignored,
-    as the Go exporter did.
+    as the Go exporter did. The Go exporter replaced only ``/``, space, ``-``
+    and ``.``; any other invalid character made client_golang refuse the name
+    and MustRegister panic (the exporter died). Here those become ``_`` too,
+    and ``:`` (valid) is kept as Go kept it.
+
+Bridge states, twice
+    ``$SYS/broker/connection/<id>/state`` is served as one labelled family,
+    ``broker_connection_state{connection="<id>"}`` (the one to use: bridges
+    come and go, names must not), and, for dashboards and alerts written for
+    the Go exporter, also under its name per connection,
+    ``broker_connection_<id>_state`` (``<id>`` sanitised as above). Both come
+    from the same values, so they appear and vanish together: on a deleted
+    retained state and while the session is down (where Go kept serving the
+    last value, or 0 for an empty payload). Ids that sanitise to one name
+    (``a.b`` and ``a-b``) share it with the lowest state, so a down bridge is
+    never hidden; Go panicked on such a duplicate.
 
 Types, and why the Go counters are served ``untyped``
     The Go exporter typed broker_bytes_*, broker_messages_*,
@@ -107,7 +122,8 @@ COUNTERS = frozenset({
 # _count/_sum/_bucket.
 RESERVED_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
+# Valid: [a-zA-Z_:][a-zA-Z0-9_:]* (":" kept, as the Go exporter kept it).
+INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_:]")
 
 
 def metric_name(topic):
@@ -116,6 +132,20 @@ def metric_name(topic):
         topic = topic[len(SYS_PREFIX):]
     name = INVALID_NAME_CHARS.sub("_", topic)
     return "_" + name if name[:1].isdigit() else name
+
+
+def go_connection_states(connections):
+    """[(Go name, topic, state)] for {connection id: state}, one per name.
+
+    Ids that sanitise to one name keep the lowest state: a down bridge must
+    not hide behind an up one (the labelled family still has both)."""
+    merged = {}
+    for connection, value in connections:
+        topic = f"{SYS_PREFIX}broker/connection/{connection}/state"
+        name = metric_name(topic)
+        if name not in merged or value < merged[name][1]:
+            merged[name] = (topic, value)
+    return [(name, topic, value) for name, (topic, value) in sorted(merged.items())]
 
 
 def parse_value(payload):
@@ -127,6 +157,22 @@ def parse_value(payload):
 def parse_version(payload):
     """'mosquitto version 2.0.11' -> '2.0.11' (anything else is kept whole)."""
     return payload.rsplit(" ", 1)[-1] if payload.startswith("mosquitto version ") else payload
+
+
+def connection_families(connections):
+    """Bridge states: the labelled family, then the Go exporter's names,
+    both from the same values so they appear and vanish together."""
+    if not connections:
+        return
+    family = GaugeMetricFamily(
+        "broker_connection_state",
+        "Bridge connection state, 1 up 0 down ($SYS/broker/connection/<id>/state, "
+        "published by the bridge on both brokers).", labels=["connection"])
+    for connection, value in connections:
+        family.add_metric([connection], value)
+    yield family
+    for name, topic, value in go_connection_states(connections):
+        yield GaugeMetricFamily(name, topic, value=value)
 
 
 class SysCollector:
@@ -215,14 +261,7 @@ class SysCollector:
                                      labels=["version"])
             info.add_metric([version], 1.0)
             yield info
-        if connections:
-            family = GaugeMetricFamily(
-                "broker_connection_state",
-                "Bridge connection state, 1 up 0 down ($SYS/broker/connection/<id>/state, "
-                "published by the bridge on both brokers).", labels=["connection"])
-            for connection, value in connections:
-                family.add_metric([connection], value)
-            yield family
+        yield from connection_families(connections)
         for name, (topic, value) in values:
             if name in COUNTERS:
                 yield UntypedMetricFamily(name, topic, value=value)
