@@ -188,10 +188,12 @@ def test_a_glob_star_is_one_label_never_a_dot(ca_host, tmp_path, name):
 
 
 def test_globs_within_a_label(ca_host, tmp_path):
-    ca_host.tls["signing_policies"] = [{"minions": "edge-*", "dns_names": ["mqtt-*.example.com", "node?.[ab]-site.example.com"]}]
+    ca_host.tls["signing_policies"] = [
+        {"minions": "edge-*", "dns_names": ["mqtt-*.example.com", "node?.[ab]-site.example.com"]}]
     assert sans(sign(tmp_path, "edge-1", dns_names=["mqtt-7.example.com", "node1.b-site.example.com"]))[0] == [
         "mqtt-7.example.com", "node1.b-site.example.com"]
-    for name in ("mqtt-7.x.example.com", "node12.a-site.example.com", "node1.c-site.example.com", "x.mqtt-1.example.com"):
+    for name in ("mqtt-7.x.example.com", "node12.a-site.example.com", "node1.c-site.example.com",
+                 "x.mqtt-1.example.com"):
         assert f"DNS name {name}" in refused(tmp_path, "edge-1", dns_names=[name])
 
 

@@ -114,7 +114,8 @@ def test_no_answer_is_asked_again_a_refusal_is_not(salt_env, ca_minion, monkeypa
     ([{"minions": "x", "wildcard_dns_names": ["edge.example.com"]}],
      "mosquitto:tls:signing_policies:0:wildcard_dns_names:0: must be a wildcard DNS name such as '*.edge.example.com'"),
     ([{"minions": "x", "wildcard_dns_names": ["*.lan"]}], "wildcard_dns_names:0: must be a wildcard DNS name"),
-    ([{"minions": "x", "wildcard_dns_names": ["*.*.example.com"]}], "wildcard_dns_names:0: must be a wildcard DNS name"),
+    ([{"minions": "x", "wildcard_dns_names": ["*.*.example.com"]}],
+     "wildcard_dns_names:0: must be a wildcard DNS name"),
 ])
 def test_bad_signing_policies_name_the_key(policy, message):
     assert message in error_of(tls={"signing_policies": policy})
