@@ -260,7 +260,8 @@ def _glob_matches(name, pattern):
     ``*`` is one label or part of one, never a dot, never a literal ``*``)."""
     labels, globs = name.split("."), pattern.split(".")
     return len(labels) == len(globs) and all(
-        _PLAIN_LABEL.fullmatch(label) and fnmatch.fnmatchcase(label, glob) for label, glob in zip(labels, globs))
+        _PLAIN_LABEL.fullmatch(label) and fnmatch.fnmatchcase(label, glob)
+        for label, glob in zip(labels, globs, strict=True))
 
 
 def _name_allowed(name, policy):
