@@ -400,12 +400,12 @@ def _read_rates(path):
 
 
 def _pruned(rates, now):
-    """Only the times still inside their window (a clock set back forgets
-    the ones ahead of it), only minions with any."""
+    """Only the times still inside their window (a clock set back by more
+    than a second forgets the ones ahead of it), only minions with any."""
     out = {}
     for rid, entry in rates.items():
         entry = entry if isinstance(entry, dict) else {}
-        kept = {kind: sorted(t for t in entry.get(kind) or [] if isinstance(t, (int, float)) and 0 <= now - t < keep)
+        kept = {kind: sorted(t for t in entry.get(kind) or [] if isinstance(t, (int, float)) and -1 < now - t < keep)
                 for kind, keep in _KEEP.items()}
         if any(kept.values()):
             out[str(rid)] = kept
@@ -427,11 +427,13 @@ def _span(seconds):
 
 
 def _throttled(rid, what, limit, window, retry, now):
+    """The refusal of a throttled request (logged: a minion that loops is news)."""
     when = datetime.datetime.fromtimestamp(retry, datetime.timezone.utc).replace(microsecond=0)
-    return CommandExecutionError(
-        f"minion {rid} is rate limited: {what} in the last {_span(window)}, the CA minion allows {limit} per "
-        f"{_span(window)} per minion. Nothing was signed; retry after {when.isoformat()} "
-        f"(in {max(1, int(retry - now + 0.999))} s).")
+    message = (f"minion {rid} is rate limited: {what} in the last {_span(window)}, the CA minion allows {limit} "
+               f"per {_span(window)} per minion. Nothing was signed; retry after {when.isoformat()} "
+               f"(in {max(1, int(retry - now + 0.999))} s).")
+    log.warning("mosquitto_ca.sign_csr refused: %s", message)
+    return CommandExecutionError(message)
 
 
 def _count_request(ca_key_path, rid):
