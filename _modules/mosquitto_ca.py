@@ -19,12 +19,17 @@ Rules this module keeps:
   minion's own CA (``tls:ca_cert``/``ca_key`` of its merged map). The
   requester is the minion id Salt gives the call (``__pub_id``), never an
   argument; the names and validity it asks for must fit the signing policy
-  (``mosquitto:tls:signing_policies`` on this minion; by default only names
-  equal to the requester's id or starting with ``<id>.``). The result is
-  always a leaf (CA=False) serverAuth certificate. It answers with data:
-  ``{"certificate": pem}`` or ``{"error": why}``.
+  (by default only the name ``<id>`` itself and ``<id>.<domain>`` for each
+  of ``mosquitto:tls:fleet_domains`` on this minion, never any other
+  suffix; ``mosquitto:tls:signing_policies`` widens it, matching names
+  label by label). The key must be on the allowlist (EC P-256/P-384, RSA
+  2048/3072/4096), names and validity are bounded, and each minion's
+  requests and signatures are rate limited (REQUEST_LIMIT, SIGN_LIMITS).
+  The result is always a leaf (CA=False) serverAuth certificate. It
+  answers with data: ``{"certificate": pem}`` or ``{"error": why}``.
 - Every certificate issued is recorded (serial, requester, names, expiry)
   in ``issued.json`` beside the CA key (root-only); ``issued`` reads it.
+  The rate limits' counts are kept beside it in ``sign_rate.json``.
 
 Public functions, by who calls them:
 
@@ -37,6 +42,7 @@ Public functions, by who calls them:
 - operators on the CLI: ``issued`` (the signing record), ``check_request``
   (what the policy allows), ``cert_info``, ``verify_chain``.
 """
+import contextlib
 import datetime
 import fcntl
 import fnmatch
@@ -66,6 +72,22 @@ MIN_CRYPTOGRAPHY = (42, 0)
 
 # Beside the CA key, root-only: every certificate this CA issued.
 RECORD_NAME = "issued.json"
+# Beside it, root-only too: recent request and signature times per minion.
+RATE_NAME = "sign_rate.json"
+# sign_csr's limits per requesting minion, as (how many, per seconds). A
+# broker asks once on its first apply and again only for a reissue (names,
+# key, renewal, publish retries when no answer came), so these leave room
+# for an operator's few changes while a minion that loops, or was taken
+# over, cannot fill the record or keep the CA minion and the master busy.
+# Every request counts towards REQUEST_LIMIT (refusals too: a burst is
+# throttled before its CSR is read); only signed ones towards SIGN_LIMITS.
+REQUEST_LIMIT = (10, 60)                # requests a minute
+SIGN_LIMITS = ((5, 3600), (20, 86400))  # certificates an hour, and a day
+# The longest validity a peer's certificate gets, whatever a policy says
+# (mosquitto_config bounds signing_policies max_days by the same number).
+MAX_LEAF_DAYS = 3650
+# A CSR is 1-2 KiB (RSA 4096 included); anything far larger is not one.
+MAX_CSR_CHARS = 16384
 # The only arguments a requester may send to sign_csr.
 SIGN_ARGS = ("csr_pem", "dns_names", "ip_addresses", "days_valid", "common_name")
 
@@ -108,6 +130,13 @@ def _info(cert):
 def _wanted_sans(common_name, dns_names, ip_addresses):
     """DNS and IP SANs, with the CN among them, checked by the formula's name rule."""
     return _pki("wanted_sans")(common_name, dns_names, ip_addresses, __utils__["mosquitto_names.is_dns_name"])
+
+
+def _wanted(common_name, dns_names, ip_addresses):
+    """(CN, DNS SANs, IP SANs): the CN normalised like the SANs and among
+    them, so the policy that checks the SANs checks it too."""
+    dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
+    return _pki("subject_cn")(common_name, dns, ips), dns, ips
 
 
 def _cert_from(path=None, pem=None, what="certificate"):
@@ -183,40 +212,66 @@ def _settings(fresh=False):
         "ca_key": tls["ca_key"],
         "days_valid": int(tls["days_valid"]),
         "policies": tls["signing_policies"],
+        "fleet_domains": [str(d).strip().lower().rstrip(".") for d in tls.get("fleet_domains") or []],
     }
 
 
-def _policy_for(requester, policies, ca_days):
-    """What ``requester`` may have signed: the default (its own id) widened by
-    every entry of signing_policies whose ``minions`` glob matches it."""
+# One label of a requested name a policy glob may match: letters, digits,
+# hyphens, never "*" (a wildcard name is signed only where a policy lists
+# it under wildcard_dns_names, never because a glob matched it).
+_PLAIN_LABEL = re.compile(r"[a-z0-9-]{1,63}")
+
+
+def _policy_for(requester, settings):
+    """What ``requester`` may have signed: the default (its own id, and
+    ``<id>.<domain>`` for each fleet domain) widened by every entry of
+    signing_policies whose ``minions`` glob matches it. ``minions`` is
+    matched like Salt's glob targeting (fnmatch: ``*`` spans dots); minion
+    ids are the master's authenticated ones."""
     rid = str(requester).lower()
-    matched = [(i, p) for i, p in enumerate(policies) if fnmatch.fnmatchcase(rid, p["minions"].lower())]
+    matched = [(i, p) for i, p in enumerate(settings["policies"])
+               if fnmatch.fnmatchcase(rid, p["minions"].lower())]
     days = [p["max_days"] for _, p in matched if p.get("max_days")]
     return {
         "requester": rid,
+        "own_names": list(dict.fromkeys([rid] + [f"{rid}.{d}" for d in settings["fleet_domains"]])),
+        "fleet_domains": settings["fleet_domains"],
         "dns_names": [pat.lower() for _, p in matched for pat in p.get("dns_names", [])],
+        "wildcards": [name.lower() for _, p in matched for name in p.get("wildcard_dns_names", [])],
         "ip_networks": [ipaddress.ip_network(n) for _, p in matched for n in p.get("ip_networks", [])],
-        "max_days": max(days) if days else int(ca_days),
+        "max_days": min(max(days) if days else int(settings["days_valid"]), MAX_LEAF_DAYS),
         "matched": [f"signing_policies[{i}] (minions {p['minions']!r})" for i, p in matched],
     }
 
 
 def _describe_policy(policy):
     rid = policy["requester"]
-    dns = [rid, f"{rid}.*"] + policy["dns_names"]
+    dns = ", ".join(policy["own_names"] + policy["dns_names"])
+    wild = f"; wildcard names {', '.join(policy['wildcards'])}" if policy["wildcards"] else ""
     ips = ", ".join(map(str, policy["ip_networks"])) or "none"
     source = "default" + "".join(f" + {m}" for m in policy["matched"])
-    return (f"policy for minion {rid} ({source}): DNS names {', '.join(dns)}; "
+    return (f"policy for minion {rid} ({source}): DNS names {dns}{wild}; "
             f"IP addresses in {ips}; at most {policy['max_days']} days")
 
 
+def _glob_matches(name, pattern):
+    """A policy glob against a name, label by label: as many labels, each
+    name label a plain one, each matched by fnmatch within its label (so
+    ``*`` is one label or part of one, never a dot, never a literal ``*``)."""
+    labels, globs = name.split("."), pattern.split(".")
+    return len(labels) == len(globs) and all(
+        _PLAIN_LABEL.fullmatch(label) and fnmatch.fnmatchcase(label, glob)
+        for label, glob in zip(labels, globs, strict=True))
+
+
 def _name_allowed(name, policy):
-    rid = policy["requester"]
-    # The minion's own id, or the id followed by a dot: "h1" allows
-    # h1.example.com but never h10.example.com.
-    if name == rid or name.startswith(rid + "."):
+    if name.startswith("*."):
+        return name in policy["wildcards"]
+    # The minion's own id, or <id>.<fleet domain>: "h1" with fleet domain
+    # example.com allows h1.example.com, never h1.evil.org or h10.example.com.
+    if name in policy["own_names"]:
         return True
-    return any(fnmatch.fnmatchcase(name, pat) for pat in policy["dns_names"])
+    return any(_glob_matches(name, pat) for pat in policy["dns_names"])
 
 
 def _policy_problems(policy, dns, ips, days):
@@ -227,8 +282,59 @@ def _policy_problems(policy, dns, ips, days):
     return problems
 
 
+def _refusal(policy, problems):
+    """The refusal: the minion, what was refused, the policy, and the pillar
+    keys on the CA minion that would widen it."""
+    domains = ", ".join(policy["fleet_domains"]) or "none set"
+    message = (f"minion {policy['requester']} may not have a certificate with {', '.join(problems)}: "
+               f"not allowed by the {_describe_policy(policy)}. Nothing was signed; widen it in the CA "
+               "minion's pillar if this is wanted: mosquitto:tls:fleet_domains gives every minion "
+               f"<id>.<domain> (now {domains}), mosquitto:tls:signing_policies gives the minions "
+               "its `minions` glob matches dns_names (globs, label by label), wildcard_dns_names, "
+               "ip_networks and max_days.")
+    if any(p.startswith("DNS name *.") for p in problems):
+        message += (" A wildcard name is signed only when a matching policy lists it exactly under "
+                    "wildcard_dns_names; a dns_names glob never yields one.")
+    return message
+
+
+def _days(days_valid, default):
+    """The validity asked for, as a whole number of days (default the CA's)."""
+    days = default if days_valid is None else days_valid
+    if isinstance(days, bool):
+        raise CommandExecutionError(f"days_valid must be a number, not {days!r}")
+    try:
+        days = int(days)
+    except (TypeError, ValueError) as exc:
+        raise CommandExecutionError(f"days_valid must be a number, not {str(days)[:40]!r}") from exc
+    if days < 1:
+        raise CommandExecutionError(f"days_valid must be at least 1, not {days}")
+    return days
+
+
+def _ca_file(ca_key_path, name):
+    """A file of the CA's own beside its key."""
+    return os.path.join(os.path.dirname(os.path.abspath(ca_key_path)), name)
+
+
 def _record_path(ca_key_path):
-    return os.path.join(os.path.dirname(os.path.abspath(ca_key_path)), RECORD_NAME)
+    return _ca_file(ca_key_path, RECORD_NAME)
+
+
+@contextlib.contextmanager
+def _ca_dir_locked(ca_key_path):
+    """An exclusive lock on the CA key's directory for the block: one
+    request at a time reads and rewrites the record and the rate counts."""
+    directory = os.path.dirname(os.path.abspath(ca_key_path))
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise CommandExecutionError(f"CA directory {directory}: {exc.strerror} (is the CA made?)") from exc
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(dir_fd)
 
 
 def _read_records(path):
@@ -245,29 +351,113 @@ def _read_records(path):
     return records
 
 
-def _record(ca_key_path, cert, requester, how):
+def _append_record(ca_key_path, cert, requester, how):
     """Add ``cert`` to the CA's record: rewritten whole, atomically (temp file
-    + rename), under an exclusive lock on the CA directory, root-only."""
+    + rename), root-only. The caller holds _ca_dir_locked."""
     path = _record_path(ca_key_path)
-    dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    records = _read_records(path)
+    info = _info(cert)
+    records.append({
+        "serial": info["serial"],
+        "requester": str(requester),
+        "how": how,
+        "subject_cn": info["subject_cn"],
+        "dns_names": info["dns_names"],
+        "ip_addresses": info["ip_addresses"],
+        "not_after": info["not_after"],
+        "issued_at": _now().replace(microsecond=0).isoformat(),
+        "fingerprint": info["fingerprint"],
+    })
+    _write(path, (json.dumps(records, indent=1) + "\n").encode(), 0o600, *_root_ids())
+
+
+def _record(ca_key_path, cert, requester, how):
+    """Add ``cert`` to the CA's record, under the CA directory's lock."""
+    with _ca_dir_locked(ca_key_path):
+        _append_record(ca_key_path, cert, requester, how)
+
+
+# --- sign_csr's rate limits ---------------------------------------------------------
+# sign_rate.json: {minion id: {"requests": [epoch s, ...], "signed": [...]}},
+# only times still inside their window, only minions with any: a few
+# hundred bytes per active minion, never growing with time.
+
+_KEEP = {"requests": REQUEST_LIMIT[1], "signed": max(window for _, window in SIGN_LIMITS)}
+
+
+def _read_rates(path):
+    """The counts; an unreadable file only resets them (they are no audit
+    log, the record is), so it is logged and started over."""
     try:
-        fcntl.flock(dir_fd, fcntl.LOCK_EX)
-        records = _read_records(path)
-        info = _info(cert)
-        records.append({
-            "serial": info["serial"],
-            "requester": str(requester),
-            "how": how,
-            "subject_cn": info["subject_cn"],
-            "dns_names": info["dns_names"],
-            "ip_addresses": info["ip_addresses"],
-            "not_after": info["not_after"],
-            "issued_at": _now().replace(microsecond=0).isoformat(),
-            "fingerprint": info["fingerprint"],
-        })
-        _write(path, (json.dumps(records, indent=1) + "\n").encode(), 0o600, *_root_ids())
-    finally:
-        os.close(dir_fd)
+        with open(path, "rb") as fh:
+            rates = json.loads(fh.read() or b"{}")
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("mosquitto_ca: %s is unreadable (%s): the sign_csr rate limits start over", path, exc)
+        return {}
+    return rates if isinstance(rates, dict) else {}
+
+
+def _pruned(rates, now):
+    """Only the times still inside their window (a clock set back by more
+    than a second forgets the ones ahead of it), only minions with any."""
+    out = {}
+    for rid, entry in rates.items():
+        entry = entry if isinstance(entry, dict) else {}
+        kept = {kind: sorted(t for t in entry.get(kind) or [] if isinstance(t, (int, float)) and -1 < now - t < keep)
+                for kind, keep in _KEEP.items()}
+        if any(kept.values()):
+            out[str(rid)] = kept
+    return out
+
+
+def _write_rates(path, rates):
+    _write(path, (json.dumps(rates, sort_keys=True) + "\n").encode(), 0o600, *_root_ids())
+
+
+def _next_allowed(times, limit, window, now):
+    """When one more fits in ``limit`` per ``window`` (epoch s), None when now."""
+    inside = sorted(t for t in times if now - t < window)
+    return None if len(inside) < limit else inside[-limit] + window
+
+
+def _span(seconds):
+    return {60: "minute", 3600: "hour", 86400: "day"}.get(seconds, f"{seconds} s")
+
+
+def _throttled(rid, what, limit, window, retry, now):
+    """The refusal of a throttled request (logged: a minion that loops is news)."""
+    when = datetime.datetime.fromtimestamp(retry, datetime.timezone.utc).replace(microsecond=0)
+    message = (f"minion {rid} is rate limited: {what} in the last {_span(window)}, the CA minion allows {limit} "
+               f"per {_span(window)} per minion. Nothing was signed; retry after {when.isoformat()} "
+               f"(in {max(1, int(retry - now + 0.999))} s).")
+    log.warning("mosquitto_ca.sign_csr refused: %s", message)
+    return CommandExecutionError(message)
+
+
+def _count_request(ca_key_path, rid):
+    """Count a request from ``rid``; raise saying when to ask again when it
+    sent REQUEST_LIMIT already (that request is not counted, so the time
+    said holds)."""
+    path, now = _ca_file(ca_key_path, RATE_NAME), _now().timestamp()
+    limit, window = REQUEST_LIMIT
+    with _ca_dir_locked(ca_key_path):
+        rates = _pruned(_read_rates(path), now)
+        entry = rates.setdefault(rid, {"requests": [], "signed": []})
+        retry = _next_allowed(entry["requests"], limit, window, now)
+        if retry is not None:
+            raise _throttled(rid, f"{limit} sign_csr requests (refused ones count)", limit, window, retry, now)
+        entry["requests"].append(round(now, 3))
+        _write_rates(path, rates)
+
+
+def _check_sign_quota(rid, signed, now):
+    for limit, window in SIGN_LIMITS:
+        retry = _next_allowed(signed, limit, window, now)
+        if retry is not None:
+            raise _throttled(rid, f"{limit} certificates signed (`mosquitto_ca.issued requester={rid}` lists them)",
+                             limit, window, retry, now)
 
 
 # --- public functions --------------------------------------------------------
@@ -422,7 +612,7 @@ def issue_cert(
     # Validate everything that can fail before a single byte is written.
     _ids(key_user, key_group)
     _pki("key_spec")(key_type, key_size)
-    dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
+    common_name, dns, ips = _wanted(common_name, dns_names, ip_addresses)
     ca_cert, ca_key = _load_ca(ca_cert_path, ca_key_path)
     ensure_key(key_path, key_type=key_type, key_size=key_size, user=key_user, group=key_group, mode=key_mode,
                reuse_key=reuse_key)
@@ -446,7 +636,7 @@ def create_csr(key_path, common_name, *, dns_names=(), ip_addresses=()):
         salt '*' mosquitto_ca.create_csr /etc/mosquitto/certs/server.key mqtt.example.com
     """
     key = _pki("read_key")(key_path)
-    dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
+    common_name, dns, ips = _wanted(common_name, dns_names, ip_addresses)
     return _pki("build_csr")(key, common_name=common_name, dns=dns, ips=ips)
 
 
@@ -456,32 +646,56 @@ def _refuse(message):
     return {"error": message}
 
 
+def _csr_key(rid, csr_pem):
+    """The CSR's public key, when the CSR is of a sane size and the key on the allowlist."""
+    if isinstance(csr_pem, (str, bytes)) and len(csr_pem) > MAX_CSR_CHARS:
+        raise CommandExecutionError(f"minion {rid} sent a CSR of {len(csr_pem)} characters "
+                                    f"(at most {MAX_CSR_CHARS}): not a CSR. Nothing was signed.")
+    public_key = _pki("parse_csr")(csr_pem).public_key()
+    problem = _pki("key_problem")(public_key)
+    if problem:
+        raise CommandExecutionError(f"minion {rid} sent a CSR whose key is refused: {problem}. "
+                                    "Nothing was signed; set mosquitto:tls:key_type/key_size on it.")
+    return public_key
+
+
+def _sign_counted(settings, rid, public_key, *, common_name, dns, ips, days):
+    """Sign and record, if ``rid`` is within SIGN_LIMITS: the check, the
+    signature, the record and the count under one lock, so concurrent
+    requests cannot both take the last one."""
+    ca_cert, ca_key = _load_ca(settings["ca_cert"], settings["ca_key"])
+    path = _ca_file(settings["ca_key"], RATE_NAME)
+    with _ca_dir_locked(settings["ca_key"]):
+        now = _now()
+        rates = _pruned(_read_rates(path), now.timestamp())
+        entry = rates.setdefault(rid, {"requests": [], "signed": []})
+        _check_sign_quota(rid, entry["signed"], now.timestamp())
+        cert = _pki("sign_server_cert")(public_key, ca_cert=ca_cert, ca_key=ca_key, common_name=common_name,
+                                        dns=dns, ips=ips, days_valid=days, now=now)
+        _append_record(settings["ca_key"], cert, rid, "peer")
+        entry["signed"].append(round(now.timestamp(), 3))
+        _write_rates(path, rates)
+    return cert
+
+
 def _sign_request(requester, csr_pem, *, dns_names, ip_addresses, days_valid, common_name):
     """The signed certificate (PEM) for requester, or CommandExecutionError saying why not."""
-    csr = _pki("parse_csr")(csr_pem)
+    rid = str(requester).lower()
     settings = _settings(fresh=True)
-    dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
-    common_name = common_name or (dns[0] if dns else str(ips[0]))
-    days = settings["days_valid"] if days_valid is None else days_valid
-    try:
-        days = int(days)
-    except (TypeError, ValueError) as exc:
-        raise CommandExecutionError(f"days_valid must be a number, not {days!r}") from exc
-    if days < 1:
-        raise CommandExecutionError(f"days_valid must be at least 1, not {days}")
-    policy = _policy_for(requester, settings["policies"], settings["days_valid"])
+    # Counted before anything about the request is read: a burst costs
+    # the CA minion a pillar compile and a file rewrite per request, no more.
+    _count_request(settings["ca_key"], rid)
+    public_key = _csr_key(rid, csr_pem)
+    common_name, dns, ips = _wanted(common_name, dns_names, ip_addresses)
+    days = _days(days_valid, settings["days_valid"])
+    policy = _policy_for(rid, settings)
     problems = _policy_problems(policy, dns, ips, days)
     if problems:
-        message = (f"minion {policy['requester']} may not have a certificate with {', '.join(problems)}: "
-                   f"not allowed by the {_describe_policy(policy)}. Nothing was signed; widen it with "
-                   "mosquitto:tls:signing_policies in the CA minion's pillar if this is wanted.")
+        message = _refusal(policy, problems)
         log.warning("mosquitto_ca.sign_csr refused: %s", message)
         raise CommandExecutionError(message)
-    ca_cert, ca_key = _load_ca(settings["ca_cert"], settings["ca_key"])
-    cert = _pki("sign_server_cert")(csr.public_key(), ca_cert=ca_cert, ca_key=ca_key, common_name=str(common_name),
-                                    dns=dns, ips=ips, days_valid=days, now=_now())
-    _record(settings["ca_key"], cert, policy["requester"], "peer")
-    log.info("mosquitto_ca.sign_csr: signed serial %X for %s (%s)", cert.serial_number, policy["requester"],
+    cert = _sign_counted(settings, rid, public_key, common_name=common_name, dns=dns, ips=ips, days=days)
+    log.info("mosquitto_ca.sign_csr: signed serial %X for %s (%s)", cert.serial_number, rid,
              ", ".join(dns + [str(i) for i in ips]))
     return _pki("cert_pem")(cert).decode()
 
@@ -505,11 +719,20 @@ def sign_csr(csr_pem, *, dns_names=(), ip_addresses=(), days_valid=None, common_
       the master from the caller's authenticated id); a call without one
       (salt-call here, or from the master) is refused.
     - The names (dns_names + ip_addresses + common_name, default the first of
-      them) and days_valid (default the CA's tls:days_valid) must fit the
-      policy: DNS names equal to the requester's id or starting with
-      ``<id>.``, no IP addresses, at most tls:days_valid days, widened by
+      them; lower-cased, at most 32, the CN at most 64 characters) and
+      days_valid (default the CA's tls:days_valid) must fit the policy: the
+      DNS name ``<id>`` and ``<id>.<d>`` for each of this minion's
+      ``mosquitto:tls:fleet_domains`` (default none), no IP addresses, at
+      most tls:days_valid days (never over MAX_LEAF_DAYS), widened by
       ``mosquitto:tls:signing_policies`` entries whose ``minions`` glob
-      matches the requester. A refusal is logged here (warning).
+      matches the requester: ``dns_names`` globs matched label by label
+      (``*`` is one label, never a dot or a literal ``*``),
+      ``wildcard_dns_names`` (the only way to a wildcard certificate),
+      ``ip_networks``, ``max_days``. A refusal is logged here (warning).
+    - The CSR's key must be EC P-256/P-384 or RSA 2048/3072/4096 (e 65537).
+    - Per minion at most REQUEST_LIMIT requests (refused ones too) and
+      SIGN_LIMITS signatures; a throttled request is refused saying when
+      to retry.
     - The pillar is read fresh from the master for every request.
     - Only the CSR's public key is used; the result is always CA=False,
       serverAuth, and recorded (see ``issued``).
@@ -558,9 +781,9 @@ def check_request(requester, *, dns_names=(), ip_addresses=(), days_valid=None, 
         salt ca-minion mosquitto_ca.check_request mqtt2.example.com dns_names='[mqtt.example.com]'
     """
     settings = _settings(fresh=True)
-    dns, ips = _wanted_sans(common_name, dns_names, ip_addresses)
-    days = settings["days_valid"] if days_valid is None else int(days_valid)
-    policy = _policy_for(requester, settings["policies"], settings["days_valid"])
+    _cn, dns, ips = _wanted(common_name, dns_names, ip_addresses)
+    days = _days(days_valid, settings["days_valid"])
+    policy = _policy_for(requester, settings)
     problems = _policy_problems(policy, dns, ips, days)
     return {"allowed": not problems, "problems": problems, "policy": _describe_policy(policy)}
 

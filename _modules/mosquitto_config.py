@@ -106,7 +106,14 @@ _TOP_KEYS = {
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
 _PASSWORD_HASH = re.compile(r"^\$(6|7)\$\S+$")
-_POLICY_KEYS = {"minions", "dns_names", "ip_networks", "max_days"}
+_POLICY_KEYS = {"minions", "dns_names", "wildcard_dns_names", "ip_networks", "max_days"}
+# One label of a signing policy's dns_names glob: DNS label characters with
+# fnmatch's `*`, `?` and `[...]` (no `!`), matched within one label by the CA.
+_GLOB_LABEL = re.compile(r"^(?:[a-z0-9*?-]|\[[a-z0-9-]+\])+$")
+# The longest validity the CA gives a peer (mosquitto_ca.MAX_LEAF_DAYS).
+_MAX_LEAF_DAYS = 3650
+# RFC 5280 ub-common-name: `domain` is the server certificate's CN.
+_MAX_CN = 64
 _PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9_.\-\[\]]+\s*([<>=!~]=?[^,\s]+\s*,?\s*)*$")
 _FIREWALL_ZONE = re.compile(r"^[A-Za-z0-9_-]+$")
 _FIREWALL_PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?/(tcp|udp)$")
@@ -126,7 +133,7 @@ _TLS_DAYS = (
 _TLS_KEYS = {
     "ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",
     "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses",
-    "signing_policies", "profile", "auto_renew",
+    "signing_policies", "fleet_domains", "profile", "auto_renew",
 }
 _EXPORTER_KEYS = {"enabled", "user", "bind_address", "install", "venv_dir", "pip_pkgs"}
 _EXPORTER = (("enabled", "boolean"), ("install", "choice", ("pkg", "venv")), ("venv_dir", "abspath"))
@@ -678,16 +685,29 @@ def _check_tls(errors, tls, listeners, domain):
             and tls["renew_days"] >= tls["days_valid"]:
         errors.add(path + ["renew_days"], "must be below days_valid, or every run would reissue the certificate")
     _tls_profile(errors, tls, listeners)
-    errors.choice(path + ["key_type"], tls.get("key_type"), _KEY_TYPES)
     errors.boolean(path + ["auto_renew"], tls.get("auto_renew"))
-    if tls.get("key_type") == "rsa":
-        errors.choice(path + ["key_size"], tls.get("key_size"), (2048, 3072, 4096))
+    _tls_key(errors, tls)
     _tls_names(errors, tls)
     tls["signing_policies"] = _signing_policies(errors, path + ["signing_policies"],
                                                 tls.get("signing_policies", []))
+    tls["fleet_domains"] = _fleet_domains(errors, path + ["fleet_domains"], tls.get("fleet_domains", []))
+    if domain and len(domain) > _MAX_CN:
+        errors.add(["domain"], f"has {len(domain)} characters, but it is the certificate's common name, "
+                               f"which holds at most {_MAX_CN} (RFC 5280): use a shorter domain and put "
+                               "the long name in tls:dns_names")
     if domain:
         # The domain first, then extra names, each once: the SAN list.
         tls["san_dns"] = list(dict.fromkeys([domain] + tls["dns_names"]))
+
+
+def _tls_key(errors, tls):
+    """tls:key_type and key_size: only keys a fleet CA signs (mosquitto_pki)."""
+    if not errors.choice(["tls", "key_type"], tls.get("key_type"), _KEY_TYPES):
+        return
+    if tls["key_type"] == "rsa":
+        errors.choice(["tls", "key_size"], tls.get("key_size"), (2048, 3072, 4096))
+    elif tls.get("key_size") == 521:
+        errors.add(["tls", "key_size"], "EC P-521 is not signed: key_size 256 (P-256, the default) or 384 (P-384)")
 
 
 def _tls_profile(errors, tls, listeners):
@@ -724,39 +744,77 @@ def _signing_policy(errors, ppath, spec):
     minions = spec.get("minions")
     if not errors.text(ppath + ["minions"], minions):
         return None
-    policy = {"minions": minions.strip().lower(), "dns_names": [], "ip_networks": [], "max_days": None}
-    for j, pattern in enumerate(errors.listing(ppath + ["dns_names"], spec.get("dns_names", []))):
-        pattern = _policy_dns_pattern(errors, ppath + ["dns_names", j], pattern)
-        if pattern is not None:
-            policy["dns_names"].append(pattern)
+    policy = {"minions": minions.strip().lower(), "dns_names": [], "wildcard_dns_names": [], "ip_networks": [],
+              "max_days": None}
+    for key, check in (("dns_names", _policy_dns_pattern), ("wildcard_dns_names", _policy_wildcard)):
+        for j, value in enumerate(errors.listing(ppath + [key], spec.get(key, []))):
+            value = check(errors, ppath + [key, j], value)
+            if value is not None:
+                policy[key].append(value)
     for j, net in enumerate(errors.listing(ppath + ["ip_networks"], spec.get("ip_networks", []))):
         try:
             policy["ip_networks"].append(str(ipaddress.ip_network(str(net), strict=True)))
         except ValueError:
             errors.add(ppath + ["ip_networks", j], f"must be a network such as 192.0.2.0/24 (host bits zero), got {net!r}")
-    if spec.get("max_days") is not None and errors.integer(ppath + ["max_days"], spec["max_days"], 1, 36500):
+    if spec.get("max_days") is not None and errors.integer(ppath + ["max_days"], spec["max_days"], 1,
+                                                           _MAX_LEAF_DAYS):
         policy["max_days"] = spec["max_days"]
     return policy
 
 
 def _policy_dns_pattern(errors, jpath, pattern):
-    """A DNS name glob of a signing policy, lower case, or None."""
+    """A DNS name glob of a signing policy, lower case, or None. The CA
+    matches it label by label (``*`` never spans a dot), so each label is
+    checked alone; the last must be literal, or a minion could pick its
+    top-level domain."""
     if not errors.text(jpath, pattern):
         return None
-    pattern = pattern.strip().lower()
-    if not re.match(r"^[a-z0-9*?.\[\]_-]+$", pattern):
-        errors.add(jpath, f"must be a DNS name glob such as '*.example.com', got {pattern!r}")
+    pattern = pattern.strip().lower().rstrip(".")
+    labels = pattern.split(".")
+    if len(pattern) > 253 or not all(len(label) <= 63 and _GLOB_LABEL.match(label) for label in labels):
+        errors.add(jpath, f"must be a DNS name glob such as '*.example.com' (`*`, `?` and `[a-z]` within a "
+                          f"label), got {pattern!r}")
         return None
-    if pattern.strip("*?.") == "":
+    if all(label.strip("*?") == "" for label in labels):
         errors.add(jpath, f"{pattern!r} matches every name: list the domains instead")
         return None
+    if not is_dns_name(labels[-1]):
+        errors.add(jpath, f"{pattern!r}: its last label must be literal (such as 'com'), or a minion could "
+                          "have that name under any top-level domain")
+        return None
     return pattern
+
+
+def _policy_wildcard(errors, jpath, name):
+    """A wildcard name a policy lets its minions have, exactly: '*.' and a
+    name of at least two labels (OpenSSL matches '*.lan' against nothing)."""
+    if not errors.text(jpath, name):
+        return None
+    name = name.strip().lower().rstrip(".")
+    rest = name[2:] if name.startswith("*.") else ""
+    if not is_dns_name(rest) or "." not in rest or len(name) > 253:
+        errors.add(jpath, f"must be a wildcard DNS name such as '*.edge.example.com' ('*.' and at least two "
+                          f"labels), got {name!r}")
+        return None
+    return name
+
+
+def _fleet_domains(errors, path, domains):
+    """tls:fleet_domains (read by the CA minion): each minion may have
+    ``<id>.<domain>`` for these. Plain names, lower case, each once."""
+    out = []
+    for i, domain in enumerate(errors.listing(path, domains)):
+        name = _dns(errors, path + [i], domain)
+        if name is not None and name.rstrip(".") not in out:
+            out.append(name.rstrip("."))
+    return out
 
 
 def signing_policies(policies):
     """
     Check and normalise ``mosquitto:tls:signing_policies`` (a list of
-    {minions, dns_names, ip_networks, max_days}); raises naming the key.
+    {minions, dns_names, wildcard_dns_names, ip_networks, max_days});
+    raises naming the key.
     The CA minion's ``mosquitto_ca.sign_csr`` reads its policies through this.
 
     CLI Example:

@@ -27,7 +27,19 @@ except ImportError:
 
 __virtualname__ = "mosquitto_pki"
 
-EC_CURVES = {256: "SECP256R1", 384: "SECP384R1", 521: "SECP521R1"}
+EC_CURVES = {256: "SECP256R1", 384: "SECP384R1"}
+# The only public keys a leaf certificate is made for: what OpenSSL,
+# mosquitto and the common MQTT client TLS stacks (mbedTLS, wolfSSL, Java,
+# Go, browsers for websockets) all verify. P-521 and Ed25519 are missing
+# from some of them; secp256k1 has 256 bits but is no TLS curve; RSA
+# below 2048 bits is breakable, above 4096 slow for nothing.
+SIGNABLE_EC = {"secp256r1": "P-256", "secp384r1": "P-384"}
+SIGNABLE_RSA = (2048, 3072, 4096)
+# RFC 5280 ub-common-name: a longer CN cannot be encoded (cryptography raises).
+MAX_CN = 64
+# Names per certificate: a broker has a few; a request with hundreds is
+# not one (and every name is checked against every policy pattern).
+MAX_SANS = 32
 # Issue certs a little in the past so hosts with a slightly slow clock accept them.
 BACKDATE = datetime.timedelta(minutes=5)
 
@@ -44,16 +56,22 @@ def __virtual__():
 def key_spec(key_type, key_size):
     """Normalise the wanted key to ("ec", bits) or ("rsa", bits).
 
-    For EC, key_size picks the curve when it names one (256/384/521); any
-    other value (such as the RSA-minded default 2048) means P-256.
+    For EC, key_size picks the curve when it names one (256/384); 521 is
+    refused (the CA signs no P-521 key, see SIGNABLE_EC); any other value
+    (such as the RSA-minded default 2048) means P-256.
     """
     key_type = str(key_type).lower()
     key_size = int(key_size)
     if key_type == "ec":
+        if key_size == 521:
+            raise CommandExecutionError("EC key_size 521 (P-521) is not signed: use 256 (P-256) or 384 (P-384)")
         return "ec", key_size if key_size in EC_CURVES else 256
     if key_type == "rsa":
         if key_size < 2048:
             raise CommandExecutionError(f"RSA key_size {key_size} is too small (minimum 2048)")
+        if key_size not in SIGNABLE_RSA:
+            raise CommandExecutionError(
+                f"RSA key_size {key_size} is not signed (allowed: {', '.join(map(str, SIGNABLE_RSA))})")
         return "rsa", key_size
     raise CommandExecutionError(f"key_type must be 'ec' or 'rsa', not {key_type!r}")
 
@@ -73,6 +91,26 @@ def describe_key(key):
     if isinstance(key, (rsa.RSAPublicKey, rsa.RSAPrivateKey)):
         return "rsa", key.key_size
     return type(key).__name__, None
+
+
+def key_problem(public_key):
+    """Why a certificate is not made for ``public_key`` (naming its type,
+    curve or size), or None when it is on the allowlist."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        curve = public_key.curve.name
+        if curve in SIGNABLE_EC:
+            return None
+        allowed = ", ".join(SIGNABLE_EC.values())
+        return f"EC curve {curve} is not signed (allowed: {allowed}; RSA {', '.join(map(str, SIGNABLE_RSA))})"
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size not in SIGNABLE_RSA:
+            return (f"RSA {public_key.key_size}-bit key is not signed "
+                    f"(allowed: RSA {', '.join(map(str, SIGNABLE_RSA))} bits; EC {', '.join(SIGNABLE_EC.values())})")
+        if public_key.public_numbers().e != 65537:
+            return f"RSA public exponent {public_key.public_numbers().e} is not signed (only 65537)"
+        return None
+    return (f"{type(public_key).__name__.lstrip('_')} keys are not signed "
+            f"(allowed: EC {', '.join(SIGNABLE_EC.values())}; RSA {', '.join(map(str, SIGNABLE_RSA))})")
 
 
 def _public_der(key):
@@ -166,8 +204,11 @@ def dns_list(names, is_dns_name):
     out = []
     for name in as_list(names, "dns_names"):
         name = name.lower().rstrip(".")
-        if not is_dns_name(name, wildcard=True):
-            raise CommandExecutionError(f"invalid DNS name {name!r}")
+        # 253 counts the whole name, a leading "*." too (is_dns_name
+        # measures what follows it).
+        if len(name) > 253 or not is_dns_name(name, wildcard=True):
+            raise CommandExecutionError(f"invalid DNS name {name[:300]!r} (at most 253 characters, "
+                                        "labels of at most 63 letters, digits or inner hyphens)")
         if name not in out:
             out.append(name)
     return out
@@ -200,7 +241,34 @@ def wanted_sans(common_name, dns_names, ip_addresses, is_dns_name):
                     dns.insert(0, name)
     if not dns and not ips:
         raise CommandExecutionError("a server certificate needs at least one DNS name or IP address")
+    if len(dns) + len(ips) > MAX_SANS:
+        raise CommandExecutionError(f"{len(dns) + len(ips)} names asked for: a certificate gets at most {MAX_SANS}")
     return dns, ips
+
+
+def subject_cn(common_name, dns, ips):
+    """The certificate's CN, normalised like its SANs (lower case, no
+    trailing dot; an IP address in its normal form). ``dns``/``ips`` are
+    wanted_sans' lists, which already hold the CN. Without a common_name:
+    the first name that fits a CN. An explicit CN over RFC 5280's 64
+    characters is refused: a CN other than the one asked for would make
+    every later run see a changed certificate."""
+    if common_name:
+        text = str(common_name).strip()
+        try:
+            cn = str(ipaddress.ip_address(text))
+        except ValueError:
+            cn = text.lower().rstrip(".")
+        if len(cn) > MAX_CN:
+            raise CommandExecutionError(
+                f"common name {cn[:80]}... has {len(cn)} characters, a certificate's holds at most {MAX_CN} "
+                "(RFC 5280): use a shorter name as common name (the domain) and the long one as a DNS name")
+        return cn
+    for name in list(dns) + [str(ip) for ip in ips]:
+        if len(name) <= MAX_CN:
+            return name
+    raise CommandExecutionError(f"no name of this request fits a common name ({MAX_CN} characters at most): "
+                                "give a shorter common_name")
 
 
 def cert_sans(cert):
@@ -307,12 +375,12 @@ def build_csr(key, *, common_name, dns, ips):
 
 
 def sign_server_cert(public_key, *, ca_cert, ca_key, common_name, dns, ips, days_valid, now):
-    """The one place leaf certificates are built: CA=False, serverAuth, SANs as given."""
+    """The one place leaf certificates are built: CA=False, serverAuth, SANs
+    as given, only for allowlisted keys (key_problem)."""
+    problem = key_problem(public_key)
+    if problem:
+        raise CommandExecutionError(problem)
     kind = describe_key(public_key)[0]
-    if kind not in ("ec", "rsa"):
-        raise CommandExecutionError(f"unsupported key type {type(public_key).__name__}")
-    if kind == "rsa" and public_key.key_size < 2048:
-        raise CommandExecutionError("RSA keys below 2048 bits are not signed")
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     sans = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ip) for ip in ips]
     builder = (
@@ -344,7 +412,9 @@ def _name_reasons(cert, dns, ips, common_name):
         parts = ([f"added {', '.join(added)}"] if added else []) + ([f"removed {', '.join(removed)}"] if removed else [])
         reasons.append(f"SANs changed ({'; '.join(parts)})")
     cn = name_cn(cert.subject)
-    if common_name is not None and cn != str(common_name):
+    # CNs are issued lower-case (subject_cn): a domain asked for in another
+    # case is the same name.
+    if common_name is not None and (cn or "").lower() != str(common_name).lower():
         reasons.append(f"common name changed ({cn} -> {common_name})")
     elif cn and cn.lower() not in have_dns and cn not in [str(i) for i in have_ips]:
         reasons.append(f"common name {cn} is not among the SANs")

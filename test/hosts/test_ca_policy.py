@@ -8,7 +8,14 @@ so the CA certificate reaches b1 through the Salt mine.
 Tests run in file order on one module-scoped fleet: a refused request
 changes nothing on b1 and is logged on the CA host; a caller that sends its
 own CA paths (or a forged requester) through publish.publish gets nothing
-signed; a widened policy signs; the CA's record lists every certificate.
+signed; neither does one asking for its id under a foreign domain or for a
+wildcard name a glob policy covers; a widened policy signs; the CA's record
+lists every certificate; a fleet domain gives b1 <id>.<that domain>.
+
+By default (no tls:fleet_domains) b1 gets only its own id, b1.pol.test,
+the name its `domain: {{ grains['id'] }}` asks for. The rate limits
+(two signatures and a handful of requests for b1 here) stay far below
+mosquitto_ca's REQUEST_LIMIT and SIGN_LIMITS.
 """
 import json
 import secrets
@@ -27,10 +34,11 @@ CA = "/etc/mosquitto/certs/ca.crt"
 CERT_STATE = "mosquitto-configure-tls-server-cert-managed"
 PASSWORD = "pol-" + secrets.token_urlsafe(12)
 WIDENED = "mqtt.pol.example"
+FLEET_DOMAIN = "fleet.pol.example"
 
 
-def pillar_sls(broker_tls=None, policies=None):
-    """Per-minion pillar: the CA host's policies, the broker's extra tls keys."""
+def pillar_sls(broker_tls=None, policies=None, fleet_domains=None):
+    """Per-minion pillar: the CA host's policies and fleet domains, the broker's extra tls keys."""
     return "\n".join([
         "mosquitto:",
         "  domain: {{ grains['id'] }}",
@@ -41,6 +49,7 @@ def pillar_sls(broker_tls=None, policies=None):
         f"{{% if grains['id'] == '{CA_HOST}' %}}",
         "    ca_server: ''",
         f"    signing_policies: {json.dumps(policies or [])}",
+        f"    fleet_domains: {json.dumps(fleet_domains or [])}",
         "{% else %}",
         f"    ca_server: {CA_HOST}",
         *[f"    {k}: {json.dumps(v)}" for k, v in (broker_tls or {}).items()],
@@ -126,7 +135,8 @@ def test_a_foreign_name_is_refused_and_nothing_changes_on_the_broker(fleet, appl
     comment = cert_state["comment"]
     assert f"CA minion {CA_HOST} refused mosquitto_ca.sign_csr" in comment
     assert f"minion {BROKER} may not have a certificate with DNS name {CA_HOST}" in comment
-    assert f"policy for minion {BROKER} (default): DNS names {BROKER}, {BROKER}.*" in comment
+    # By design (#20) the default is the id itself, no longer "<id>, <id>.*".
+    assert f"policy for minion {BROKER} (default): DNS names {BROKER};" in comment
     assert "mosquitto:tls:signing_policies" in comment
     assert snapshot(b, CERT, KEY, CA, KEY + ".new") == before
     assert first_apply(issued(fleet), applied) == []
@@ -172,6 +182,36 @@ def test_a_caller_with_its_own_ca_paths_or_requester_gets_nothing_signed(fleet, 
     assert other == {}, other
 
 
+def test_a_foreign_domain_and_a_literal_wildcard_are_refused_end_to_end(fleet, applied, pillar):
+    """b1.pol.test.evil.org (<id>.<anything> was once signed) and *.pol.example
+    (a '*' glob once matched the literal '*') are refused through real peer
+    publish, naming the pillar keys that would widen the policy; nothing
+    changes on the broker and nothing is recorded."""
+    b = fleet[BROKER]
+    before = snapshot(b, CERT, KEY, CA, KEY + ".new")
+    foreign = f"{BROKER}.evil.org"
+    # Through the formula's own run: the broker asks for its id under a foreign domain.
+    pillar(broker_tls={"dns_names": [foreign]})
+    ret = fleet.salt("state.apply", "mosquitto", tgt=BROKER, timeout=600)[BROKER]
+    comment = state(ret, CERT_STATE)["comment"]
+    assert state(ret, CERT_STATE)["result"] is False
+    assert f"minion {BROKER} may not have a certificate with DNS name {foreign}" in comment, comment
+    assert "mosquitto:tls:fleet_domains" in comment and "(now none set)" in comment
+    assert snapshot(b, CERT, KEY, CA, KEY + ".new") == before
+    # A glob policy covers *.pol.example's names, but never the wildcard itself.
+    pillar(policies=[{"minions": "b1.*", "dns_names": ["*.pol.example"]}])
+    csr = b.salt_call("mosquitto_ca.create_csr", KEY, BROKER)
+    for name in ("*.pol.example", foreign):
+        answer = _publish_from_broker(fleet, {"csr_pem": csr, "dns_names": [name]})
+        assert isinstance(answer, dict) and set(answer) == {"error"}, answer
+        assert f"minion {BROKER} may not have a certificate with DNS name {name}:" in answer["error"], answer
+        assert "mosquitto:tls:signing_policies" in answer["error"]
+        wildcard_hint = "only when a matching policy lists it exactly under wildcard_dns_names"
+        assert (wildcard_hint in answer["error"]) is name.startswith("*."), answer
+    assert snapshot(b, CERT, KEY, CA, KEY + ".new") == before
+    assert first_apply(issued(fleet), applied) == []
+
+
 def test_a_widened_policy_signs_the_name_it_allows(fleet, applied, pillar, tmp_path):
     b = fleet[BROKER]
     pillar(broker_tls={"dns_names": [WIDENED], "ip_addresses": [b.ip]},
@@ -202,3 +242,24 @@ def test_the_record_lists_every_certificate_with_its_requester(fleet, applied):
     mode = ca.run(["stat", "-c", "%a %U %G", "/etc/mosquitto/ca/issued.json"]).stdout.split()
     assert mode == ["600", "root", "root"]
     assert not b.path("/etc/mosquitto/ca").exists()
+
+
+def test_fleet_domains_give_the_id_under_each_domain(fleet, applied, pillar):
+    """tls:fleet_domains on the CA minion: b1 may have b1.pol.test.<domain>
+    (never another suffix). Requests from b1 in this file stay below
+    mosquitto_ca's REQUEST_LIMIT (10 a minute) even if all came at once."""
+    b = fleet[BROKER]
+    name = f"{BROKER}.{FLEET_DOMAIN}"
+    csr = b.salt_call("mosquitto_ca.create_csr", KEY, BROKER)
+    before = snapshot(b, CERT, KEY, CA)
+    pillar(fleet_domains=[FLEET_DOMAIN])
+    answer = _publish_from_broker(fleet, {"csr_pem": csr, "dns_names": [name]})
+    assert set(answer) == {"certificate"}, answer
+    cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == [name]
+    answer = _publish_from_broker(fleet, {"csr_pem": csr, "dns_names": [f"{BROKER}.evil.org"]})
+    assert set(answer) == {"error"} and f"DNS names {BROKER}, {name};" in answer["error"], answer
+    # Signed through publish, not installed: the broker keeps its certificate.
+    assert snapshot(b, CERT, KEY, CA) == before
+    assert issued(fleet)[-1]["dns_names"] == [name] and issued(fleet)[-1]["requester"] == BROKER

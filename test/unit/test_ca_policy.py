@@ -17,7 +17,7 @@ import pytest
 import salt.minion
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from salt.exceptions import SaltInvocationError
 
@@ -90,22 +90,53 @@ def records(h):
     return json.loads(h.record.read_text()) if h.record.exists() else []
 
 
-# --- the default policy: the requester's own id -----------------------------------
+# --- the default policy: the requester's own id (and <id>.<fleet domain>) ----------
 
 
-@pytest.mark.parametrize("name", ["h1", "h1.example.com", "H1.Example.COM", "h1.a.b.example.com"])
-def test_default_allows_the_id_and_names_starting_with_id_dot(ca_host, tmp_path, name):
+@pytest.mark.parametrize("name", ["h1", "H1", "h1."])
+def test_default_allows_the_id_itself(ca_host, tmp_path, name):
     cert = sign(tmp_path, "h1", dns_names=[name])
-    assert sans(cert) == ([name.lower()], [])
+    assert sans(cert) == (["h1"], [])
 
 
-@pytest.mark.parametrize("name", ["h10.example.com", "h1x", "xh1", "a.h1", "h1-b.example.com", "h2.example.com"])
+# The policy's text changed by design (#20): the default is no longer
+# "h1, h1.*" (any suffix) but the id itself, plus <id>.<fleet domain>.
+@pytest.mark.parametrize("name", ["h10.example.com", "h1x", "xh1", "a.h1", "h1-b.example.com", "h2.example.com",
+                                  "h1.example.com", "h1.evil.org", "h1.a.b.example.com"])
 def test_default_refuses_other_names_with_a_clear_reason(ca_host, tmp_path, name):
     msg = refused(tmp_path, "h1", dns_names=[name])
     assert f"minion h1 may not have a certificate with DNS name {name}" in msg
-    assert "policy for minion h1 (default): DNS names h1, h1.*; IP addresses in none; at most 825 days" in msg
+    assert "policy for minion h1 (default): DNS names h1; IP addresses in none; at most 825 days" in msg
     assert "mosquitto:tls:signing_policies" in msg and "Nothing was signed" in msg
+    assert "mosquitto:tls:fleet_domains gives every minion <id>.<domain> (now none set)" in msg
     assert records(ca_host) == []
+
+
+@pytest.mark.parametrize("name", ["h1.example.com", "H1.Example.COM", "h1.lan"])
+def test_fleet_domains_allow_the_id_under_each_of_them(ca_host, tmp_path, name):
+    ca_host.tls["fleet_domains"] = ["Example.com", "lan"]
+    assert sans(sign(tmp_path, "h1", dns_names=[name])) == ([name.lower()], [])
+
+
+@pytest.mark.parametrize("name", ["h1.evil.org", "h1.example.com.evil.org", "h1.a.example.com", "h10.example.com",
+                                  "x.h1.example.com", "example.com", "*.h1.example.com", "*.example.com"])
+def test_fleet_domains_are_never_a_suffix(ca_host, tmp_path, name):
+    """<id>.<fleet domain> exactly: not <id>.<anything>, not a deeper name,
+    not a wildcard (the foreign-domain and short-id findings of #20)."""
+    ca_host.tls["fleet_domains"] = ["example.com"]
+    msg = refused(tmp_path, "h1", dns_names=[name])
+    assert f"DNS name {name}" in msg
+    assert "policy for minion h1 (default): DNS names h1, h1.example.com;" in msg
+    assert "(now example.com)" in msg
+    assert records(ca_host) == []
+
+
+def test_a_short_minion_id_gets_no_shared_names(ca_host, tmp_path):
+    """Minion 'mqtt' once had every mqtt.<anything>: the fleet's shared name too."""
+    ca_host.tls["fleet_domains"] = ["example.com"]
+    for name in ("mqtt.example.org", "mqtt.prod.example.com"):
+        assert f"DNS name {name}" in refused(tmp_path, "mqtt", dns_names=[name])
+    assert sans(sign(tmp_path, "mqtt", dns_names=["mqtt.example.com"]))[0] == ["mqtt.example.com"]
 
 
 def test_the_requester_id_is_compared_without_case(ca_host, tmp_path):
@@ -144,9 +175,55 @@ def test_policy_dns_globs_for_matching_minions_only(ca_host, tmp_path):
     # Another minion does not get what edge-* may have.
     msg = refused(tmp_path, "core1", dns_names=["a.edge.example.com"])
     assert "policy for minion core1 (default)" in msg
+    # The policy's text changed by design (#20): no "edge-3.*" any more.
     msg = refused(tmp_path, "edge-3", dns_names=["core1"])
     assert ("policy for minion edge-3 (default + signing_policies[0] (minions 'edge-*')): DNS names edge-3, "
-            "edge-3.*, *.edge.example.com, mqtt.example.com") in msg
+            "*.edge.example.com, mqtt.example.com;") in msg
+
+
+@pytest.mark.parametrize("name", ["a.b.edge.example.com", "x.y.z.edge.example.com"])
+def test_a_glob_star_is_one_label_never_a_dot(ca_host, tmp_path, name):
+    ca_host.tls["signing_policies"] = [{"minions": "edge-*", "dns_names": ["*.edge.example.com"]}]
+    assert f"DNS name {name}" in refused(tmp_path, "edge-3", dns_names=[name])
+
+
+def test_globs_within_a_label(ca_host, tmp_path):
+    ca_host.tls["signing_policies"] = [
+        {"minions": "edge-*", "dns_names": ["mqtt-*.example.com", "node?.[ab]-site.example.com"]}]
+    assert sans(sign(tmp_path, "edge-1", dns_names=["mqtt-7.example.com", "node1.b-site.example.com"]))[0] == [
+        "mqtt-7.example.com", "node1.b-site.example.com"]
+    for name in ("mqtt-7.x.example.com", "node12.a-site.example.com", "node1.c-site.example.com",
+                 "x.mqtt-1.example.com"):
+        assert f"DNS name {name}" in refused(tmp_path, "edge-1", dns_names=[name])
+
+
+def test_a_glob_never_yields_a_wildcard_certificate(ca_host, tmp_path):
+    """'*' once matched a literal '*' too: a glob policy signed *.edge.example.com."""
+    ca_host.tls["signing_policies"] = [{"minions": "edge-*", "dns_names": ["*.edge.example.com", "mqtt-*.example.com"]}]
+    for name in ("*.edge.example.com", "*.example.com"):
+        msg = refused(tmp_path, "edge-3", dns_names=[name])
+        assert f"may not have a certificate with DNS name {name}:" in msg
+        assert "only when a matching policy lists it exactly under wildcard_dns_names" in msg
+    assert records(ca_host) == []
+
+
+def test_a_wildcard_name_only_where_a_policy_lists_it(ca_host, tmp_path):
+    ca_host.tls["signing_policies"] = [{"minions": "edge-*", "wildcard_dns_names": ["*.Edge.example.com"]}]
+    cert = sign(tmp_path, "edge-3", dns_names=["*.edge.example.com"])
+    assert sans(cert) == (["*.edge.example.com"], [])
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "*.edge.example.com"
+    # Exactly that name: neither a deeper wildcard nor another minion.
+    assert "DNS name *.a.edge.example.com" in refused(tmp_path, "edge-3", dns_names=["*.a.edge.example.com"])
+    assert "DNS name *.edge.example.com" in refused(tmp_path, "core1", dns_names=["*.edge.example.com"])
+    msg = refused(tmp_path, "edge-3", dns_names=["x.edge.example.com"])
+    assert "wildcard names *.edge.example.com;" in msg
+
+
+def test_minion_globs_are_salt_globs(ca_host, tmp_path):
+    """`minions` keeps fnmatch (Salt's glob targeting): '*' spans dots there."""
+    ca_host.tls["signing_policies"] = [{"minions": "b1.*", "dns_names": ["mqtt.example.com"]}]
+    assert sign(tmp_path, "b1.pol.test", dns_names=["mqtt.example.com"])
+    assert "DNS name mqtt.example.com" in refused(tmp_path, "b10.pol.test", dns_names=["mqtt.example.com"])
 
 
 def test_policy_ip_networks(ca_host, tmp_path):
@@ -186,11 +263,12 @@ def test_a_bad_policy_on_the_ca_minion_signs_nothing(ca_host, tmp_path):
 
 
 def test_check_request_explains_without_signing(ca_host):
+    ca_host.tls["fleet_domains"] = ["example.com"]
     out = ca.check_request("h1", dns_names=["h1.example.com", "h10.example.com"])
     assert out["allowed"] is False and out["problems"] == ["DNS name h10.example.com"]
     assert out["policy"].startswith("policy for minion h1 (default)")
     assert ca.check_request("h1", dns_names=["h1.example.com"])["allowed"] is True
-    assert records(ca_host) == []
+    assert records(ca_host) == [] and not (ca_host.dir / "sign_rate.json").exists()
 
 
 # --- nothing the caller sends chooses the CA, the key or the extensions --------------
@@ -246,14 +324,14 @@ def test_the_result_is_a_leaf_with_only_the_csrs_public_key(ca_host, tmp_path):
         .public_bytes(serialization.Encoding.PEM)
         .decode()
     )
-    pem = peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr, dns_names=["h1.example.com"])["certificate"]
+    pem = peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr, dns_names=["h1"])["certificate"]
     cert = x509.load_pem_x509_certificate(pem.encode())
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert not ku.key_cert_sign and ku.key_encipherment  # RSA
     assert ExtendedKeyUsageOID.SERVER_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert sans(cert) == (["h1.example.com"], [])
-    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "h1.example.com"
+    assert sans(cert) == (["h1"], [])
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "h1"
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()
     (ca_host.dir / "leaf.crt").write_text(pem)
     verify = subprocess.run(["openssl", "verify", "-purpose", "sslserver", "-CAfile", ca_host.ca_crt,
@@ -280,7 +358,7 @@ def test_refusals_are_logged_on_the_ca_minion(ca_host, tmp_path, caplog):
 
 def test_every_issued_certificate_is_recorded(ca_host, tmp_path):
     ca_host.tls["signing_policies"] = [{"minions": "h2", "ip_networks": ["192.0.2.0/24"]}]
-    c1 = sign(tmp_path, "h1", dns_names=["h1.example.com"])
+    c1 = sign(tmp_path, "h1", dns_names=["h1"])
     refused(tmp_path, "h1", dns_names=["h2"])
     c2 = sign(tmp_path, "h2", dns_names=["h2"], ip_addresses=["192.0.2.2"], days_valid=10)
     got = ca.issued()
@@ -292,8 +370,10 @@ def test_every_issued_certificate_is_recorded(ca_host, tmp_path):
     assert got[0]["issued_at"] <= got[1]["issued_at"]
     assert ca.issued(requester="H2") == [got[1]]
     assert os.stat(ca_host.record).st_mode & 0o777 == 0o600
-    # Nothing else left in the CA directory (temp files, locks).
-    assert sorted(os.listdir(ca_host.dir)) == ["ca.crt", "ca.key", "issued.json", "x.key"]
+    # Nothing else left in the CA directory (temp files, locks) but the
+    # rate limits' counts (sign_rate.json, new with #20), as private as the record.
+    assert sorted(os.listdir(ca_host.dir)) == ["ca.crt", "ca.key", "issued.json", "sign_rate.json", "x.key"]
+    assert os.stat(ca_host.dir / "sign_rate.json").st_mode & 0o777 == 0o600
 
 
 def test_locally_issued_certificates_are_recorded_too(ca_host, tmp_path):
@@ -383,3 +463,172 @@ def test_the_defaults_are_the_maps(ca_host):
         assert (got["ca_cert"], got["ca_key"], got["days_valid"], got["policies"]) == (
             "/etc/mosquitto/certs/ca.crt", "/etc/mosquitto/ca/ca.key", 825, [])
     assert not hasattr(ca, "DEFAULT_CA_KEY") and not hasattr(ca, "DEFAULT_DAYS_VALID")
+
+
+# --- the common name follows the SAN rules; keys and sizes are bounded (#20) ---------
+
+
+def cn_of(cert):
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def test_the_common_name_is_normalised_and_checked_like_a_san(ca_host, tmp_path):
+    cert = sign(tmp_path, "h1", common_name="H1.")
+    assert cn_of(cert) == "h1" and sans(cert) == (["h1"], [])
+    msg = refused(tmp_path, "h1", dns_names=["h1"], common_name="bank.example")
+    assert "minion h1 may not have a certificate with DNS name bank.example" in msg
+
+
+def test_an_over_long_common_name_is_a_clear_refusal(ca_host, tmp_path):
+    long_name = ("a" * 60) + ".example.com"  # 72 characters: a fine SAN, too long for a CN
+    ca_host.tls["signing_policies"] = [{"minions": "h1", "dns_names": ["*.example.com"]}]
+    msg = refused(tmp_path, "h1", dns_names=[long_name], common_name=long_name)
+    assert "has 72 characters, a certificate's holds at most 64 (RFC 5280)" in msg
+    # Without a common_name, the first name that fits is the CN; the long one stays a SAN.
+    cert = sign(tmp_path, "h1", dns_names=[long_name, "h1"])
+    assert cn_of(cert) == "h1" and sans(cert)[0] == [long_name, "h1"]
+    assert "no name of this request fits a common name" in refused(tmp_path, "h1", dns_names=[long_name])
+    assert [r["subject_cn"] for r in records(ca_host)] == ["h1"]
+
+
+def csr_with(key, names=("h1",)):
+    return (x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "h1")]))
+            .sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
+            .public_bytes(serialization.Encoding.PEM).decode())
+
+
+@pytest.mark.parametrize("make,named", [
+    (lambda: ec.generate_private_key(ec.SECP256K1()), "EC curve secp256k1 is not signed"),
+    (lambda: ec.generate_private_key(ec.SECP521R1()), "EC curve secp521r1 is not signed"),
+    (lambda: ec.generate_private_key(ec.SECP224R1()), "EC curve secp224r1 is not signed"),
+    (lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024), "RSA 1024-bit key is not signed"),
+    (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2560), "RSA 2560-bit key is not signed"),
+    (lambda: rsa.generate_private_key(public_exponent=3, key_size=2048), "RSA public exponent 3 is not signed"),
+    (lambda: ed25519.Ed25519PrivateKey.generate(), "Ed25519PublicKey keys are not signed"),
+])
+def test_only_allowlisted_keys_are_signed(ca_host, make, named):
+    msg = refusal(peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr_with(make()), dns_names=["h1"]), ca_host.context)
+    assert msg.startswith("minion h1 sent a CSR whose key is refused: " + named), msg
+    assert ("allowed: " in msg and "P-256, P-384" in msg) or "(only 65537)" in msg
+    assert records(ca_host) == []
+
+
+@pytest.mark.parametrize("make", [lambda: ec.generate_private_key(ec.SECP384R1()),
+                                  lambda: rsa.generate_private_key(public_exponent=65537, key_size=3072)])
+def test_allowlisted_keys_are_signed(ca_host, make):
+    answer = peer_call("mosquitto_ca.sign_csr", "h1", csr_pem=csr_with(make()), dns_names=["h1"])
+    assert set(answer) == {"certificate"}, answer
+
+
+@pytest.mark.parametrize("kwargs,why", [
+    ({"dns_names": [f"n{i}.h1" for i in range(33)]}, "33 names asked for: a certificate gets at most 32"),
+    ({"dns_names": ["a" * 64 + ".example.com"]}, "invalid DNS name"),
+    ({"dns_names": [".".join(["a" * 63] * 4)]}, "invalid DNS name"),          # 255 characters
+    # 254 characters with the '*.' (the name after it alone would fit 253)
+    ({"dns_names": ["*." + ".".join(["a" * 63] * 4)[:252]]}, "invalid DNS name"),
+    ({"dns_names": ["h1"], "days_valid": "many"}, "days_valid must be a number"),
+    ({"dns_names": ["h1"], "days_valid": True}, "days_valid must be a number"),
+    ({"dns_names": ["h1"], "days_valid": 0}, "days_valid must be at least 1"),
+    ({"dns_names": ["h1"], "csr_pem": "x" * 20000}, "sent a CSR of 20000 characters (at most 16384)"),
+])
+def test_bounded_requests_are_clear_refusals(ca_host, tmp_path, kwargs, why):
+    csr, _ = csr_for(tmp_path)
+    answer = peer_call("mosquitto_ca.sign_csr", "h1", **{"csr_pem": csr, **kwargs})
+    assert why in refusal(answer, ca_host.context)
+    assert records(ca_host) == []
+
+
+def test_validity_has_an_absolute_cap(ca_host, tmp_path):
+    ca_host.tls["days_valid"] = 36500  # a CA minion's own certificates may be long-lived ...
+    msg = refused(tmp_path, "h1", dns_names=["h1"])
+    assert "validity 36500 days" in msg and f"at most {ca.MAX_LEAF_DAYS} days" in msg  # ... a peer's never
+    cert = sign(tmp_path, "h1", dns_names=["h1"], days_valid=ca.MAX_LEAF_DAYS)
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 3650
+
+
+# --- sign_csr's rate limits per requesting minion (#20) ------------------------------
+
+
+class Clock:
+    """The module's clock, moved by hand."""
+
+    def __init__(self, monkeypatch):
+        import datetime
+        self.now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        monkeypatch.setattr(ca, "_now", lambda: self.now)
+
+    def advance(self, seconds):
+        import datetime
+        self.now += datetime.timedelta(seconds=seconds)
+
+
+def test_refusals_do_not_count_as_signatures_and_a_resign_passes(ca_host, tmp_path, monkeypatch):
+    """What the hosts tests do within minutes: a first signature, refused
+    requests, a widened policy's re-sign."""
+    clock = Clock(monkeypatch)
+    sign(tmp_path, "b1", dns_names=["b1"])
+    for _ in range(4):
+        clock.advance(5)
+        refused(tmp_path, "b1", dns_names=["b1.evil.org"])
+    clock.advance(30)
+    sign(tmp_path, "b1", dns_names=["b1"])
+    assert len(records(ca_host)) == 2
+
+
+def test_a_burst_of_requests_is_throttled_saying_when_to_retry(ca_host, tmp_path, monkeypatch):
+    clock = Clock(monkeypatch)
+    limit, window = ca.REQUEST_LIMIT
+    for _ in range(limit):
+        refused(tmp_path, "h1", dns_names=["h2"])
+        clock.advance(1)
+    msg = refused(tmp_path, "h1", dns_names=["h1"])
+    assert msg.startswith(f"minion h1 is rate limited: {limit} sign_csr requests (refused ones count) in the last "
+                          f"minute, the CA minion allows {limit} per minute per minion. Nothing was signed; "
+                          "retry after 2026-01-01T00:01:00+00:00 (in 50 s)."), msg
+    # Another minion is not held up; a throttled request is not counted, so the time said holds.
+    sign(tmp_path, "h2", dns_names=["h2"])
+    clock.advance(50)
+    sign(tmp_path, "h1", dns_names=["h1"])
+    assert [r["requester"] for r in records(ca_host)] == ["h2", "h1"]
+
+
+def test_signatures_per_hour_and_per_day(ca_host, tmp_path, monkeypatch):
+    clock = Clock(monkeypatch)
+    (hourly, hour), (daily, day) = ca.SIGN_LIMITS
+    for _ in range(hourly):
+        sign(tmp_path, "h1", dns_names=["h1"])
+        clock.advance(60)
+    msg = refused(tmp_path, "h1", dns_names=["h1"])
+    assert f"minion h1 is rate limited: {hourly} certificates signed" in msg
+    assert "in the last hour, the CA minion allows 5 per hour per minion. Nothing was signed; retry after " \
+           "2026-01-01T01:00:00+00:00 (in 3300 s)." in msg
+    assert len(records(ca_host)) == hourly
+    signed = hourly
+    while signed < daily:
+        clock.advance(hour)
+        for _ in range(min(hourly, daily - signed)):
+            sign(tmp_path, "h1", dns_names=["h1"])
+            signed += 1
+    clock.advance(hour)
+    assert "in the last day, the CA minion allows 20 per day per minion" in refused(tmp_path, "h1", dns_names=["h1"])
+    clock.advance(day)
+    sign(tmp_path, "h1", dns_names=["h1"])
+    # The counts keep only what is inside a window: one request and one signature now.
+    assert json.loads((ca_host.dir / "sign_rate.json").read_text())["h1"]["signed"] == [clock.now.timestamp()]
+
+
+def test_an_unreadable_rate_file_only_resets_the_counts(ca_host, tmp_path, caplog):
+    (ca_host.dir / "sign_rate.json").write_text("{not json")
+    caplog.set_level(logging.WARNING)
+    sign(tmp_path, "h1", dns_names=["h1"])
+    assert "the sign_csr rate limits start over" in caplog.text
+    assert set(json.loads((ca_host.dir / "sign_rate.json").read_text())) == {"h1"}
+
+
+def test_local_issues_are_not_rate_limited(ca_host, tmp_path):
+    for i in range(ca.SIGN_LIMITS[0][0] + 1):
+        ca.issue_cert(str(tmp_path / "server.crt"), str(tmp_path / "server.key"), ca_cert_path=ca_host.ca_crt,
+                      ca_key_path=ca_host.ca_key, common_name=f"n{i}.example.com", key_user=os.geteuid(),
+                      key_group=os.getegid())
+    assert len(records(ca_host)) == ca.SIGN_LIMITS[0][0] + 1

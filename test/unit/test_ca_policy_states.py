@@ -100,8 +100,22 @@ def test_no_answer_is_asked_again_a_refusal_is_not(salt_env, ca_minion, monkeypa
     ([{"minions": "x", "dns_names": ["a b"]}], "mosquitto:tls:signing_policies:0:dns_names:0: must be a DNS name glob"),
     ([{"minions": "x", "ip_networks": ["192.0.2.1/24"]}],
      "mosquitto:tls:signing_policies:0:ip_networks:0: must be a network such as 192.0.2.0/24"),
-    ([{"minions": "x", "max_days": 0}], "mosquitto:tls:signing_policies:0:max_days: must be between 1 and 36500"),
+    # The bound moved from 36500 to the CA's absolute cap (mosquitto_ca.MAX_LEAF_DAYS, #20).
+    ([{"minions": "x", "max_days": 0}], "mosquitto:tls:signing_policies:0:max_days: must be between 1 and 3650"),
+    ([{"minions": "x", "max_days": 3651}], "mosquitto:tls:signing_policies:0:max_days: must be between 1 and 3650"),
     ({"minions": "x"}, "mosquitto:tls:signing_policies: must be a list"),
+    ([{"minions": "x", "dns_names": ["*"]}], "mosquitto:tls:signing_policies:0:dns_names:0: '*' matches every name"),
+    ([{"minions": "x", "dns_names": ["mqtt.*"]}], "dns_names:0: 'mqtt.*': its last label must be literal"),
+    ([{"minions": "x", "dns_names": ["a.c?m"]}], "dns_names:0: 'a.c?m': its last label must be literal"),
+    ([{"minions": "x", "dns_names": ["[!a].example.com"]}], "dns_names:0: must be a DNS name glob"),
+    ([{"minions": "x", "dns_names": ["a[.]b.example.com"]}], "dns_names:0: must be a DNS name glob"),
+    ([{"minions": "x", "dns_names": ["a_b.example.com"]}], "dns_names:0: must be a DNS name glob"),
+    ([{"minions": "x", "dns_names": ["a" * 64 + ".example.com"]}], "dns_names:0: must be a DNS name glob"),
+    ([{"minions": "x", "wildcard_dns_names": ["edge.example.com"]}],
+     "mosquitto:tls:signing_policies:0:wildcard_dns_names:0: must be a wildcard DNS name such as '*.edge.example.com'"),
+    ([{"minions": "x", "wildcard_dns_names": ["*.lan"]}], "wildcard_dns_names:0: must be a wildcard DNS name"),
+    ([{"minions": "x", "wildcard_dns_names": ["*.*.example.com"]}],
+     "wildcard_dns_names:0: must be a wildcard DNS name"),
 ])
 def test_bad_signing_policies_name_the_key(policy, message):
     assert message in error_of(tls={"signing_policies": policy})
@@ -109,9 +123,38 @@ def test_bad_signing_policies_name_the_key(policy, message):
 
 def test_good_signing_policies_are_normalised():
     out = config.validate(settings(tls={"signing_policies": [
-        {"minions": "Edge-*", "dns_names": ["*.Edge.example.com"], "ip_networks": ["2001:DB8::/32"], "max_days": 90}]}))
+        {"minions": "Edge-*", "dns_names": ["*.Edge.example.com", "mqtt-?.[ab]-site.example.com"],
+         "wildcard_dns_names": ["*.Edge.example.com."], "ip_networks": ["2001:DB8::/32"], "max_days": 90}]}))
     assert out["tls"]["signing_policies"] == [
-        {"minions": "edge-*", "dns_names": ["*.edge.example.com"], "ip_networks": ["2001:db8::/32"], "max_days": 90}]
+        {"minions": "edge-*", "dns_names": ["*.edge.example.com", "mqtt-?.[ab]-site.example.com"],
+         "wildcard_dns_names": ["*.edge.example.com"], "ip_networks": ["2001:db8::/32"], "max_days": 90}]
+
+
+def test_fleet_domains_are_plain_names_normalised():
+    out = config.validate(settings(tls={"fleet_domains": ["Example.COM", "lan", "example.com."]}))
+    assert out["tls"]["fleet_domains"] == ["example.com", "lan"]
+    assert config.validate(settings())["tls"]["fleet_domains"] == []  # the default: only <id> itself
+
+
+@pytest.mark.parametrize("value,message", [
+    (["*.example.com"], "mosquitto:tls:fleet_domains:0: is not a valid DNS name"),
+    (["a b"], "mosquitto:tls:fleet_domains:0: is not a valid DNS name"),
+    ([""], "mosquitto:tls:fleet_domains:0: must be a DNS name"),
+    ("example.com", "mosquitto:tls:fleet_domains: must be a list"),
+])
+def test_bad_fleet_domains_name_the_key(value, message):
+    assert message in error_of(tls={"fleet_domains": value})
+
+
+def test_a_domain_too_long_for_a_common_name_is_refused_at_render():
+    long_name = "a" * 60 + ".example.com"
+    assert ("mosquitto:domain: has 72 characters, but it is the certificate's common name, which holds at most 64"
+            in error_of(domain=long_name))
+
+
+def test_ec_p521_is_refused_at_render():
+    assert "mosquitto:tls:key_size: EC P-521 is not signed" in error_of(tls={"key_type": "ec", "key_size": 521})
+    assert config.validate(settings(tls={"key_type": "ec", "key_size": 384}))["tls"]["key_size"] == 384
 
 
 @pytest.mark.parametrize("answer,shown", [

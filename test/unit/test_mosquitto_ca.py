@@ -210,6 +210,9 @@ def test_other_ca_does_not_verify(pki, tmp_path):
         ({"ip_addresses": ["300.1.1.1"]}, "invalid IP address"),
         ({"dns_names": ["bad name.example.com"]}, "invalid DNS name"),
         ({"key_type": "rsa", "key_size": 1024}, "too small"),
+        ({"key_type": "rsa", "key_size": 8192}, r"not signed \(allowed: 2048, 3072, 4096\)"),
+        ({"key_type": "ec", "key_size": 521}, "P-521"),
+        ({"common_name": "a" * 60 + ".example.com"}, r"has 72 characters, a certificate's holds at most 64"),
         ({"key_type": "dsa"}, "key_type must be"),
         ({"dns_names": {"a": 1}}, "must be a list"),
     ],
@@ -218,6 +221,12 @@ def test_issue_cert_rejects_bad_input(pki, kwargs, match):
     with pytest.raises(CommandExecutionError, match=match):
         issue(pki, **kwargs)
     assert not os.path.exists(pki.key)
+
+
+def test_the_common_name_is_issued_lower_case_and_stays_converged(pki):
+    info = issue(pki, common_name="LocalHost.", dns_names=[])
+    assert info["subject_cn"] == "localhost" and info["dns_names"] == ["localhost"]
+    assert reissue(pki, common_name="LocalHost", dns_names=[]) == {"reissue": False, "reasons": []}
 
 
 def test_names_from_the_cli_may_be_comma_separated(pki):

@@ -77,6 +77,7 @@ COVERAGE = {
     "tls:auto_renew": (IT + "test_certificates.py", "test_auto_renew_off_removes_the_job"),
     "tls:profile": (IT + "test_secrets.py", "test_modern_profile_is_tls13_only"),
     "tls:signing_policies": (H + "test_ca_policy.py", "test_a_widened_policy_signs_the_name_it_allows"),
+    "tls:fleet_domains": (H + "test_ca_policy.py", "test_fleet_domains_give_the_id_under_each_domain"),
     "bridges:*:address": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
     "bridges:*:topics": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
     "bridges:*:remote_username": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
