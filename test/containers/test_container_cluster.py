@@ -105,6 +105,8 @@ mosquitto:
     location: /var/lib/mosquitto-{{ id }}/
   tls:
     ca_server: "{{ '' if id == 'HUB' else 'HUB' }}"
+    # Read by the CA (the hub): each minion may have <id>.ctr.test.
+    fleet_domains: [ctr.test]
     ca_cert: {{ etc }}/certs/ca.crt
     ca_key: {{ etc }}/ca/ca.key
     cert: {{ etc }}/certs/server.crt
