@@ -25,7 +25,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_bridge"
 
-_OPTION = re.compile(r"^[a-z][a-z0-9_]*$")
+_OPTION = re.compile(r"^[a-z][a-z0-9_]*\Z")
 _KNOWN = {
     "address", "topics", "remote_username", "remote_password", "tls",
     "cleansession", "notifications", "keepalive_interval", "options",

@@ -13,19 +13,29 @@ authenticated minion id, so no minion can speak for another):
   is derived from the secret with a salt derived from it too, so the entry
   is stable from run to run and the mine changes only when the secret does.
 
-The hub reads the spokes' entries (only minions matching ``members``, and
-only user names and client ids that are derived from the minion id) and
-adds their users and ACLs. On a first fleet run the hub may render before a
+The hub reads the spokes' entries (only minions matching ``members``) as
+untrusted input with one exact shape (:py:func:`spoke_problem`): a minion
+id of the cluster charset, exactly the keys username, clientid and
+password_hash, names derived from the minion id, and a ``$7$`` hash of the
+strict shape of _utils/mosquitto_hashes.py (a bounded iteration count). An
+entry of any other shape is skipped with a WARNING naming the minion and
+what is wrong (never the hash); the hub goes on with every other user, ACL
+and bridge. On a first fleet run the hub may render before a
 spoke has published: the spoke then asks the hub, through Salt peer publish,
 to :py:func:`accept` it (the requester is the minion id Salt gives the
 call), and the hub applies the formula again.
 """
+import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import hmac
+import json
 import logging
+import os
 import socket
 import ssl
+import time
 
 from salt.exceptions import CommandExecutionError
 
@@ -37,10 +47,25 @@ __virtualname__ = "mosquitto_cluster"
 CONNACK = {0: "accepted", 1: "bad protocol version", 2: "client id rejected",
            3: "server unavailable", 4: "bad user name or password", 5: "not authorized"}
 
+# The keys of a spoke's mine entry, no more, no fewer.
+_SPOKE_KEYS = {"username", "clientid", "password_hash"}
+
+# accept() runs a whole state.apply on the hub for each call: the work one
+# spoke can cause is bounded. At most one accept per spoke per
+# ACCEPT_INTERVAL seconds (a spoke asks once per run, after a refused login;
+# a fresh fleet needs one), and none while that spoke's earlier one is still
+# queued or running. A claim older than ACCEPT_STALE seconds (the minion
+# died mid-run) no longer blocks. The state is a small JSON file under the
+# minion's cachedir, written atomically under an flock (peer calls run in
+# parallel processes).
+ACCEPT_INTERVAL = 60
+ACCEPT_STALE = 3600
+
 
 def __virtual__():
-    # The cluster's names and the secret reader are the formula's _utils.
-    if "mosquitto_names.cluster_username" not in __utils__ or "mosquitto_files.read_secret" not in __utils__:
+    # The cluster's names, the hash rule and the secret reader are the formula's _utils.
+    needed = ("mosquitto_names.cluster_username", "mosquitto_files.read_secret", "mosquitto_hashes.problem")
+    if not all(name in __utils__ for name in needed):
         return (False, "mosquitto_cluster needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
 
@@ -126,12 +151,26 @@ def hub_of(hub):
     return None
 
 
-def _valid_spoke(minion, entry):
-    return (isinstance(entry, dict)
-            and entry.get("username") == username_of(minion)
-            and entry.get("clientid") == clientid_of(minion)
-            and isinstance(entry.get("password_hash"), str)
-            and entry["password_hash"].startswith("$7$"))
+def _entry_problem(minion, entry):
+    """What is wrong with spoke ``minion``'s mine entry, or None. Never
+    quotes the hash (a credential)."""
+    if not __utils__["mosquitto_names.is_cluster_minion_id"](minion):
+        return f"the minion id is not {__utils__['mosquitto_names.cluster_minion_id_rule']()}"
+    if not isinstance(entry, dict):
+        return "the entry is not a mapping" if entry is not None else "no entry"
+    if set(entry) != _SPOKE_KEYS:
+        return f"the entry's keys must be exactly {', '.join(sorted(_SPOKE_KEYS))}"
+    if entry["username"] != username_of(minion):
+        return f"username is not {username_of(minion)}"
+    if entry["clientid"] != clientid_of(minion):
+        return f"clientid is not {clientid_of(minion)}"
+    problem = __utils__["mosquitto_hashes.problem"](entry["password_hash"], allow_sha512=False)
+    return f"password_hash {problem}" if problem else None
+
+
+def _skipped(minion, problem):
+    log.warning("mosquitto_cluster: skipped mine entry %s of minion %r: %s",
+                _mine_name("cluster_spoke"), minion, problem)
 
 
 def spokes(members="*", hub=None):
@@ -150,14 +189,39 @@ def spokes(members="*", hub=None):
     for minion, entry in sorted(_mine(members, _mine_name("cluster_spoke")).items()):
         if minion == hub or not fnmatch.fnmatch(minion, members):
             continue
-        if _valid_spoke(minion, entry):
-            out[minion] = {"username": entry["username"], "clientid": entry["clientid"]}
+        problem = _entry_problem(minion, entry)
+        if problem:
+            _skipped(minion, problem)
+            continue
+        out[minion] = {"username": entry["username"], "clientid": entry["clientid"]}
     return out
+
+
+def spoke_credential(minion):
+    """
+    ``{"password_hash": ...}`` from spoke ``minion``'s mine entry when it
+    has the one accepted shape, else ``{"problem": ...}`` saying what is
+    wrong (logged as a WARNING; never the hash). Read at run time.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_cluster.spoke_credential mqtt2
+    """
+    # The id is checked before it is used as a mine target (a glob).
+    ok = __utils__["mosquitto_names.is_cluster_minion_id"](minion)
+    entry = _mine(minion, _mine_name("cluster_spoke")).get(minion) if ok else None
+    problem = _entry_problem(minion, entry)
+    if problem:
+        _skipped(minion, problem)
+        return {"problem": problem}
+    return {"password_hash": entry["password_hash"]}
 
 
 def spoke_hash(minion):
     """
-    The ``$7$`` hash a spoke published, or None (read at run time).
+    The ``$7$`` hash a spoke published, or None (see spoke_credential).
 
     CLI Example:
 
@@ -165,8 +229,7 @@ def spoke_hash(minion):
 
         salt-call mosquitto_cluster.spoke_hash mqtt2
     """
-    entry = _mine(minion, _mine_name("cluster_spoke")).get(minion)
-    return entry["password_hash"] if _valid_spoke(minion, entry) else None
+    return spoke_credential(minion).get("password_hash")
 
 
 def probe(domain, port, ca_cert, username, secret_path, clientid, timeout=10):
@@ -217,15 +280,63 @@ def _cluster_settings():
     return __salt__["mosquitto_map.data"]().get("cluster") or {}
 
 
-def accept(**kwargs):
-    """
-    On the hub, called by a spoke through Salt peer publish: apply the
-    formula here again so the hub's users and ACLs include the spoke's
-    bridge user from the mine. The requester is the minion id Salt gives the
-    call (``__pub_id``); it must match this hub's ``cluster:members`` and
-    have a well-formed mine entry. Returns a short text, never a hash.
-    """
-    requester = kwargs.get("__pub_id")
+def _accepts_path():
+    return os.path.join(__opts__["cachedir"], "mosquitto_cluster", "accept.json")
+
+
+@contextlib.contextmanager
+def _accepts_locked():
+    """The accept records, read under an exclusive lock: yields (records,
+    save), save(records) writing them atomically before the lock goes."""
+    path = _accepts_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path + ".lock", "a", encoding="ascii") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path, encoding="ascii") as fh:
+                records = json.load(fh)
+        except (OSError, ValueError):
+            records = {}  # missing or damaged: no claim blocks anyone
+        now = time.time()
+        # Only well-formed, recent records: the file stays small, and a claim
+        # left by a dead process (or from before a clock jump) expires.
+        records = {m: r for m, r in (records.items() if isinstance(records, dict) else ())
+                   if isinstance(r, dict) and isinstance(r.get("started"), (int, float))
+                   and 0 <= now - r["started"] < ACCEPT_STALE}
+
+        def save(new):
+            data = json.dumps(new, sort_keys=True).encode("ascii")
+            __utils__["mosquitto_files.atomic_write"](path, data, 0o600)
+        yield records, save
+
+
+def _claim(requester):
+    """None when ``requester`` may run an accept now (the claim recorded),
+    else the answer to give it instead (see ACCEPT_INTERVAL)."""
+    me = __opts__["id"]
+    with _accepts_locked() as (records, save):
+        record = records.get(requester)
+        if record and record.get("running"):
+            return f"already queued: an accept of {requester} is queued or running on {me}"
+        age = int(time.time() - record["started"]) if record else None
+        if record and age < ACCEPT_INTERVAL:
+            return (f"busy: {requester} was accepted {age} s ago on {me}; at most one accept per "
+                    f"{ACCEPT_INTERVAL} s, ask again later")
+        records[requester] = {"started": time.time(), "running": True}
+        save(records)
+    return None
+
+
+def _release(requester):
+    """The accept of ``requester`` is over (its start still rate-limits)."""
+    with _accepts_locked() as (records, save):
+        if requester in records:
+            records[requester]["running"] = False
+            save(records)
+
+
+def _refusal(requester):
+    """Why the hub refuses ``requester`` before any work, or None."""
     me = __opts__["id"]
     if not requester:
         return "refused: no requester (call through Salt peer publish)"
@@ -236,9 +347,32 @@ def accept(**kwargs):
     if not fnmatch.fnmatch(requester, members) or requester == me:
         log.warning("mosquitto_cluster.accept: refused %s (members %r)", requester, members)
         return f"refused: {requester} does not match cluster members {members!r}"
-    if spoke_hash(requester) is None:
-        return f"refused: no bridge identity of {requester} in the mine"
-    ret = __salt__["state.apply"]("mosquitto", queue=True)
+    problem = spoke_credential(requester).get("problem")
+    if problem:
+        return f"refused: no bridge identity of {requester} in the mine that the hub accepts ({problem})"
+    return None
+
+
+def accept(**kwargs):
+    """
+    On the hub, called by a spoke through Salt peer publish: apply the
+    formula here again so the hub's users and ACLs include the spoke's
+    bridge user from the mine. The requester is the minion id Salt gives the
+    call (``__pub_id``); it must match this hub's ``cluster:members`` and
+    have a well-formed mine entry. Bounded work: while an earlier accept of
+    the same spoke is queued or running the answer is "already queued: ...",
+    within ACCEPT_INTERVAL seconds of the last one "busy: ..."; neither
+    changes anything. Returns a short text, never a hash.
+    """
+    requester = kwargs.get("__pub_id")
+    me = __opts__["id"]
+    answer = _refusal(requester) or _claim(requester)
+    if answer:
+        return answer
+    try:
+        ret = __salt__["state.apply"]("mosquitto", queue=True)
+    finally:
+        _release(requester)
     if not isinstance(ret, dict):
         return f"failed: {str(ret)[:500]}"
     failed = [k.split("_|-")[1] for k, v in ret.items() if isinstance(v, dict) and v.get("result") is False]

@@ -28,7 +28,7 @@ from salt.exceptions import SaltInvocationError
 
 __virtualname__ = "mosquitto_config"
 
-_DURATION = re.compile(r"^[0-9]+[hdwmy]$")
+_DURATION = re.compile(r"^[0-9]+[hdwmy]\Z")
 _ACCESS = ("read", "write", "readwrite", "deny")
 _TLS_VERSIONS = ("tlsv1.2", "tlsv1.3")
 # tls:profile -> TLS 1.2 suites (OpenSSL names) for the listener's `ciphers`.
@@ -102,21 +102,34 @@ _PER_LISTENER = _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS | {"max_connections", 
 _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
-    "firewall", "paths", "pkg", "service", "tofs", "container", "cluster",
+    "firewall", "paths", "pkg", "service", "tofs", "container", "cluster", "allow_plugins",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
-_PASSWORD_HASH = re.compile(r"^\$(6|7)\$\S+$")
+# The rules of a user whose pillar has no `acl` key: what mosquitto allows
+# without an ACL file (every topic outside $SYS), the formula's behaviour
+# since its first release and the original playbook's. Kept as the default
+# because a user is a credential the pillar's author created for a client
+# they trust, and tightening it would cut existing clients off on upgrade;
+# `acl: []` gives such a user nothing at all.
+DEFAULT_ACL = ("readwrite #",)
+# mosquitto.conf options that load a broker plugin or configure one
+# (2.0: plugin, auth_plugin, plugin_opt_*, auth_opt_*; 2.1: global_plugin,
+# plugin_load, plugin_use). A plugin authenticates and authorises clients
+# itself, in the broker's process: the password file and ACLs the formula
+# writes are then no longer the whole truth. Refused unless allow_plugins.
+_PLUGIN_OPTIONS = {"plugin", "auth_plugin", "global_plugin", "plugin_load", "plugin_use"}
+_PLUGIN_PREFIXES = ("plugin_opt_", "auth_opt_")
 _POLICY_KEYS = {"minions", "dns_names", "wildcard_dns_names", "ip_networks", "max_days"}
 # One label of a signing policy's dns_names glob: DNS label characters with
 # fnmatch's `*`, `?` and `[...]` (no `!`), matched within one label by the CA.
-_GLOB_LABEL = re.compile(r"^(?:[a-z0-9*?-]|\[[a-z0-9-]+\])+$")
+_GLOB_LABEL = re.compile(r"^(?:[a-z0-9*?-]|\[[a-z0-9-]+\])+\Z")
 # The longest validity the CA gives a peer (mosquitto_ca.MAX_LEAF_DAYS).
 _MAX_LEAF_DAYS = 3650
 # RFC 5280 ub-common-name: `domain` is the server certificate's CN.
 _MAX_CN = 64
-_PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9_.\-\[\]]+\s*([<>=!~]=?[^,\s]+\s*,?\s*)*$")
-_FIREWALL_ZONE = re.compile(r"^[A-Za-z0-9_-]+$")
-_FIREWALL_PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?/(tcp|udp)$")
+_PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9_.\-\[\]]+\s*([<>=!~]=?[^,\s]+\s*,?\s*)*\Z")
+_FIREWALL_ZONE = re.compile(r"^[A-Za-z0-9_-]+\Z")
+_FIREWALL_PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?/(tcp|udp)\Z")
 # lookup:paths keys that may be '' (the option is left out of mosquitto.conf).
 _PATHS_MAY_BE_EMPTY = ("pid_file", "log_file", "include_dir", "sysv_limits_hook")
 
@@ -149,7 +162,8 @@ def __virtual__():
     # The name rules, the checks and the bridge rules are the formula's
     # _utils: without them (modules synced but not utils) map.jinja says to
     # run saltutil.sync_all.
-    needed = ("mosquitto_names.is_dns_name", "mosquitto_validate.collector", "mosquitto_bridge_rules.bridges")
+    needed = ("mosquitto_names.is_dns_name", "mosquitto_validate.collector", "mosquitto_bridge_rules.bridges",
+              "mosquitto_hashes.problem")
     if not all(name in __utils__ for name in needed):
         return (False, "mosquitto_config needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
@@ -168,6 +182,7 @@ def _rules(name):
 _NAME_RULES = (
     "mosquitto_names.is_bridge_name", "mosquitto_names.cluster_bridge",
     "mosquitto_names.cluster_username", "mosquitto_names.cluster_clientid",
+    "mosquitto_names.is_cluster_minion_id", "mosquitto_names.cluster_minion_id_rule",
 )
 
 
@@ -452,7 +467,7 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     tls = data.get("tls", {})
     _check_tls(errors, tls, data.get("listeners", {}), data["domain"])
     data["bridges"] = _rules("bridges")(errors, data.get("bridges", {}), _names(), _OWNED_OPTIONS)
-    _check_config(errors, data.get("config", {}))
+    _check_config(errors, data.get("config", {}), data.get("allow_plugins", False))
     _check_bridge_links(errors, data, tls, minion_id, broker_version)
     data["cluster"] = _rules("cluster")(errors, data.get("cluster") or {}, minion_id, data, broker_version,
                                         _names(), masterless=_opts().get("file_client") == "local")
@@ -478,14 +493,46 @@ def _check_ports(errors, ports):
 def _check_listeners(errors, listeners):
     if not errors.mapping(["listeners"], listeners, {"mqtt", "mqtts"}):
         return
-    if errors.mapping(["listeners", "mqtt"], listeners.get("mqtt", {}), {"bind_address", "options"}):
-        _bind_address(errors, ["listeners", "mqtt", "bind_address"], listeners["mqtt"].get("bind_address", ""))
-        _listener_options(errors, "mqtt", listeners["mqtt"], _LISTENER_OPTIONS)
+    mqtt = listeners.get("mqtt", {})
+    if errors.mapping(["listeners", "mqtt"], mqtt, {"bind_address", "options", "allow_remote_plain"}):
+        _bind_address(errors, ["listeners", "mqtt", "bind_address"], mqtt.get("bind_address", ""))
+        _listener_options(errors, "mqtt", mqtt, _LISTENER_OPTIONS)
+        _plain_reach(errors, mqtt)
     mqtts = listeners.get("mqtts", {})
     if errors.mapping(["listeners", "mqtts"], mqtts, {"bind_address", "tls_version", "max_connections", "options"}):
         _bind_address(errors, ["listeners", "mqtts", "bind_address"], mqtts.get("bind_address", ""))
         errors.choice(["listeners", "mqtts", "tls_version"], mqtts.get("tls_version"), _TLS_VERSIONS)
         _listener_options(errors, "mqtts", mqtts, _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS)
+
+
+def _is_loopback(address):
+    """True for an address only this host reaches ('localhost' included)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # '' (every address) or another host name
+
+
+def _plain_reach(errors, mqtt):
+    """Plain MQTT (no TLS: passwords and messages in clear text) stays on
+    loopback unless listeners:mqtt:allow_remote_plain says otherwise."""
+    path = ["listeners", "mqtt"]
+    allowed = mqtt.get("allow_remote_plain", False)
+    if not errors.boolean(path + ["allow_remote_plain"], allowed) or allowed:
+        return
+    address = mqtt.get("bind_address", "")
+    options = mqtt.get("options")
+    interface = options.get("bind_interface", "lo") if isinstance(options, dict) else "lo"
+    why = ("plain MQTT carries passwords and messages in clear text; keep 127.0.0.1 or ::1 "
+           "(clients elsewhere use ports:mqtts), or set listeners:mqtt:allow_remote_plain: true "
+           "to accept that")
+    if isinstance(address, str) and not _is_loopback(address):
+        shown = "'' (every address)" if address == "" else repr(address)
+        errors.add(path + ["bind_address"], f"{shown} is not a loopback address: {why}")
+    if interface != "lo":
+        errors.add(path + ["options", "bind_interface"], f"{interface!r} is not the loopback interface lo: {why}")
 
 
 def _listener_options(errors, name, listener, allowed):
@@ -609,7 +656,9 @@ def _user(errors, upath, spec, exporter_user):
         return None
     entry = _user_password(errors, upath, spec)
     if entry is not None:
-        entry["acl"] = _acl_rules(errors, upath + ["acl"], spec.get("acl", []))
+        # No `acl` key: DEFAULT_ACL. `acl: []` is what it says: no rule, so
+        # no topic at all (never "empty, hence the default").
+        entry["acl"] = _acl_rules(errors, upath + ["acl"], spec["acl"]) if "acl" in spec else list(DEFAULT_ACL)
     return entry
 
 
@@ -621,11 +670,14 @@ def _user_password(errors, upath, spec):
                    if not has_plain else "give password or password_hash, not both")
         return None
     if has_hash:
-        hashed = spec["password_hash"]
-        if not isinstance(hashed, str) or not _PASSWORD_HASH.match(hashed):
-            errors.add(upath + ["password_hash"], "must be a mosquitto_passwd hash ($7$... or $6$...)")
+        # The one strict shape (_utils/mosquitto_hashes.py): the broker runs
+        # a $7$ hash's iteration count at every login of that user.
+        problem = __utils__["mosquitto_hashes.problem"](spec["password_hash"])
+        if problem:
+            errors.add(upath + ["password_hash"], f"{problem} (a line of mosquitto_passwd "
+                       "without 'user:')")
             return None
-        return {"password_hash": hashed}
+        return {"password_hash": spec["password_hash"]}
     pw = spec["password"]
     if not isinstance(pw, str) or pw == "":
         errors.add(upath + ["password"], "must be a non-empty string (quote it in YAML)")
@@ -829,11 +881,31 @@ def signing_policies(policies):
     return out
 
 
-def _check_config(errors, config):
+def _check_config(errors, config, allow_plugins):
     """mosquitto:config, free-form global options: none the formula writes,
-    none that belongs to one listener or to a bridge."""
+    none that belongs to one listener or to a bridge, no plugin unless
+    allow_plugins."""
     errors.options(["config"], config, _OWNED_OPTIONS, per_listener=_PER_LISTENER)
     _rules("global_not_bridge")(errors, config)
+    if not errors.boolean(["allow_plugins"], allow_plugins) or allow_plugins or not isinstance(config, dict):
+        return
+    for key in sorted(k for k in config if isinstance(k, str) and is_plugin_option(k)):
+        errors.add(["config", key], "loads or configures a broker plugin, which authenticates and authorises "
+                   "clients itself instead of the formula's password file and ACLs: set allow_plugins: true "
+                   "to accept that")
+
+
+def is_plugin_option(name):
+    """
+    True for a mosquitto.conf option that loads or configures a plugin.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_config.is_plugin_option auth_plugin
+    """
+    return name in _PLUGIN_OPTIONS or name.startswith(_PLUGIN_PREFIXES)
 
 
 def _check_bridge_links(errors, data, tls, minion_id, version):
@@ -883,10 +955,10 @@ _CONTAINER_KEYS = {
     "enabled", "name", "image", "uid", "gid", "network", "subnet", "ip", "publish",
     "restart_policy", "nofile", "healthcheck",
 }
-_DOCKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
-_PUBLISH = re.compile(r"^(?:(\[[0-9a-fA-F:]+\]|[0-9.]+):)?([0-9]{1,5}):([0-9]{1,5})$")
-_RESTART_POLICY = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
+_DOCKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")
+_PUBLISH = re.compile(r"^(?:(\[[0-9a-fA-F:]+\]|[0-9.]+):)?([0-9]{1,5}):([0-9]{1,5})\Z")
+_RESTART_POLICY = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)\Z")
 _HEALTHCHECK = (
     ("interval", "integer", 1, 3600), ("timeout", "integer", 1, 3600),
     ("start_period", "integer", 1, 3600), ("retries", "integer", 1, 100),
@@ -957,10 +1029,18 @@ def _container_publish(errors, path, container, host_net, data):
             errors.add(path + ["publish", i], "has no effect with network host: the broker's listeners are the host's")
         elif not m or not all(0 < int(p) < 65536 for p in m.group(2, 3)):
             errors.add(path + ["publish", i], f"must be '[host_ip:]host_port:container_port', got {spec!r}")
-        elif int(m.group(3)) == data.get("ports", {}).get("mqtt") and m.group(1) not in ("127.0.0.1", "[::1]"):
+        elif int(m.group(3)) == data.get("ports", {}).get("mqtt") and m.group(1) not in ("127.0.0.1", "[::1]") \
+                and _remote_plain_allowed(data) is not True:
             # Docker's port publishing goes around firewalld: plain MQTT
-            # must stay on loopback.
-            errors.add(path + ["publish", i], "plain MQTT (ports:mqtt) may only be published on 127.0.0.1")
+            # stays on loopback, as for the listener (_plain_reach).
+            errors.add(path + ["publish", i], "plain MQTT (ports:mqtt) may only be published on 127.0.0.1 "
+                       "(or set listeners:mqtt:allow_remote_plain: true to accept clear text off this host)")
+
+
+def _remote_plain_allowed(data):
+    listeners = data.get("listeners")
+    mqtt = listeners.get("mqtt") if isinstance(listeners, dict) else None
+    return mqtt.get("allow_remote_plain", False) if isinstance(mqtt, dict) else False
 
 
 def _container_runtime(errors, path, container):

@@ -40,7 +40,7 @@ _C_BLANKS = " \t\n\v\f\r"
 
 def __virtual__():
     # hashlib.pbkdf2_hmac is always there; the file helpers are the formula's _utils.
-    if "mosquitto_files.atomic_write" not in __utils__:
+    if "mosquitto_files.atomic_write" not in __utils__ or "mosquitto_hashes.problem" not in __utils__:
         return (False, "mosquitto_passwd needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
 
@@ -94,7 +94,8 @@ def _parse_hash(hashed):
     parts = hashed.split("$")
     # "$7$101$salt$hash" -> ["", "7", "101", "salt", "hash"]
     if len(parts) == 5 and parts[:2] == ["", "7"]:
-        if not parts[2].isdigit() or int(parts[2]) < 1:
+        if not parts[2].isdigit() or not 1 <= int(parts[2]) <= _max_iterations():
+            # Above the bound, verifying alone would cost a PBKDF2 that long.
             raise ValueError("bad iteration count")
         return "7", int(parts[2]), _unb64(parts[3]), _unb64(parts[4])
     if len(parts) == 4 and parts[:2] == ["", "6"]:
@@ -128,20 +129,15 @@ def verify_password(password, hashed):
 
 def check_hash(hashed):
     """
-    Validate a pre-hashed entry; raise SaltInvocationError if a 2.0.x broker
-    would drop it (it wants a 12-byte salt and a 64-byte hash for both
-    ``$7$`` and ``$6$``). Returns True.
+    Validate a pre-hashed entry; raise SaltInvocationError unless it has the
+    one shape _utils/mosquitto_hashes.py accepts: what a 2.0.x broker keeps
+    (a 12-byte salt and a 64-byte hash for both ``$7$`` and ``$6$``) with
+    at most ``mosquitto_hashes.MAX_ITERATIONS`` PBKDF2 rounds, in canonical
+    base64 and nothing else. The message never quotes the hash. Returns True.
     """
-    try:
-        _, _, salt, digest = _parse_hash(hashed)
-    except (ValueError, binascii.Error) as exc:
-        raise SaltInvocationError(f"invalid password hash: {exc}") from None
-    if len(salt) != SALT_LEN or len(digest) != HASH_LEN:
-        raise SaltInvocationError(
-            f"invalid password hash: salt must be {SALT_LEN} bytes and hash "
-            f"{HASH_LEN} bytes (got {len(salt)} and {len(digest)}); a mosquitto "
-            "2.0 broker ignores such entries"
-        )
+    problem = __utils__["mosquitto_hashes.problem"](hashed)
+    if problem:
+        raise SaltInvocationError(f"invalid password hash: {problem}")
     return True
 
 
@@ -187,9 +183,15 @@ def check_username(name):
     return True
 
 
+def _max_iterations():
+    return __utils__["mosquitto_hashes.max_iterations"]()
+
+
 def _check_iterations(iterations):
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise SaltInvocationError(f"iterations must be a positive integer, not {iterations!r}")
+    # The same bound as for hashes from elsewhere: every login pays it.
+    top = _max_iterations()
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= top:
+        raise SaltInvocationError(f"iterations must be an integer from 1 to {top}, not {iterations!r}")
     return iterations
 
 

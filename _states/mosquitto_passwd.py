@@ -27,11 +27,14 @@ pillar value is read here, while the state runs, and goes no further than
 the password file.
 """
 
+import logging
 import secrets
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "mosquitto_passwd"
+
+log = logging.getLogger(__name__)
 
 
 def __virtual__():
@@ -58,48 +61,66 @@ def _from_pillar(name, spec):
     return {_PILLAR_KEYS[ref_key]: value}
 
 
-def _resolve_users(users, generate):
+def _from_mine(name, spec, skipped):
+    """A cluster spoke's bridge user: its $7$ hash read from the Salt mine
+    while the state runs (never a state argument). The entry is another
+    minion's data: one of the wrong shape is skipped (recorded in
+    ``skipped``, the module logs a WARNING), never a reason to fail the
+    whole file. Returns the user's spec, or None when skipped."""
+    if set(spec) != {"password_hash_mine"}:
+        raise SaltInvocationError(f"user {name!r}: password_hash_mine takes no other key")
+    minion = spec["password_hash_mine"]
+    got = __salt__["mosquitto_cluster.spoke_credential"](minion)
+    if "password_hash" in got:
+        return {"password_hash": got["password_hash"]}
+    skipped[name] = f"mine entry of {minion!r}: {got.get('problem', 'unreadable')}"
+    return None
+
+
+def _from_file(name, spec, generate, created):
+    """{password_file, generate_password} -> {password: the file's secret};
+    a missing file to be generated is appended to ``created``."""
+    unknown = set(spec) - {"password_file", "generate_password"}
+    if unknown:
+        raise SaltInvocationError(f"user {name!r}: unknown keys {sorted(unknown)}")
+    path = spec["password_file"]
+    secret = __salt__["mosquitto_passwd.read_secret"](path)
+    if secret is None:
+        if not spec.get("generate_password", False):
+            raise CommandExecutionError(
+                f"user {name!r}: password file {path} is missing or empty "
+                "(set generate_password: True to create it)"
+            )
+        created.append(path)
+        if not generate:
+            secret = secrets.token_urlsafe(32)
+        else:
+            secret = __salt__["mosquitto_passwd.ensure_secret"](path)
+    return {"password": secret}
+
+
+def _resolve_users(users, generate, skipped=None):
     """Turn password_file entries into plain passwords.
 
     Returns (users for the module, secret files missing and to be generated).
     With generate=False a missing secret file is not created: a random
     stand-in password (which can never verify) makes a plan show the user as
-    added/updated, as the real run will.
+    added/updated, as the real run will. Users from the mine whose entry is
+    not accepted are left out and named in ``skipped`` (user -> why).
     """
     resolved, created = {}, []
+    skipped = {} if skipped is None else skipped
     for name, spec in (users or {}).items():
         if isinstance(spec, dict) and "password_hash_mine" in spec:
-            # A cluster spoke's bridge user: its $7$ hash is read from the
-            # Salt mine while the state runs (never a state argument).
-            hashed = __salt__["mosquitto_cluster.spoke_hash"](spec["password_hash_mine"])
-            if hashed is None:
-                raise CommandExecutionError(f"user {name!r}: no bridge identity of "
-                                            f"{spec['password_hash_mine']} in the mine")
-            resolved[name] = {"password_hash": hashed}
-            continue
-        if isinstance(spec, dict) and set(spec) & set(_PILLAR_KEYS):
+            entry = _from_mine(name, spec, skipped)
+            if entry is not None:
+                resolved[name] = entry
+        elif isinstance(spec, dict) and set(spec) & set(_PILLAR_KEYS):
             resolved[name] = _from_pillar(name, spec)
-            continue
-        if not isinstance(spec, dict) or "password_file" not in spec:
+        elif isinstance(spec, dict) and "password_file" in spec:
+            resolved[name] = _from_file(name, spec, generate, created)
+        else:
             resolved[name] = spec
-            continue
-        unknown = set(spec) - {"password_file", "generate_password"}
-        if unknown:
-            raise SaltInvocationError(f"user {name!r}: unknown keys {sorted(unknown)}")
-        path = spec["password_file"]
-        secret = __salt__["mosquitto_passwd.read_secret"](path)
-        if secret is None:
-            if not spec.get("generate_password", False):
-                raise CommandExecutionError(
-                    f"user {name!r}: password file {path} is missing or empty "
-                    "(set generate_password: True to create it)"
-                )
-            created.append(path)
-            if not generate:
-                secret = secrets.token_urlsafe(32)
-            else:
-                secret = __salt__["mosquitto_passwd.ensure_secret"](path)
-        resolved[name] = {"password": secret}
     return resolved, created
 
 
@@ -157,6 +178,10 @@ def managed(
         - ``{password_file: /path, generate_password: False}``: the plain
           password is read from a root-only file; with ``generate_password``
           a missing file is created with a random secret first.
+        - ``{password_hash_mine: <minion id>}``: a cluster spoke's
+          ``$7$`` hash, read from the Salt mine while the state runs; an
+          entry of the wrong shape leaves the user out (named in the
+          comment, a WARNING in the log), the rest of the file is managed.
         - ``{password_pillar: 'mosquitto:users:alice:password'}`` or
           ``{password_hash_pillar: ...}``: the password (or hash) is read from
           this pillar key (``:`` nested) while the state runs, so it is never
@@ -174,8 +199,9 @@ def managed(
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     test = __opts__["test"]
+    skipped = {}
     try:
-        resolved, created = _resolve_users(users, generate=False)
+        resolved, created = _resolve_users(users, generate=False, skipped=skipped)
         options = dict(prune=prune, user=user, group=group, mode=mode, iterations=iterations)
         if test or created:
             # Under test=True this is the answer. Before generating secrets it
@@ -183,7 +209,7 @@ def managed(
             report = __salt__["mosquitto_passwd.plan"](name, resolved, **options)
         if not test:
             if created:
-                resolved, _ = _resolve_users(users, generate=True)
+                resolved, _ = _resolve_users(users, generate=True, skipped=skipped)
             report = __salt__["mosquitto_passwd.manage"](name, resolved, **options)
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret["comment"] = f"Password file {name}: {exc}"
@@ -202,6 +228,10 @@ def managed(
         ret["result"] = True
         ret["changes"] = changes
         ret["comment"] = f"Password file {name} changed: {_summary(changes)}"
+    if skipped:
+        # Names and what is wrong only: the module logged the same WARNING.
+        shown = "; ".join(f"{user} ({why})" for user, why in sorted(skipped.items()))
+        ret["comment"] += f"; left out, not accepted: {shown}"
     return ret
 
 

@@ -78,7 +78,7 @@ _GLOBAL_HINTS = {
 # (eclipse/mosquitto#3275, #2165, PR #2092; 690-1,068 of 3,000 lost on 2.0.11).
 _QOS2_SAFE = (2, 0, 15)
 _CLUSTER_KEYS = {"hub", "members", "topics", "keepalive_interval", "restart_timeout"}
-_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(?::([0-9]+))?$")
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(?::([0-9]+))?\Z")
 # Bridge keys checked alike (after the defaults are filled in).
 _BRIDGE_FLAGS = (
     ("tls", "boolean"), ("cleansession", "boolean"), ("notifications", "boolean"),
@@ -447,7 +447,7 @@ def _cluster_settings(errors, path, settings):
         if settings.get("topics") or []:
             errors.add(path + ["hub"], "missing: a cluster needs the minion id of its hub")
         return None
-    if not errors.text(path + ["hub"], hub) or not re.match(r"^[A-Za-z0-9_.-]+$", hub):
+    if not errors.text(path + ["hub"], hub) or not re.match(r"^[A-Za-z0-9_.-]+\Z", hub):
         errors.add(path + ["hub"], f"must be a minion id, got {hub!r}")
         return None
     members = settings.get("members", "*")
@@ -505,6 +505,11 @@ def _cluster_role(errors, path, out, minion_id, names):
         out["role"] = "hub"
         return
     out["role"] = "spoke"
+    if not names["mosquitto_names.is_cluster_minion_id"](minion_id):
+        # The hub would skip this spoke's mine entry: its id becomes a user
+        # name, a client id and an ACL line there.
+        errors.add(path, f"this minion's id {minion_id!r} cannot be a cluster spoke: the hub accepts "
+                   f"only ids of {names['mosquitto_names.cluster_minion_id_rule']()}")
     members = out["members"]
     if not isinstance(members, str) or not fnmatch.fnmatch(minion_id, members):
         errors.add(path + ["members"], f"{members!r} does not match this spoke {minion_id!r}: the hub "

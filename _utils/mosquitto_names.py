@@ -12,7 +12,7 @@ import re
 __virtualname__ = "mosquitto_names"
 
 # One host-name label: letters, digits and inner hyphens, at most 63.
-_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 
 
 def __virtual__():
@@ -36,7 +36,7 @@ def is_dns_name(name, wildcard=False):
 
 # Bridge names become file names (<name>.conf) and mosquitto's connection
 # name: no path separators, blanks or leading dot.
-_BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_BRIDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
 def is_bridge_name(name):
@@ -52,6 +52,27 @@ MINE_NAMES = {
     "cluster_hub": "mosquitto_cluster_hub",      # the hub's {domain, port}
     "cluster_spoke": "mosquitto_cluster_spoke",  # a spoke's {username, password_hash, clientid}
 }
+
+
+# A cluster member's minion id. Salt itself refuses only '/', '\\' and NUL,
+# but the id becomes the hub's user name (bridge.<id>), a client id
+# (<id>.cluster) and a line of the hub's ACL file
+# ($SYS/broker/connection/<id>.cluster/state): blanks, '#', '+', ':' or a
+# line break there would change what those files say. Letters, digits and
+# '_ . -', first a letter or digit, at most 253 characters (a minion id is
+# usually the host's FQDN, which DNS caps at 253).
+_MINION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
+MINION_ID_RULE = "letters, digits, '_', '.' and '-', first a letter or digit, at most 253 characters"
+
+
+def is_cluster_minion_id(minion_id):
+    """True for a minion id that may be a cluster hub or spoke (see _MINION_ID)."""
+    return isinstance(minion_id, str) and bool(_MINION_ID.fullmatch(minion_id))
+
+
+def cluster_minion_id_rule():
+    """What is_cluster_minion_id accepts, in words (for error messages)."""
+    return MINION_ID_RULE
 
 
 def cluster_bridge():

@@ -28,10 +28,10 @@ from salt.exceptions import SaltInvocationError
 
 __virtualname__ = "mosquitto_shell"
 
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
 # Refused inside single quotes: see the module's docstring.
 _ENV_UNSAFE = re.compile(r"['\"\\$`\x00-\x1f\x7f]")
-_WORD = re.compile(r"^(?!-)[A-Za-z0-9_./@:+-]+$")
+_WORD = re.compile(r"^(?!-)[A-Za-z0-9_./@:+-]+\Z")
 _WHAT = {"\n": "a line break", "\r": "a carriage return", "'": "a single quote", '"': "a double quote",
          "\\": "a backslash", "$": "a '$'", "`": "a backtick"}
 

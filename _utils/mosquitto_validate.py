@@ -22,7 +22,7 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "mosquitto_validate"
 
-_OPTION = re.compile(r"^[a-z][a-z0-9_.]*$")
+_OPTION = re.compile(r"^[a-z][a-z0-9_.]*\Z")
 
 
 def __virtual__():

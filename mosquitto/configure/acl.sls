@@ -1,14 +1,16 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# Per-user topic rules. A user without rules may read and write every topic
-# outside $SYS (as mosquitto allows without an ACL file); the exporter's
-# user may only read $SYS/#.
+# Per-user topic rules. A user with no `acl` key in pillar may read and
+# write every topic outside $SYS (validate spells that out as
+# ['readwrite #']); `acl: []` gives a user no topic at all (a `user` line
+# with no rule: mosquitto then denies everything). The exporter's user may
+# only read $SYS/#.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 
 {%- set acl_users = {} %}
 {%- for name, spec in mosquitto.users.items() %}
-{%-   do acl_users.update({name: spec.acl or ['readwrite #']}) %}
+{%-   do acl_users.update({name: spec.acl}) %}
 {%- endfor %}
 {#- Cluster hub: each spoke's bridge may carry the cluster topics (from the
     hub's side) and write its own connection state (notifications). #}

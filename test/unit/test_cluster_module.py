@@ -43,16 +43,18 @@ def test_identity_is_stable_verifies_and_holds_no_secret(mine, tmp_path):
 
 
 def test_hub_takes_only_members_with_names_derived_from_their_id(mine):
-    good = {"username": "bridge.b1", "clientid": "b1.cluster", "password_hash": "$7$101$x$y"}
+    # A real $7$ hash: the hub takes no other shape (test_poisoned_spoke_entries_are_skipped).
+    hashed = passwd.hash_password("b1-secret")
+    good = {"username": "bridge.b1", "clientid": "b1.cluster", "password_hash": hashed}
     mine["b1"] = {MINE_SPOKE: good}
     # b2 claims b1's user: refused (the mine key is the authenticated id).
     mine["b2"] = {MINE_SPOKE: dict(good)}
     mine["x9"] = {MINE_SPOKE: {"username": "bridge.x9", "clientid": "x9.cluster",
-                                       "password_hash": "$7$101$x$y"}}
+                                       "password_hash": hashed}}
     mine["b3"] = {MINE_SPOKE: {"username": "bridge.b3", "clientid": "b3.cluster",
                                        "password_hash": "plain"}}
     assert cluster.spokes("b*") == {"b1": {"username": "bridge.b1", "clientid": "b1.cluster"}}
-    assert cluster.spoke_hash("b1") == "$7$101$x$y" and cluster.spoke_hash("b2") is None
+    assert cluster.spoke_hash("b1") == hashed and cluster.spoke_hash("b2") is None
     assert cluster.spokes("*", hub="b1") == {"x9": {"username": "bridge.x9", "clientid": "x9.cluster"}}
 
 

@@ -22,7 +22,8 @@ def test_the_example_pillar_is_valid():
 def test_defaults_with_a_domain_are_valid():
     out = cfg.validate(settings())
     assert out["tls"]["san_dns"] == ["mqtt.example.com"]
-    assert out["users"]["alice"] == {"password": "pw", "acl": []}
+    # No `acl` key: the default rule, spelled out (acl: [] would mean none).
+    assert out["users"]["alice"] == {"password": "pw", "acl": ["readwrite #"]}
 
 
 @pytest.mark.parametrize("pillar,message", [
@@ -41,7 +42,8 @@ def test_defaults_with_a_domain_are_valid():
     ({"users": {"carol": {"password": ""}}}, "mosquitto:users:carol:password: must be a non-empty string"),
     ({"users": {"carol": {"password": 1234}}}, "mosquitto:users:carol:password: must be a non-empty string"),
     ({"users": {"carol": {"password": "a", "password_hash": "$7$x"}}}, "not both"),
-    ({"users": {"carol": {"password_hash": "plain"}}}, "mosquitto:users:carol:password_hash: must be a mosquitto_passwd hash"),
+    ({"users": {"carol": {"password_hash": "plain"}}},
+     "mosquitto:users:carol:password_hash: is not a mosquitto password hash"),
     ({"users": {"carol": {"password": "x", "pasword": "y"}}}, "mosquitto:users:carol:pasword: unknown key"),
     ({"users": {"carol": {"password": "x", "acl": ["write a/#/b"]}}}, "mosquitto:users:carol:acl:0:"),
     ({"users": {"carol": {"password": "x", "acl": ["publish a"]}}}, "mosquitto:users:carol:acl:0:"),

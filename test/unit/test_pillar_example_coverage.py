@@ -107,6 +107,11 @@ COVERAGE = {
     "cluster:topics": (H + "test_cluster.py", "test_delivery_exactly_once_and_no_loop"),
     "cluster:keepalive_interval": (H + "test_cluster.py", "test_partition_is_seen_on_the_hub_and_fires_the_alert"),
     "cluster:restart_timeout": (H + "test_cluster.py", "test_hub_outage_with_spoke_restart_loses_nothing"),
+    # Opt-ins that give up a guarantee (#20): refused without them, accepted
+    # with them (validation is all they change; no real plugin here).
+    "listeners:mqtt:allow_remote_plain": ("test/unit/test_untrusted_input.py",
+                                          "test_plain_mqtt_off_loopback_needs_the_opt_in"),
+    "allow_plugins": ("test/unit/test_untrusted_input.py", "test_plugins_need_the_opt_in"),
 }
 
 PENDING = set()
