@@ -96,8 +96,8 @@ _TLS_LISTENER_OPTIONS = {
 }
 # Under `config` (written before the first listener) a per-listener option
 # would configure mosquitto's default listener on 1883 instead: refused there.
-_PER_LISTENER = _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS | {"max_connections", "ciphers", "capath", "psk_hint", "tls_engine",
-                                                           "tls_engine_kpass_sha1", "tls_keyform"}
+_PER_LISTENER = _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS | {
+    "max_connections", "ciphers", "capath", "psk_hint", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform"}
 
 _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
@@ -733,7 +733,8 @@ def _signing_policy(errors, ppath, spec):
         try:
             policy["ip_networks"].append(str(ipaddress.ip_network(str(net), strict=True)))
         except ValueError:
-            errors.add(ppath + ["ip_networks", j], f"must be a network such as 192.0.2.0/24 (host bits zero), got {net!r}")
+            errors.add(ppath + ["ip_networks", j],
+                       f"must be a network such as 192.0.2.0/24 (host bits zero), got {net!r}")
     if spec.get("max_days") is not None and errors.integer(ppath + ["max_days"], spec["max_days"], 1, 36500):
         policy["max_days"] = spec["max_days"]
     return policy
@@ -863,7 +864,8 @@ def _container_network(errors, path, container):
     network = container.get("network")
     if errors.text(path + ["network"], network):
         if network in ("bridge", "none", "default") or not _DOCKER_NAME.match(network):
-            errors.add(path + ["network"], f"must be host or the name of a network the formula creates, got {network!r}")
+            errors.add(path + ["network"],
+                       f"must be host or the name of a network the formula creates, got {network!r}")
     host_net = network == "host"
     subnet = _container_subnet(errors, path, container.get("subnet", ""), host_net)
     ip = container.get("ip", "")
