@@ -757,8 +757,10 @@ def _policy_dns_pattern(errors, jpath, pattern):
 def signing_policies(policies):
     """
     Check and normalise ``mosquitto:tls:signing_policies`` (a list of
-    {minions, dns_names, ip_networks, max_days}); raises naming the key.
-    The CA minion's ``mosquitto_ca.sign_csr`` reads its policies through this.
+    {minions, dns_names, ip_networks, max_days}) as :py:func:`validate`
+    does; raises naming the key. For an operator to try policies before
+    they go into the CA minion's pillar (the CA itself reads them from the
+    validated map, ``mosquitto_map.data``), and for the tests' stand-in map.
 
     CLI Example:
 
