@@ -56,6 +56,71 @@ def _line_value(name, key, value):
     return text
 
 
+def _checked_addresses(name, bridge):
+    """The bridge's name and keys checked; its address(es) as a list."""
+    if not __utils__["mosquitto_names.is_bridge_name"](name):
+        raise SaltInvocationError(f"bridge name {name!r}: use letters, digits, '_', '.', '-'")
+    unknown = set(bridge) - _KNOWN
+    if unknown:
+        raise SaltInvocationError(f"bridge {name!r}: unknown keys {sorted(unknown)}")
+    addresses = bridge.get("address") or []
+    addresses = addresses if isinstance(addresses, list) else [addresses]
+    if not addresses or not bridge.get("topics"):
+        raise SaltInvocationError(f"bridge {name!r}: needs an address and at least one topic")
+    return addresses
+
+
+def _connection_lines(name, bridge, addresses):
+    """The section's header, addresses, topics and link settings."""
+    def val(key, value):
+        return _line_value(name, key, value)
+
+    lines = [
+        f"# Managed by Salt (mosquitto-formula): bridge {name}.",
+        "# Read only when the broker starts: a change restarts it.",
+        f"connection {name}",
+        "address " + " ".join(val("address", a) for a in addresses),
+    ]
+    lines += [f"topic {val('topic', t)}" for t in bridge["topics"]]
+    lines += [
+        f"cleansession {val('cleansession', bool(bridge.get('cleansession', False)))}",
+        f"notifications {val('notifications', bool(bridge.get('notifications', True)))}",
+        f"keepalive_interval {val('keepalive_interval', int(bridge.get('keepalive_interval', 60)))}",
+    ]
+    return lines
+
+
+def _credential_lines(name, bridge):
+    """remote_username and remote_password, both or neither."""
+    if ("remote_username" in bridge) != ("remote_password" in bridge):
+        raise SaltInvocationError(f"bridge {name!r}: remote_username and remote_password go together")
+    if "remote_username" not in bridge:
+        return []
+    return [f"remote_username {_line_value(name, 'remote_username', bridge['remote_username'])}",
+            f"remote_password {_line_value(name, 'remote_password', bridge['remote_password'])}"]
+
+
+def _tls_lines(name, bridge, ca_cert, tls_version):
+    """With tls (the default): verify the remote against ca_cert."""
+    if not bridge.get("tls", True):
+        return []
+    if not ca_cert:
+        raise SaltInvocationError(f"bridge {name!r}: tls needs ca_cert")
+    return [f"bridge_cafile {_line_value(name, 'ca_cert', ca_cert)}",
+            f"bridge_tls_version {_line_value(name, 'tls_version', tls_version)}"]
+
+
+def _option_lines(name, bridge):
+    """Further bridge options, sorted; a list value is one line per item."""
+    lines = []
+    for key, value in sorted((bridge.get("options") or {}).items()):
+        if not isinstance(key, str) or not _OPTION.match(key) or key in _WRITTEN:
+            raise SaltInvocationError(f"bridge {name!r}: option {key!r} is not allowed under options")
+        for item in value if isinstance(value, list) else [value]:
+            lines.append(f"{key} {_line_value(name, key, item)}")
+    return lines
+
+
 def render_section(name, bridge, ca_cert=None, tls_version="tlsv1.2"):
     """
     The ``connection`` section of bridge ``name`` as mosquitto.conf text.
@@ -70,46 +135,11 @@ def render_section(name, bridge, ca_cert=None, tls_version="tlsv1.2"):
         With ``tls`` the remote is verified against ``ca_cert`` with at
         least ``tls_version``.
     """
-    if not __utils__["mosquitto_names.is_bridge_name"](name):
-        raise SaltInvocationError(f"bridge name {name!r}: use letters, digits, '_', '.', '-'")
-    unknown = set(bridge) - _KNOWN
-    if unknown:
-        raise SaltInvocationError(f"bridge {name!r}: unknown keys {sorted(unknown)}")
-
-    def val(key, value):
-        return _line_value(name, key, value)
-
-    addresses = bridge.get("address") or []
-    addresses = addresses if isinstance(addresses, list) else [addresses]
-    if not addresses or not bridge.get("topics"):
-        raise SaltInvocationError(f"bridge {name!r}: needs an address and at least one topic")
-    lines = [
-        f"# Managed by Salt (mosquitto-formula): bridge {name}.",
-        "# Read only when the broker starts: a change restarts it.",
-        f"connection {name}",
-        "address " + " ".join(val("address", a) for a in addresses),
-    ]
-    lines += [f"topic {val('topic', t)}" for t in bridge["topics"]]
-    lines += [
-        f"cleansession {val('cleansession', bool(bridge.get('cleansession', False)))}",
-        f"notifications {val('notifications', bool(bridge.get('notifications', True)))}",
-        f"keepalive_interval {val('keepalive_interval', int(bridge.get('keepalive_interval', 60)))}",
-    ]
-    if ("remote_username" in bridge) != ("remote_password" in bridge):
-        raise SaltInvocationError(f"bridge {name!r}: remote_username and remote_password go together")
-    if "remote_username" in bridge:
-        lines.append(f"remote_username {val('remote_username', bridge['remote_username'])}")
-        lines.append(f"remote_password {val('remote_password', bridge['remote_password'])}")
-    if bridge.get("tls", True):
-        if not ca_cert:
-            raise SaltInvocationError(f"bridge {name!r}: tls needs ca_cert")
-        lines.append(f"bridge_cafile {val('ca_cert', ca_cert)}")
-        lines.append(f"bridge_tls_version {val('tls_version', tls_version)}")
-    for key, value in sorted((bridge.get("options") or {}).items()):
-        if not isinstance(key, str) or not _OPTION.match(key) or key in _WRITTEN:
-            raise SaltInvocationError(f"bridge {name!r}: option {key!r} is not allowed under options")
-        for item in value if isinstance(value, list) else [value]:
-            lines.append(f"{key} {val(key, item)}")
+    addresses = _checked_addresses(name, bridge)
+    lines = _connection_lines(name, bridge, addresses)
+    lines += _credential_lines(name, bridge)
+    lines += _tls_lines(name, bridge, ca_cert, tls_version)
+    lines += _option_lines(name, bridge)
     return "\n".join(lines) + "\n"
 
 

@@ -96,8 +96,8 @@ _TLS_LISTENER_OPTIONS = {
 }
 # Under `config` (written before the first listener) a per-listener option
 # would configure mosquitto's default listener on 1883 instead: refused there.
-_PER_LISTENER = _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS | {"max_connections", "ciphers", "capath", "psk_hint", "tls_engine",
-                                                           "tls_engine_kpass_sha1", "tls_keyform"}
+_PER_LISTENER = _LISTENER_OPTIONS | _TLS_LISTENER_OPTIONS | {
+    "max_connections", "ciphers", "capath", "psk_hint", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform"}
 
 _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
@@ -807,7 +807,8 @@ def _signing_policy(errors, ppath, spec):
         try:
             policy["ip_networks"].append(str(ipaddress.ip_network(str(net), strict=True)))
         except ValueError:
-            errors.add(ppath + ["ip_networks", j], f"must be a network such as 192.0.2.0/24 (host bits zero), got {net!r}")
+            errors.add(ppath + ["ip_networks", j],
+                       f"must be a network such as 192.0.2.0/24 (host bits zero), got {net!r}")
     if spec.get("max_days") is not None and errors.integer(ppath + ["max_days"], spec["max_days"], 1,
                                                            _MAX_LEAF_DAYS):
         policy["max_days"] = spec["max_days"]
@@ -865,9 +866,10 @@ def _fleet_domains(errors, path, domains):
 def signing_policies(policies):
     """
     Check and normalise ``mosquitto:tls:signing_policies`` (a list of
-    {minions, dns_names, wildcard_dns_names, ip_networks, max_days});
-    raises naming the key.
-    The CA minion's ``mosquitto_ca.sign_csr`` reads its policies through this.
+    {minions, dns_names, wildcard_dns_names, ip_networks, max_days}) as
+    :py:func:`validate` does; raises naming the key. For an operator to try policies before
+    they go into the CA minion's pillar (the CA itself reads them from the
+    validated map, ``mosquitto_map.data``), and for the tests' stand-in map.
 
     CLI Example:
 
@@ -993,7 +995,8 @@ def _container_network(errors, path, container):
     network = container.get("network")
     if errors.text(path + ["network"], network):
         if network in ("bridge", "none", "default") or not _DOCKER_NAME.match(network):
-            errors.add(path + ["network"], f"must be host or the name of a network the formula creates, got {network!r}")
+            errors.add(path + ["network"],
+                       f"must be host or the name of a network the formula creates, got {network!r}")
     host_net = network == "host"
     subnet = _container_subnet(errors, path, container.get("subnet", ""), host_net)
     ip = container.get("ip", "")

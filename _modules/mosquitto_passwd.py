@@ -453,31 +453,43 @@ def manage(
     )
     try:
         if content_changed:
-            lines = []
-            for kind, value in out:
-                if kind == "raw":
-                    lines.append(value)
-                else:
-                    want_kind, secret = wanted[value]
-                    hashed = secret if want_kind == "hash" else hash_password(secret, iterations)
-                    lines.append(f"{value}:{hashed}")
-            data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
-            if mode is None:
-                try:
-                    mode = stat.S_IMODE(os.stat(path).st_mode)
-                except FileNotFoundError:
-                    mode = 0o640
-            if not report["created"]:
-                # Keep the current owner for whatever is not managed.
-                st = os.stat(path)
-                uid = st.st_uid if uid is None else uid
-                gid = st.st_gid if gid is None else gid
-            _atomic_write(path, data, uid, gid, mode)
+            data = _file_content(out, wanted, iterations)
+            _write_file(path, data, report["created"], uid, gid, mode)
         else:
             __utils__["mosquitto_files.set_attrs"](path, uid, gid, mode)
     except OSError as exc:
         raise CommandExecutionError(f"cannot write password file {path}: {exc}") from exc
     return report
+
+
+def _file_content(out, wanted, iterations):
+    """The new file's bytes: lines kept as they were ("raw") and one
+    ``user:hash`` line per wanted user (plain passwords hashed here)."""
+    lines = []
+    for kind, value in out:
+        if kind == "raw":
+            lines.append(value)
+        else:
+            want_kind, secret = wanted[value]
+            hashed = secret if want_kind == "hash" else hash_password(secret, iterations)
+            lines.append(f"{value}:{hashed}")
+    return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+
+
+def _write_file(path, data, created, uid, gid, mode):
+    """Write ``data``; a None mode, uid or gid keeps the existing file's
+    (a new file gets 0640)."""
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = 0o640
+    if not created:
+        # Keep the current owner for whatever is not managed.
+        st = os.stat(path)
+        uid = st.st_uid if uid is None else uid
+        gid = st.st_gid if gid is None else gid
+    _atomic_write(path, data, uid, gid, mode)
 
 
 # --------------------------------------------------------------------------

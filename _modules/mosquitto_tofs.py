@@ -52,20 +52,32 @@ def _settings(tplroot):
     where = f"{tplroot}:tofs"
     if not isinstance(tofs, dict):
         raise CommandExecutionError(f"{where}: must be a mapping, not {type(tofs).__name__}")
-    prefix = tofs.get("path_prefix", tplroot)
+    prefix = _path_prefix(where, tofs.get("path_prefix", tplroot))
+    switch = _files_switch(where, tofs.get("files_switch", list(_DEFAULT_SWITCH)))
+    source_files = _source_files(where, tofs.get("source_files", {}) or {})
+    return prefix, switch, source_files
+
+
+def _path_prefix(where, prefix):
     if not isinstance(prefix, str) or not prefix.strip("/"):
         raise CommandExecutionError(f"{where}:path_prefix: must be a non-empty path, not {prefix!r}")
-    switch = tofs.get("files_switch", list(_DEFAULT_SWITCH))
+    return prefix.strip("/")
+
+
+def _files_switch(where, switch):
     if not isinstance(switch, list) or not all(isinstance(g, str) and g for g in switch):
         raise CommandExecutionError(f"{where}:files_switch: must be a list of grain names, not {switch!r}")
-    source_files = tofs.get("source_files", {}) or {}
+    return switch
+
+
+def _source_files(where, source_files):
     if not isinstance(source_files, dict):
         raise CommandExecutionError(f"{where}:source_files: must map state ids to file lists")
     for sid, files in source_files.items():
         if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
             raise CommandExecutionError(
                 f"{where}:source_files:{sid}: must be a list of file names, not {files!r}")
-    return prefix.strip("/"), switch, source_files
+    return source_files
 
 
 def _listing(prefix, saltenv):

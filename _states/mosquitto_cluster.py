@@ -97,6 +97,44 @@ def spoke_published(name):
                       {"mine_function": "mosquitto_cluster.spoke_identity", "secret_path": name})
 
 
+# CONNACK codes of a refused login (MQTT 3.1.1: bad user name or password,
+# not authorised): the hub has not accepted this spoke's user yet.
+_REFUSED = (4, 5)
+
+
+def _login(name, hub, ca_cert, user, secret_path, clientid):
+    """One login to the published hub: (CONNACK code or None, what the
+    answer means, or None when there is nothing to report). A certificate
+    that does not verify raises CommandExecutionError."""
+    where = f"{hub['domain']}:{hub['port']}"
+    try:
+        rc = __salt__["mosquitto_cluster.probe"](hub["domain"], hub["port"], ca_cert, user, secret_path, clientid)
+    except ConnectionError as exc:
+        return None, f"hub {name} not reachable: {exc}"
+    if rc in _REFUSED:
+        return rc, f"hub {name} ({where}) refuses {user} (CONNACK {rc})"
+    if rc not in (0, None):
+        return rc, f"hub {name} ({where}) answered CONNACK {rc}"
+    return rc, None
+
+
+def _accepted(ret, name, hub, user, asked):
+    """The hub took the login; a change when it had to be asked first."""
+    where = f"{hub['domain']}:{hub['port']}"
+    if asked:
+        ret.update(result=True, changes={"accepted": {"old": False, "new": True}},
+                   comment=f"hub {name} ({where}) accepts {user} after: {asked}")
+    else:
+        ret.update(result=True, comment=f"hub {name} ({where}) accepts {user}")
+    return ret
+
+
+def _ask_to_accept(name, publish_timeout):
+    """The hub's answer to mosquitto_cluster.accept (peer publish), shortened."""
+    answer = __salt__["publish.publish"](name, "mosquitto_cluster.accept", timeout=publish_timeout)
+    return str((answer or {}).get(name, "no answer"))[:300]
+
+
 def spoke_accepted(name, ca_cert, secret_path, wait=300, interval=3, publish_timeout=300):
     """
     The hub ``name`` (minion id) accepts this spoke's bridge user: a TLS
@@ -116,39 +154,29 @@ def spoke_accepted(name, ca_cert, secret_path, wait=300, interval=3, publish_tim
     last = "no answer"
     while True:
         hub = __salt__[f"{mod}.hub_of"](name)
+        rc = None
         if hub is None:
             last = f"hub {name} has not published its address in the mine yet"
         else:
-            where = f"{hub['domain']}:{hub['port']}"
             try:
-                rc = __salt__[f"{mod}.probe"](hub["domain"], hub["port"], ca_cert, user, secret_path, clientid)
+                rc, why = _login(name, hub, ca_cert, user, secret_path, clientid)
             except CommandExecutionError as exc:
                 ret["comment"] = f"hub {name}: {exc}"
                 return ret
-            except ConnectionError as exc:
-                rc, last = None, f"hub {name} not reachable: {exc}"
-            if rc == 0:
-                if asked:
-                    ret.update(result=True, changes={"accepted": {"old": False, "new": True}},
-                               comment=f"hub {name} ({where}) accepts {user} after: {asked}")
-                else:
-                    ret.update(result=True, comment=f"hub {name} ({where}) accepts {user}")
+            last = why or last
+        if rc == 0:
+            return _accepted(ret, name, hub, user, asked)
+        if rc in _REFUSED:
+            if __opts__["test"]:
+                ret.update(result=None, changes={"accepted": {"old": False, "new": True}},
+                           comment=f"hub {name} would be asked to accept {user}")
                 return ret
-            if rc in (4, 5):
-                last = f"hub {name} ({where}) refuses {user} (CONNACK {rc})"
-                if __opts__["test"]:
-                    ret.update(result=None, changes={"accepted": {"old": False, "new": True}},
-                               comment=f"hub {name} would be asked to accept {user}")
+            if not asked:
+                asked = _ask_to_accept(name, publish_timeout)
+                if asked.startswith("refused"):
+                    ret["comment"] = f"hub {name} refused {user}: {asked}"
                     return ret
-                if not asked:
-                    answer = __salt__["publish.publish"](name, f"{mod}.accept", timeout=publish_timeout)
-                    asked = str((answer or {}).get(name, "no answer"))[:300]
-                    if asked.startswith("refused"):
-                        ret["comment"] = f"hub {name} refused {user}: {asked}"
-                        return ret
-                    continue
-            elif rc is not None:
-                last = f"hub {name} ({where}) answered CONNACK {rc}"
+                continue
         if __opts__["test"]:
             ret.update(result=None, comment=f"{last}: the run would wait for it")
             return ret

@@ -49,6 +49,24 @@ def _shown(settings):
     return ", ".join(settings["services"] + settings["ports"]) or "nothing"
 
 
+def _setting_changes(permanent, wanted):
+    """``changes`` entries for the ports and services that differ."""
+    return {key: {"old": permanent[key], "new": wanted[key]}
+            for key in ("ports", "services") if permanent[key] != wanted[key]}
+
+
+def _make_permanent(name, permanent, wanted):
+    """Add the missing ports and services to the permanent zone, remove the others."""
+    for key, option in (("ports", "port"), ("services", "service")):
+        add = [x for x in wanted[key] if x not in permanent[key]]
+        remove = [x for x in permanent[key] if x not in wanted[key]]
+        # firewall-cmd takes one kind of action per call, repeated.
+        if add:
+            _firewall_cmd("--permanent", f"--zone={name}", *[f"--add-{option}={x}" for x in add])
+        if remove:
+            _firewall_cmd("--permanent", f"--zone={name}", *[f"--remove-{option}={x}" for x in remove])
+
+
 def zone_present(name, ports=None, services=None):
     """
     The permanent zone ``name`` opens exactly ``ports`` and ``services``.
@@ -74,9 +92,7 @@ def zone_present(name, ports=None, services=None):
     if permanent is None:
         ret["changes"]["zone"] = {"old": None, "new": name}
         permanent = {"ports": [], "services": []}
-    for key in ("ports", "services"):
-        if permanent[key] != wanted[key]:
-            ret["changes"][key] = {"old": permanent[key], "new": wanted[key]}
+    ret["changes"].update(_setting_changes(permanent, wanted))
     if __opts__["test"]:
         ret["result"] = None
         ret["comment"] = f"Zone {name} would open exactly {_shown(wanted)} (permanent, then reload)"
@@ -85,14 +101,7 @@ def zone_present(name, ports=None, services=None):
     try:
         if "zone" in ret["changes"]:
             _firewall_cmd("--permanent", f"--new-zone={name}")
-        for key, option in (("ports", "port"), ("services", "service")):
-            add = [x for x in wanted[key] if x not in permanent[key]]
-            remove = [x for x in permanent[key] if x not in wanted[key]]
-            # firewall-cmd takes one kind of action per call, repeated.
-            if add:
-                _firewall_cmd("--permanent", f"--zone={name}", *[f"--add-{option}={x}" for x in add])
-            if remove:
-                _firewall_cmd("--permanent", f"--zone={name}", *[f"--remove-{option}={x}" for x in remove])
+        _make_permanent(name, permanent, wanted)
         _firewall_cmd("--reload")
     except CommandExecutionError as exc:
         ret["result"] = False

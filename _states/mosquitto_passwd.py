@@ -235,6 +235,20 @@ def managed(
     return ret
 
 
+def _attr_changes(name, uid, gid, want_mode, user, group, mode):
+    """An existing secret file's owner and mode changes, as ``changes``
+    entries (``mode``, ``owner`` as user:group)."""
+    changes = {}
+    diff = __utils__["mosquitto_files.attr_changes"](name, uid, gid, want_mode)
+    if "mode" in diff:
+        changes["mode"] = {"old": diff["mode"]["old"], "new": str(mode)}
+    if "user" in diff or "group" in diff:
+        old = {key: diff.get(key, {}).get("old") for key in ("user", "group")}
+        changes["owner"] = {"old": f"{old['user'] or user}:{old['group'] or group}",
+                            "new": f"{user}:{group}"}
+    return changes
+
+
 def secret_present(name, length=32, user="root", group="root", mode="0600"):
     """
     A generated secret in file ``name`` (for a service's own MQTT user).
@@ -259,13 +273,7 @@ def secret_present(name, length=32, user="root", group="root", mode="0600"):
     if not exists:
         ret["changes"]["secret"] = "generated"
     else:
-        diff = __utils__[files + "attr_changes"](name, uid, gid, want_mode)
-        if "mode" in diff:
-            ret["changes"]["mode"] = {"old": diff["mode"]["old"], "new": str(mode)}
-        if "user" in diff or "group" in diff:
-            old = {key: diff.get(key, {}).get("old") for key in ("user", "group")}
-            ret["changes"]["owner"] = {"old": f"{old['user'] or user}:{old['group'] or group}",
-                                       "new": f"{user}:{group}"}
+        ret["changes"].update(_attr_changes(name, uid, gid, want_mode, user, group, mode))
     if not ret["changes"]:
         ret["comment"] = f"secret {name} is present"
         return ret

@@ -409,7 +409,8 @@ def _name_reasons(cert, dns, ips, common_name):
     added = sorted(set(dns) - set(have_dns)) + sorted(str(i) for i in set(ips) - set(have_ips))
     removed = sorted(set(have_dns) - set(dns)) + sorted(str(i) for i in set(have_ips) - set(ips))
     if added or removed:
-        parts = ([f"added {', '.join(added)}"] if added else []) + ([f"removed {', '.join(removed)}"] if removed else [])
+        parts = (([f"added {', '.join(added)}"] if added else [])
+                 + ([f"removed {', '.join(removed)}"] if removed else []))
         reasons.append(f"SANs changed ({'; '.join(parts)})")
     cn = name_cn(cert.subject)
     # CNs are issued lower-case (subject_cn): a domain asked for in another

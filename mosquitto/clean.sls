@@ -13,7 +13,9 @@
 #    or lock its operator out), ca-certificates and python3-venv (shared
 #    system tools).
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set exporter = mosquitto.exporter %}
 {%- set fw = mosquitto.firewall %}
 {%- set systemd = grains.get('init') == 'systemd' %}
@@ -195,7 +197,8 @@ mosquitto-clean-configure-dirs-absent:
   cmd.run:
     - names:
 {#- A shell runs these commands: each directory one safe word. #}
-{%- for dir in salt['mosquitto_shell.words'](dirs | map('regex_replace', '/+$', '') | unique | list, 'mosquitto:persistence:location, mosquitto:lookup:paths') %}
+{%- for dir in salt['mosquitto_shell.words'](dirs | map('regex_replace', '/+$', '') | unique | list,
+                                             'mosquitto:persistence:location, mosquitto:lookup:paths') %}
       - rmdir {{ dir }}:
         - onlyif: test -d {{ dir }} && test -z "$(ls -A {{ dir }})"
 {%- endfor %}

@@ -12,12 +12,16 @@
 # The engine itself (docker.io) and Salt's docker states (saltext-dockermod
 # with the docker SDK) must be there already: see README.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set ct = mosquitto.container %}
 
 {%- if ct.enabled %}
 {%-   if 'docker.version' not in salt %}
-{{-     raise('mosquitto:container:enabled needs Salt\'s docker states on this minion: install saltext-dockermod and the docker SDK (salt-pip install saltext-dockermod docker), then run again') }}
+{{-     raise('mosquitto:container:enabled needs Salt\'s docker states on this minion: '
+              'install saltext-dockermod and the docker SDK (salt-pip install saltext-dockermod docker), '
+              'then run again') }}
 {%-   endif %}
 {%-   set marker = 'mosquitto-formula container account' %}
 {%-   set account = salt['user.info'](mosquitto.service.user) %}

@@ -5,7 +5,9 @@
 # python3-paho-mqtt 1.6, EPEL: python3-paho-mqtt), or a virtualenv from
 # PyPI with exporter:install: venv.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set exporter = mosquitto.exporter %}
 
 {%- if exporter.enabled %}
@@ -53,7 +55,10 @@ mosquitto-build-exporter-deps-pip-installed:
 mosquitto-build-exporter-program-file-managed:
   file.managed:
     - name: {{ mosquitto.paths.exporter }}
-    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto_exporter.py'], lookup='mosquitto-build-exporter-program-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](
+                  ['mosquitto_exporter.py'],
+                  lookup='mosquitto-build-exporter-program-file-managed',
+                  tplroot=tplroot, saltenv=saltenv) | json }}
     - user: root
     - group: root
     - mode: '0755'

@@ -3,7 +3,9 @@
 # firewalld itself, only with firewall:enabled: true (auto manages a
 # firewalld that is already running and installs nothing).
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 
 {%- if mosquitto.firewall.enabled is sameas true %}
 mosquitto-build-firewall-pkg-installed:

@@ -6,7 +6,9 @@
 # with no rule: mosquitto then denies everything). The exporter's user may
 # only read $SYS/#.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 
 {%- set acl_users = {} %}
 {%- for name, spec in mosquitto.users.items() %}
@@ -29,7 +31,8 @@ include:
 mosquitto-configure-acl-file-managed:
   file.managed:
     - name: {{ mosquitto.paths.acl }}
-    - source: {{ salt['mosquitto_tofs.files_switch'](['acl.jinja'], lookup='mosquitto-configure-acl-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](['acl.jinja'], lookup='mosquitto-configure-acl-file-managed',
+                  tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: {{ mosquitto.service.group }}

@@ -4,7 +4,9 @@
 # main file would otherwise clash with ours: repeated pid_file or log_dest
 # stops the broker), and the directories it names.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 
 {#- The context is a state argument (show_sls, a master's job cache): no
     passwords in it. Users live in the password file, bridges (with their
@@ -71,7 +73,10 @@ mosquitto-configure-broker-log-dir-managed:
 mosquitto-configure-broker-config-file-managed:
   file.managed:
     - name: {{ mosquitto.paths.conf }}
-    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto.conf.jinja'], lookup='mosquitto-configure-broker-config-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](
+                  ['mosquitto.conf.jinja'],
+                  lookup='mosquitto-configure-broker-config-file-managed',
+                  tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: {{ mosquitto.service.group }}

@@ -5,7 +5,9 @@
 # which the hub reads to accept the spoke's bridge. The hub has nothing to
 # configure here: it reads the mine in configure.users and configure.acl.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set cluster = mosquitto.cluster %}
 
 {%- if cluster.role == 'spoke' %}

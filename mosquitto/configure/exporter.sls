@@ -5,7 +5,9 @@
 # init script where systemd is not PID 1). The password reaches the program
 # as a file path, never on its command line.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set exporter = mosquitto.exporter %}
 {%- set secret_dir = salt['file.dirname'](mosquitto.paths.exporter_secret) %}
 {%- set python = exporter.venv_dir ~ '/bin/python' if exporter.install == 'venv' else '/usr/bin/python3' %}
@@ -83,7 +85,10 @@ mosquitto-configure-exporter-env-file-managed:
 mosquitto-configure-exporter-unit-file-managed:
   file.managed:
     - name: {{ mosquitto.paths.systemd_units }}/{{ mosquitto.service.exporter_name }}.service
-    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto-exporter.service.jinja'], lookup='mosquitto-configure-exporter-unit-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](
+                  ['mosquitto-exporter.service.jinja'],
+                  lookup='mosquitto-configure-exporter-unit-file-managed',
+                  tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: root
@@ -99,7 +104,10 @@ mosquitto-configure-exporter-unit-file-managed:
 mosquitto-configure-exporter-init-file-managed:
   file.managed:
     - name: /etc/init.d/{{ mosquitto.service.exporter_name }}
-    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto-exporter.init.jinja'], lookup='mosquitto-configure-exporter-init-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](
+                  ['mosquitto-exporter.init.jinja'],
+                  lookup='mosquitto-configure-exporter-init-file-managed',
+                  tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: root

@@ -8,7 +8,9 @@
 #   firewall:enabled: auto   managed where firewalld already runs, else a note
 #   firewall:enabled: false  left alone, with a note
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set fw = mosquitto.firewall %}
 {#- Asked only for `auto` (one D-Bus call per run, shared with runtime/firewall.sls). #}
 {%- set running = fw.enabled == 'auto' and salt['mosquitto_firewall.running']() %}

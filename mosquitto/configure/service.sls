@@ -10,7 +10,9 @@
 # is none (the container has its own limit, sandbox and log to stderr), so
 # nothing is written; clean.sls removes what an earlier host-mode run left.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set paths = mosquitto.paths %}
 {%- set rw_paths = [] %}
 {%- if mosquitto.persistence.enabled %}
@@ -36,7 +38,10 @@ include:
 mosquitto-configure-service-dropin-file-managed:
   file.managed:
     - name: {{ paths.systemd_units }}/{{ mosquitto.service.name }}.service.d/mosquitto-formula.conf
-    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto.service.d.conf.jinja'], lookup='mosquitto-configure-service-dropin-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](
+                  ['mosquitto.service.d.conf.jinja'],
+                  lookup='mosquitto-configure-service-dropin-file-managed',
+                  tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: root
@@ -66,7 +71,10 @@ mosquitto-configure-service-systemd-reloaded:
 mosquitto-configure-service-limits-file-managed:
   file.managed:
     - name: {{ paths.sysv_limits_hook }}
-    - source: {{ salt['mosquitto_tofs.files_switch'](['mosquitto-limits.sh.jinja'], lookup='mosquitto-configure-service-limits-file-managed', tplroot=tplroot, saltenv=saltenv) | json }}
+    - source: {{ salt['mosquitto_tofs.files_switch'](
+                  ['mosquitto-limits.sh.jinja'],
+                  lookup='mosquitto-configure-service-limits-file-managed',
+                  tplroot=tplroot, saltenv=saltenv) | json }}
     - template: jinja
     - user: root
     - group: root

@@ -5,7 +5,9 @@
 # matches are kept byte for byte, so a second run changes nothing; users
 # gone from pillar are removed.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 
 include:
   - {{ tplroot }}.build.package
@@ -19,18 +21,18 @@ include:
 {%- set users = {} %}
 {%- for name, spec in mosquitto.users.items() %}
 {%-   set field = 'password' if 'password' in spec else 'password_hash' %}
-{%-   do users.update({name: {field ~ '_pillar': 'mosquitto:users:' ~ name ~ ':' ~ field}}) %}
+{%-   do users.update({name: {field ~ '_pillar': 'mosquitto:users:' ~ name ~ ':' ~ field} }) %}
 {%- endfor %}
 {#- On a cluster hub: each spoke's bridge user, its $7$ hash read from the
     Salt mine while the state runs (the minion id, not the hash, is the
     argument). #}
 {%- if mosquitto.cluster.role == 'hub' %}
 {%-   for minion, spoke in salt['mosquitto_cluster.spokes'](mosquitto.cluster.members, mosquitto.cluster.hub).items() %}
-{%-     do users.update({spoke.username: {'password_hash_mine': minion}}) %}
+{%-     do users.update({spoke.username: {'password_hash_mine': minion} }) %}
 {%-   endfor %}
 {%- endif %}
 {%- if mosquitto.exporter.enabled %}
-{%-   do users.update({mosquitto.exporter.user: {'password_file': mosquitto.paths.exporter_secret, 'generate_password': True}}) %}
+{%-   do users.update({mosquitto.exporter.user: {'password_file': mosquitto.paths.exporter_secret, 'generate_password': True} }) %}
 {%- endif %}
 
 mosquitto-configure-users-passwd-managed:

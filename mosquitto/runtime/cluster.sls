@@ -5,7 +5,9 @@
 # user, and asks the hub to read the mine again when it does not yet (first
 # run of a fleet: the hub rendered before the spoke published).
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set cluster = mosquitto.cluster %}
 {#- After the broker runs: a host service, or a container. #}
 {%- set broker_sls = tplroot ~ '.runtime.' ~ ('container' if mosquitto.container.enabled else 'service') %}

@@ -11,7 +11,9 @@
 # Host networking by default: the loopback-only plain listener and the
 # firewalld zone hold exactly as for a host broker.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set ct = mosquitto.container %}
 {%- set tls = mosquitto.tls %}
 
@@ -87,7 +89,11 @@ mosquitto-runtime-container-broker-running:
     # is refused with CONNACK "not authorised", which mosquitto_sub reports
     # as exit code 5 (no answer at all is 1). No credential is needed.
     - healthcheck:
-        test: ['CMD-SHELL', 'mosquitto_sub -h {{ mqtt_host }} -p {{ mosquitto.ports.mqtt }} -t health -C 1 -W 3 -i mosquitto-healthcheck >/dev/null 2>&1; [ $? -eq 5 ]']
+        test:
+          - CMD-SHELL
+          - >-
+            mosquitto_sub -h {{ mqtt_host }} -p {{ mosquitto.ports.mqtt }} -t health -C 1 -W 3
+            -i mosquitto-healthcheck >/dev/null 2>&1; [ $? -eq 5 ]
         interval: {{ ct.healthcheck.interval * s }}
         timeout: {{ ct.healthcheck.timeout * s }}
         retries: {{ ct.healthcheck.retries }}

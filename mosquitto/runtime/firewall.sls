@@ -6,7 +6,9 @@
 # one D-Bus read (mosquitto_firewall.reloaded): no reload, no firewall-cmd,
 # when nothing drifted.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set fw = mosquitto.firewall %}
 {%- set running = fw.enabled == 'auto' and salt['mosquitto_firewall.running']() %}
 {%- set ports = [mosquitto.ports.mqtts ~ '/tcp'] %}

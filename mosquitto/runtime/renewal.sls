@@ -9,7 +9,9 @@
 #  - Masterless (salt-call --local): a cron entry running the same salt-call
 #    with the config dir of this run. Under a master there is no cron entry.
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt else raise('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
+      else raise('mosquitto formula: custom modules are not synced; '
+                 'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set job_name = 'mosquitto-tls-renew' %}
 {%- set job_sls = tplroot ~ '.runtime.certificate' %}
 {%- set masterless = salt['config.get']('file_client') == 'local' %}
@@ -52,6 +54,8 @@ mosquitto-runtime-renewal-cron-absent:
 {%-   endif %}
 {#- A fixed minute and hour per host, so hosts do not all renew at once. #}
 {%-   set spread = salt['hashutil.md5_digest'](grains['id'])[:6] | int(base=16) %}
+{%-   set renew_command = salt_call ~ ' --config-dir ' ~ opts['config_dir']
+                          ~ ' --local --retcode-passthrough --out=quiet state.apply ' ~ job_sls %}
 
 mosquitto-runtime-renewal-cron-pkg-installed:
   pkg.installed:
@@ -69,7 +73,7 @@ mosquitto-runtime-renewal-cron-file-managed:
         # the broker. Output and errors: salt-call's log ({{ opts['log_file'] }}).
         SHELL=/bin/sh
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-        {{ spread % 60 }} {{ (spread // 60) % 24 }} * * * root {{ salt_call }} --config-dir {{ opts['config_dir'] }} --local --retcode-passthrough --out=quiet state.apply {{ job_sls }}
+        {{ spread % 60 }} {{ (spread // 60) % 24 }} * * * root {{ renew_command }}
     - require:
       - pkg: mosquitto-runtime-renewal-cron-pkg-installed
 {%- else %}

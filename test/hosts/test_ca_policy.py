@@ -104,7 +104,8 @@ def first_apply(records, applied):
     them (the record is append-only), so only this pair is order-free.
     """
     head = sorted((r["requester"], r["how"], r["serial"]) for r in records[:2])
-    assert head == sorted([(CA_HOST, "local", applied["ca_serial"]), (BROKER, "peer", applied["broker_serial"])]), records
+    assert head == sorted([(CA_HOST, "local", applied["ca_serial"]),
+                           (BROKER, "peer", applied["broker_serial"])]), records
     return records[2:]
 
 
@@ -238,7 +239,8 @@ def test_the_record_lists_every_certificate_with_its_requester(fleet, applied):
     later = first_apply(issued(fleet), applied)
     assert [(r["requester"], r["how"], r["serial"]) for r in later] == [(BROKER, "peer", serial_of(b))]
     assert later[0]["dns_names"] == [BROKER, WIDENED] and later[0]["ip_addresses"] == [b.ip]
-    assert later[0]["not_after"] == x509.load_pem_x509_certificate(b.path(CERT).read_bytes()).not_valid_after_utc.isoformat()
+    cert = x509.load_pem_x509_certificate(b.path(CERT).read_bytes())
+    assert later[0]["not_after"] == cert.not_valid_after_utc.isoformat()
     mode = ca.run(["stat", "-c", "%a %U %G", "/etc/mosquitto/ca/issued.json"]).stdout.split()
     assert mode == ["600", "root", "root"]
     assert not b.path("/etc/mosquitto/ca").exists()

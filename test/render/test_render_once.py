@@ -44,13 +44,14 @@ def fetched(salt):
 def test_the_map_is_built_once_per_run(tmp_path):
     highstate, stats, _ = show_with_probe(tmp_path)
     sls_files = {v["__sls__"] for v in highstate.values() if isinstance(v, dict) and "__sls__" in v}
-    # the run really renders many SLS files that all need the dict ...
-    assert len(sls_files) >= 15, sls_files
+    # the run really renders several SLS files that all need the dict ...
+    assert len(sls_files) > 1, sls_files
     assert "mosquitto-configure-firewall-zone-present" in highstate
     # ... and it was built once, from two parameter files (no osfinger file
-    # for Debian-12), every other SLS file taking the run's copy
+    # for Debian-12): init.sls and every SLS file with states asked for it,
+    # one call built it and every other took the run's copy
     assert stats["builds"] == 1, stats
-    assert stats["hits"] >= len(sls_files) - 1, stats
+    assert stats["hits"] >= len(sls_files), stats
     assert stats["files"] == ["mosquitto/parameters/defaults.yaml",
                               "mosquitto/parameters/os_family/Debian.yaml"], stats
 

@@ -170,7 +170,8 @@ def test_policy_dns_globs_for_matching_minions_only(ca_host, tmp_path):
         "a.edge.example.com", "mqtt.example.com"]
     assert sans(sign(tmp_path, "EDGE-4", dns_names=["B.Edge.Example.Com"]))[0] == ["b.edge.example.com"]
     # The pattern is the whole name: nothing may follow it.
-    assert "DNS name a.edge.example.com.evil.net" in refused(tmp_path, "edge-3", dns_names=["a.edge.example.com.evil.net"])
+    assert "DNS name a.edge.example.com.evil.net" in refused(tmp_path, "edge-3",
+                                                             dns_names=["a.edge.example.com.evil.net"])
     assert "DNS name edge.example.com" in refused(tmp_path, "edge-3", dns_names=["edge.example.com"])
     # Another minion does not get what edge-* may have.
     msg = refused(tmp_path, "core1", dns_names=["a.edge.example.com"])

@@ -96,7 +96,8 @@ def test_no_answer_is_asked_again_a_refusal_is_not(salt_env, ca_minion, monkeypa
 @pytest.mark.parametrize("policy,message", [
     ([{"dns_names": ["a.example.com"]}], "mosquitto:tls:signing_policies:0:minions: must be a string, got NoneType"),
     ([{"minions": "x", "names": []}], "mosquitto:tls:signing_policies:0:names: unknown key"),
-    ([{"minions": "x", "dns_names": ["*.*"]}], "mosquitto:tls:signing_policies:0:dns_names:0: '*.*' matches every name"),
+    ([{"minions": "x", "dns_names": ["*.*"]}],
+     "mosquitto:tls:signing_policies:0:dns_names:0: '*.*' matches every name"),
     ([{"minions": "x", "dns_names": ["a b"]}], "mosquitto:tls:signing_policies:0:dns_names:0: must be a DNS name glob"),
     ([{"minions": "x", "ip_networks": ["192.0.2.1/24"]}],
      "mosquitto:tls:signing_policies:0:ip_networks:0: must be a network such as 192.0.2.0/24"),

@@ -63,7 +63,8 @@ def test_max_connections_above_the_host_cap_names_the_cap():
     ({"limits": {"open_files": "lots"}}, "mosquitto:limits:open_files: must be an integer"),
     ({"limits": {"nofile": 1}}, "mosquitto:limits:nofile: unknown key"),
     ({"listeners": {"mqtts": {"max_connections": 0}}}, "mosquitto:listeners:mqtts:max_connections: must be between 1"),
-    ({"listeners": {"mqtts": {"max_connections": "many"}}}, "mosquitto:listeners:mqtts:max_connections: must be an integer"),
+    ({"listeners": {"mqtts": {"max_connections": "many"}}},
+     "mosquitto:listeners:mqtts:max_connections: must be an integer"),
     ({"config": {"max_connections": 10}}, "mosquitto:config:max_connections: is managed by the formula"),
 ])
 def test_bad_capacity_pillar_names_the_key(pillar, message):
@@ -72,7 +73,7 @@ def test_bad_capacity_pillar_names_the_key(pillar, message):
 
 def test_nofile_hard_reads_pid1_under_systemd_and_own_limit_elsewhere():
     with open("/proc/1/limits") as fh:
-        line = next(l for l in fh if l.startswith("Max open files"))
+        line = next(row for row in fh if row.startswith("Max open files"))
     want = line.split()[4]
     assert cfg.nofile_hard("systemd") == (int(want) if want.isdigit() else None)
     assert cfg.nofile_hard("sysvinit") == resource.getrlimit(resource.RLIMIT_NOFILE)[1]

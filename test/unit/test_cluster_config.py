@@ -35,7 +35,8 @@ def test_spoke_derives_its_bridge_to_the_hub():
 
 
 def test_hub_gets_no_bridge_and_the_acl_for_spokes():
-    c = validate(minion="mqtt1", cluster=dict(CLUSTER, topics=["up/# out 1", "down/# in 1", "fleet/# both 1"]))["cluster"]
+    topics = ["up/# out 1", "down/# in 1", "fleet/# both 1"]
+    c = validate(minion="mqtt1", cluster=dict(CLUSTER, topics=topics))["cluster"]
     assert c["role"] == "hub" and "bridge" not in c
     assert c["acl"] == ["write up/#", "read down/#", "readwrite fleet/#"]
 
@@ -60,7 +61,8 @@ REFUSED = [
     # a spoke the hub would not accept
     (dict(cluster=dict(CLUSTER, members="edge-*")), "mosquitto:cluster:members: 'edge-*' does not match this spoke"),
     # durable links need the persistence file
-    (dict(cluster=CLUSTER, persistence={"enabled": False}), "mosquitto:persistence:enabled: must be true on a cluster member"),
+    (dict(cluster=CLUSTER, persistence={"enabled": False}),
+     "mosquitto:persistence:enabled: must be true on a cluster member"),
     # a second path between cluster brokers
     (dict(cluster=CLUSTER, bridges={"b": dict(BRIDGE, topics=["fleet/x out 1"])}),
      "mosquitto:bridges:b:topics:0: overlaps cluster topic 'fleet/#'"),
@@ -100,7 +102,8 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("pillar,message", REFUSED, ids=[m.split(":")[1] + ":" + m.split(":")[2][:20] for _, m in REFUSED])
+@pytest.mark.parametrize("pillar,message", REFUSED,
+                         ids=[m.split(":")[1] + ":" + m.split(":")[2][:20] for _, m in REFUSED])
 def test_refused(pillar, message):
     assert message in error_of(**pillar)
 

@@ -5,6 +5,7 @@ import pathlib
 
 import jinja2
 import pytest
+from salt.exceptions import SaltInvocationError
 
 from test.support.config import cfg, error_of, settings
 from test.support.config import (
@@ -107,7 +108,17 @@ def test_exporter_user_follows_the_same_rule():
         in error_of(exporter={"user": "#exp"})
 
 
-def test_validation_has_no_username_rule_of_its_own():
-    source = (ROOT / "_modules/mosquitto_config.py").read_text()
-    assert "mosquitto_passwd.check_username" in source
-    assert '":" not in name' not in source and "startswith(\"#\")" not in source
+def test_validation_has_no_username_rule_of_its_own(monkeypatch):
+    """Validation asks mosquitto_passwd.check_username and nothing else:
+    with another rule in its place, names the real rule refuses pass and
+    the other rule's refusal is the one reported."""
+    def other_rule(name):
+        if name.startswith("stub-"):
+            raise SaltInvocationError(f"username {name!r} refused by the stand-in rule")
+    monkeypatch.setitem(cfg.__salt__, "mosquitto_passwd.check_username", other_rule)
+    users = {name: {"password": "x"} for name in ("#ops", "a:b", " a")}
+    assert set(users) <= set(cfg.validate(settings(users=users))["users"])
+    assert ("mosquitto:users:stub-u: bad user name: username 'stub-u' refused by the stand-in rule"
+            in error_of(users={"stub-u": {"password": "x"}}))
+    assert ("mosquitto:exporter:user: must be a valid MQTT user name: username 'stub-e' refused by the stand-in rule"
+            in error_of(exporter={"user": "stub-e"}))

@@ -288,11 +288,13 @@ def test_reissue_common_name(pki):
         .serial_number(1)
         .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=100))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .sign(ca_key, hashes.SHA256())
     )
     open(pki.crt, "wb").write(cert.public_bytes(serialization.Encoding.PEM))
-    open(pki.key, "wb").write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    open(pki.key, "wb").write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
     assert reissue(pki)["reasons"] == ["common name elsewhere.example.com is not among the SANs"]
 
 

@@ -27,7 +27,8 @@ def test_ca_present_test_create_noop(salt_env, paths):
     ret = st.ca_present(paths.ca_crt, paths.ca_key)
     assert ret["result"] is True and ret["comment"] == f"CA {paths.ca_crt} created"
     assert ret["changes"]["old"] == {}
-    assert set(ret["changes"]["new"]) == {"serial", "not_after", "dns_names", "ip_addresses", "key_type", "key_size", "fingerprint"}
+    assert set(ret["changes"]["new"]) == {"serial", "not_after", "dns_names", "ip_addresses",
+                                          "key_type", "key_size", "fingerprint"}
     assert_no_secrets(ret)
 
     before = snapshot(paths.ca_crt, paths.ca_key)
@@ -187,7 +188,8 @@ def test_remote_signing(salt_env, ca_minion):
     p = ca_minion
     salt_env.opts["test"] = True
     ret = managed(p, ca_server="ca1", dns_names=["mqtt.example.com"])
-    assert ret["result"] is None and "would be issued" in ret["comment"] and "would be updated from ca1" in ret["comment"]
+    assert ret["result"] is None
+    assert "would be issued" in ret["comment"] and "would be updated from ca1" in ret["comment"]
     assert os.listdir(p.local) == []
     assert "mosquitto_ca.sign_csr" not in p.calls
 

@@ -56,7 +56,8 @@ def test_defaults_with_a_domain_are_valid():
     ({"tls": {"ca_cert": "relative/ca.crt"}}, "mosquitto:tls:ca_cert: must be an absolute path"),
     ({"listeners": {"mqtts": {"tls_version": "tlsv1"}}}, "mosquitto:listeners:mqtts:tls_version: must be one of"),
     ({"listeners": {"mqtt": {"bind_address": "not an address"}}}, "mosquitto:listeners:mqtt:bind_address:"),
-    ({"queue": {"persistent_client_expiration": "14 days"}}, "mosquitto:queue:persistent_client_expiration: must be like 14d"),
+    ({"queue": {"persistent_client_expiration": "14 days"}},
+     "mosquitto:queue:persistent_client_expiration: must be like 14d"),
     ({"max_keepalive": -1}, "mosquitto:max_keepalive: must be between 0 and 65535"),
     ({"persistence": {"enabled": "yes"}}, "mosquitto:persistence:enabled: must be true or false"),
     ({"config": {"listener": "1884"}}, "mosquitto:config:listener: is managed by the formula"),
@@ -64,10 +65,13 @@ def test_defaults_with_a_domain_are_valid():
     ({"config": {"Bad-Option": 1}}, "mosquitto:config:Bad-Option: is not a mosquitto.conf option name"),
     ({"firewall": {"enabled": "maybe"}}, "mosquitto:firewall:enabled: must be one of"),
     ({"firewall": {"extra_ports": ["80"]}}, "mosquitto:firewall:extra_ports:0: must be like '1234/tcp'"),
-    ({"bridges": {"b": {"address": "x:99999", "topics": ["a/# out 1"]}}}, "mosquitto:bridges:b:address: port out of range"),
-    ({"bridges": {"b": {"address": "x:8883", "topics": []}}}, "mosquitto:bridges:b:topics: a bridge needs at least one topic"),
+    ({"bridges": {"b": {"address": "x:99999", "topics": ["a/# out 1"]}}},
+     "mosquitto:bridges:b:address: port out of range"),
+    ({"bridges": {"b": {"address": "x:8883", "topics": []}}},
+     "mosquitto:bridges:b:topics: a bridge needs at least one topic"),
     ({"bridges": {"b": {"address": "x:8883", "topics": ["a/# sideways"]}}}, "mosquitto:bridges:b:topics:0: must be"),
-    ({"bridges": {"b": {"address": "x:8883", "topics": ["a"], "remote_username": "u"}}}, "remote_username and remote_password go together"),
+    ({"bridges": {"b": {"address": "x:8883", "topics": ["a"], "remote_username": "u"}}},
+     "remote_username and remote_password go together"),
 ])
 def test_bad_pillar_names_the_key(pillar, message):
     assert message in error_of(**pillar)

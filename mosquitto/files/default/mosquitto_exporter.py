@@ -643,6 +643,24 @@ def read_password(path):
     return lines[0] if lines else ""
 
 
+def warn_about_options(args, use_tls):
+    """Log options that are unsafe or have no effect (never a password)."""
+    if args.password and args.password != os.environ.get("MQTT_PASS"):
+        LOG.warning("a password on the command line is visible to every local user: use --pass-file")
+    if not use_tls and (args.cafile or args.cert):
+        LOG.warning("--cafile/--cert ignored: endpoint %s is not ssl://", args.endpoint)
+    if use_tls and not args.cafile:
+        LOG.warning("TLS without --cafile: the broker's certificate is NOT verified")
+
+
+def set_credentials(client, user, password, context):
+    """The MQTT login (when a user is given) and the TLS context (ssl://)."""
+    if user:
+        client.username_pw_set(user, password)
+    if context is not None:
+        client.tls_set_context(context)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -655,12 +673,7 @@ def main(argv=None):
     except (OSError, ValueError, ssl.SSLError) as err:
         LOG.error("%s", err)  # file names and parse errors only, never a password
         return 2
-    if args.password and args.password != os.environ.get("MQTT_PASS"):
-        LOG.warning("a password on the command line is visible to every local user: use --pass-file")
-    if not use_tls and (args.cafile or args.cert):
-        LOG.warning("--cafile/--cert ignored: endpoint %s is not ssl://", args.endpoint)
-    if use_tls and not args.cafile:
-        LOG.warning("TLS without --cafile: the broker's certificate is NOT verified")
+    warn_about_options(args, use_tls)
 
     collector = SysCollector(args.max_connections)
     REGISTRY.register(collector)
@@ -676,10 +689,7 @@ def main(argv=None):
 
     session_up = threading.Event()
     client = make_client(args, collector, host, port, session_up)
-    if args.user:
-        client.username_pw_set(args.user, password)
-    if context is not None:
-        client.tls_set_context(context)
+    set_credentials(client, args.user, password, context)
     LOG.info("connecting to %s:%s%s", host, port, " (TLS)" if use_tls else "")
 
     stop = threading.Event()
