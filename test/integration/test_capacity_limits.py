@@ -28,7 +28,7 @@ def own_hard_limit():
 def test_default_limit_is_the_hosts_hard_limit_and_sizes_max_connections(applied):
     # 65536 wanted; salt (and so the init script) may have no more than its hard limit
     want = min(65536, own_hard_limit())
-    assert f"ulimit -n {want} " in HOOK.read_text()
+    assert f"ulimit -n '{want}' " in HOOK.read_text()
     assert nofile(broker_pid()) == (want, want)
     assert f"max_connections {want - RESERVE}\n" in CONF.read_text()
 

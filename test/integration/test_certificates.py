@@ -129,7 +129,7 @@ def served_expiry(role, path):
 def test_exporter_serves_the_certificates_own_not_after(applied):
     # The env file names the certificates; the exporter reads them as its own user.
     env = pathlib.Path("/etc/default/mosquitto-exporter").read_text()
-    assert f"SERVER_CERT_FILE={CERT}\n" in env and f"CA_CERT_FILE={CA}\n" in env
+    assert f"SERVER_CERT_FILE='{CERT}'\n" in env and f"CA_CERT_FILE='{CA}'\n" in env
     assert wait_for(lambda: served_expiry("server", CERT), timeout=20)
     assert served_expiry("server", CERT) == load(CERT).not_valid_after_utc.timestamp()
     assert served_expiry("ca", CA) == load(CA).not_valid_after_utc.timestamp()

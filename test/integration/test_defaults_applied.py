@@ -72,7 +72,7 @@ def test_exporter_defaults_user_and_bind(applied):
     pwd.getpwnam(ex["user"])
     assert f"{ex['user']}:$7$" in pathlib.Path("/etc/mosquitto/passwd").read_text()
     env = pathlib.Path("/etc/default/mosquitto-exporter").read_text()
-    assert f"BIND_ADDRESS={ex['bind_address']}:{DEFAULTS['ports']['exporter']}" in env
+    assert f"BIND_ADDRESS='{ex['bind_address']}:{DEFAULTS['ports']['exporter']}'" in env
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{DEFAULTS['ports']['exporter']}"],
                                capture_output=True, text=True).stdout
     assert f"{ex['bind_address']}:{DEFAULTS['ports']['exporter']}" in listening

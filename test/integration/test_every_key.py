@@ -99,7 +99,7 @@ def test_plain_listener_on_ipv6_loopback_end_to_end(variant, passwords):
     assert client.connect()
     client.close()
     env = pathlib.Path("/etc/default/mosquitto-exporter").read_text()
-    assert "BROKER_ENDPOINT=tcp://[::1]:1883" in env
+    assert "BROKER_ENDPOINT='tcp://[::1]:1883'" in env
     # The exporter parsed that endpoint and is connected over IPv6.
     assert wait_for(lambda: "mosquitto_exporter_connected 1.0" in _metrics(), timeout=30), _metrics()
 

@@ -220,6 +220,21 @@ def test_missing_owner_under_test_is_planned_not_failed(area, state, monkeypatch
     assert ret["result"] is False and "does not exist" in ret["comment"]
 
 
+def test_missing_directory_under_test_is_planned_not_failed(area, state):
+    """test=True on a fresh host: the log directory is another state's to
+    create, so the file is planned with it; a real run still needs it."""
+    _, broker_dir, _ = area
+    mod, opts = state
+    missing = os.path.join(broker_dir, "not-made-yet", "x.log")
+    opts["test"] = True
+    ret = mod.owned_file_present(missing, user="mosquitto", group="mosquitto", mode="0640")
+    assert ret["result"] is None and "file" in ret["changes"], ret
+    assert not os.path.exists(os.path.dirname(missing)), "test=True changed the host"
+    opts["test"] = False
+    ret = mod.owned_file_present(missing, user="mosquitto", group="mosquitto", mode="0640")
+    assert ret["result"] is False and "No such file or directory" in ret["comment"]
+
+
 # --- the log's tail in mosquitto_broker.listening's comment -----------------
 
 
