@@ -135,7 +135,20 @@ def _ask_to_accept(name, publish_timeout):
     return str((answer or {}).get(name, "no answer"))[:300]
 
 
-def spoke_accepted(name, ca_cert, secret_path, wait=300, interval=3, publish_timeout=300):
+# Answers of a hub that will take the request later (mosquitto_cluster.accept
+# runs at most once per spoke per ACCEPT_INTERVAL, never twice at once).
+_TRANSIENT = ("busy:", "already queued:")
+
+
+def _may_ask(asked, asked_at, retry_ask):
+    """Ask the hub (again): never asked yet, or its last answer said
+    "later" and ``retry_ask`` seconds have passed since."""
+    if not asked:
+        return True
+    return asked.startswith(_TRANSIENT) and time.monotonic() - asked_at >= float(retry_ask)
+
+
+def spoke_accepted(name, ca_cert, secret_path, wait=300, interval=3, publish_timeout=300, retry_ask=60):
     """
     The hub ``name`` (minion id) accepts this spoke's bridge user: a TLS
     login to the hub's published address, the host name verified against
@@ -143,14 +156,16 @@ def spoke_accepted(name, ca_cert, secret_path, wait=300, interval=3, publish_tim
     spoke's mine entry yet), ask it to accept (``mosquitto_cluster.accept``
     by peer publish) and log in again. A hub not published or not listening
     yet (first run of the fleet) is waited for up to ``wait`` seconds; a
-    certificate that does not verify fails at once.
+    certificate that does not verify fails at once. A hub that answers
+    "busy" or "already queued" (its accept is rate-limited) is asked again
+    after ``retry_ask`` seconds.
     """
     ret = _ret(name)
     me = __opts__["id"]
     mod = "mosquitto_cluster"
     user, clientid = __salt__[f"{mod}.username_of"](me), __salt__[f"{mod}.clientid_of"](me) + ".probe"
     deadline = time.monotonic() + float(wait)
-    asked = None
+    asked, asked_at = None, None
     last = "no answer"
     while True:
         hub = __salt__[f"{mod}.hub_of"](name)
@@ -171,8 +186,8 @@ def spoke_accepted(name, ca_cert, secret_path, wait=300, interval=3, publish_tim
                 ret.update(result=None, changes={"accepted": {"old": False, "new": True}},
                            comment=f"hub {name} would be asked to accept {user}")
                 return ret
-            if not asked:
-                asked = _ask_to_accept(name, publish_timeout)
+            if _may_ask(asked, asked_at, retry_ask):
+                asked, asked_at = _ask_to_accept(name, publish_timeout), time.monotonic()
                 if asked.startswith("refused"):
                     ret["comment"] = f"hub {name} refused {user}: {asked}"
                     return ret

@@ -85,6 +85,26 @@ def test_still_refused_after_asking_waits_then_fails_naming_the_answer(hub):
     assert ret["comment"] == "hub mqtt1 (mqtt1.example.com:8883) refuses bridge.spoke-a (CONNACK 5) (waited 25 s)"
 
 
+def test_a_busy_hub_is_asked_again_after_retry_ask(hub):
+    hub.answers = [5, 5, 5, 5, 0]  # logins at 0, 0, 10, 20 s refused; the one after the second ask not
+    answers = iter(["busy: spoke-a was accepted 5 s ago", "accepted spoke-a"])
+    hub.accept = None
+
+    def publish(tgt, fun, timeout):
+        hub.asked.append((tgt, fun, timeout))
+        return {"mqtt1": next(answers)}
+    state.__salt__["publish.publish"] = publish
+    ret = accepted(wait=100, retry_ask=15)
+    assert len(hub.asked) == 2  # asked at 0 s (busy), again at 20 s (15 s had passed)
+    assert ret["result"] is True and ret["comment"].endswith("after: accepted spoke-a")
+
+
+def test_a_hub_that_stays_silent_is_not_asked_again(hub):
+    hub.accept = {"mqtt1": "failed: mosquitto-runtime-service-running"}
+    ret = accepted(wait=100, retry_ask=15)
+    assert len(hub.asked) == 1 and ret["result"] is False
+
+
 def test_an_unpublished_or_unreachable_hub_is_waited_for(hub):
     hub.address = None
     ret = accepted()
