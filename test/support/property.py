@@ -241,6 +241,24 @@ def passwd_users(pillar_users, data, spokes=None, mine=None):
     return users
 
 
+def loose_hashes(users):
+    """KNOWN GAP (reported, issue #20; the fix is validate's password_hash
+    check, _modules/mosquitto_config._PASSWORD_HASH ``^\\$(6|7)\\$\\S+$``):
+    validate accepts a hash that mosquitto_passwd.check_hash refuses (a
+    trailing newline, which ``$`` lets through; any non-blank junk such as
+    U+FEFF inside the base64), so the password state fails at run time,
+    after other states changed the host. Returns those users."""
+    from salt.exceptions import SaltInvocationError
+    bad = []
+    for name, spec in users.items():
+        if "password_hash" in spec:
+            try:
+                passwd.check_hash(spec["password_hash"])
+            except SaltInvocationError:
+                bad.append(name)
+    return bad
+
+
 def render_passwd(tmp_dir, users):
     path = tmp_dir / "passwd"
     if path.exists():
@@ -262,6 +280,48 @@ def survives_yaml(value):
         return transport(value) == value
     except Exception:  # noqa: BLE001 - any YAML error is the gap
         return False
+
+
+def _texts(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _texts(k)
+            yield from _texts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _texts(v)
+
+
+def edge_blanks(value):
+    """KNOWN GAP (reported, issue #20; the fix is validate's text check):
+    validate accepts text with blanks at either end, and mosquitto trims
+    them from a config value (a bridge's remote_password ' pw' logs in as
+    'pw'; a path '/a ' names '/a'). mosquitto_bridge.render_section now
+    refuses such a bridge value naming the option (so a bridge never
+    carries a changed password); the mosquitto.conf and bridge checks skip
+    such an example until validate refuses it."""
+    return any(t != t.strip(" \t") for t in _texts(value))
+
+
+def edge_blank_bridges(data, pillar):
+    return {name for name, b in data["bridges"].items()
+            if edge_blanks([b, (pillar.get("bridges") or {}).get(name, {}).get("remote_password", "")])}
+
+
+def _bridges_or_refusal(data, pillar_bridges):
+    """Each bridge's file text, or None when render_section refused it."""
+    from salt.exceptions import SaltInvocationError
+    out = {}
+    for name in data["bridges"]:
+        one = dict(data, bridges={name: data["bridges"][name]})
+        try:
+            out[name] = render_bridges(one, pillar_bridges)[name]
+        except SaltInvocationError as exc:
+            assert "starts or ends with a blank" in str(exc) or "line break" in str(exc), str(exc)
+            out[name] = None
+    return out
 
 
 def bridge_specs_plain(data):
@@ -827,6 +887,11 @@ def _check_pillar(pillar, tmp_dir, init):
     if not survives_yaml([settings, acl_users(data), bridge_specs_plain(data)]):
         known_gap("text YAML cannot carry verbatim")
         return "rendered", env_text, None
+    if edge_blanks([settings, pillar.get("bridges")]):
+        known_gap("text with blanks at either end")
+        for name, text in _bridges_or_refusal(data, pillar.get("bridges") or {}).items():
+            assert text is None or name not in edge_blank_bridges(data, pillar), name
+        return "rendered", env_text, None
     # mosquitto.conf
     conf, includes = read_conf(render_conf(data))
     want_conf, want_includes = expected_conf(data)
@@ -843,6 +908,9 @@ def _check_pillar(pillar, tmp_dir, init):
 
     # the password file: each user once, its password verifies / its hash as given
     wanted = passwd_users(pillar["users"], data)
+    if loose_hashes(wanted):
+        known_gap("password_hash validate accepts, the password state refuses")
+        return "rendered", env_text, None
     entries = parse.passwd(render_passwd(tmp_dir, wanted))
     assert [u for u, _ in entries] == list(wanted)
     for user, hashed in entries:

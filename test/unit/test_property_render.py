@@ -50,7 +50,16 @@ LS_IN_PATH = {"domain": "mqtt.example.com", "users": {},
               "lookup": {"paths": {"exporter_secret": "/etc/x\u2028    - mode: '0777'"}}}
 
 
+# Found by this property: mosquitto trims blanks around a value, so a
+# bridge's remote_password ' pw' logged in as 'pw'. render_section now
+# refuses it naming the option (validate should too: reported).
+BLANK_PASSWORD = {"domain": "mqtt.example.com", "users": {},
+                  "bridges": {"b": {"address": "remote.example.net:8883", "topics": ["a/# out 1"],
+                                    "remote_username": "u", "remote_password": " pw "}}}
+
+
 @BUDGET
+@example(case=(BLANK_PASSWORD, [("bridges", "b", "remote_password")]))
 @example(case=(NEL_IN_PATH, [("tls", "cert")]))
 @example(case=(LS_IN_PATH, [("lookup", "paths", "exporter_secret")]))
 @given(case=prop.mutated_pillars())
