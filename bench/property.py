@@ -15,7 +15,6 @@ import random
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -76,7 +75,10 @@ def run(name, strategy, check, examples, run_seed):
     try:
         prop_test()
     except Exception as exc:  # noqa: BLE001 - reported, not raised
-        failure = "".join(traceback.format_exception_only(type(exc), exc))[-3000:]
+        parts = list(getattr(exc, "exceptions", None) or [exc])
+        failure = "\n".join(
+            f"  - {type(e).__name__}: {str(e)[:400]}\n    " + "\n    ".join(getattr(e, "__notes__", []))[:1500]
+            for e in parts)
     took = time.monotonic() - start
     done = sum(outcomes.values())
     print(f"{name}: {done} examples in {took:.1f} s ({done / took:.0f}/s); outcomes {dict(outcomes)}")

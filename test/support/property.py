@@ -834,10 +834,11 @@ def _fill(text, values):
 
 def check_pillar(pillar, tmp_dir, init="systemd", changed=()):
     """See _check_pillar. ``changed``: the paths mutated_pillars changed."""
+    from salt.exceptions import SaltRenderError
     with loader_globals():
         try:
             return _check_pillar(pillar, tmp_dir, init)
-        except (AttributeError, TypeError):
+        except (AttributeError, TypeError, SaltRenderError):
             if wrong_type_in(pillar, changed):
                 known_gap("validate crashes on a wrong type")
                 return "crashed"
@@ -850,7 +851,9 @@ def wrong_type_in(pillar, changed):
     bridge field of the wrong type (``exporter: 1.5``, ``tls: [x]``,
     ``bridges:b:options: 0``, ``bridges:b:topics: true``, ``lookup: x``)
     makes validate or the map's merge raise AttributeError/TypeError instead
-    of an error naming the key. The render still fails (nothing changes),
+    of an error naming the key; ``lookup:service: true`` or ``lookup:paths:
+    true`` pass validate (its checks skip a non-mapping) and fail the
+    templates with a Jinja error. The render still fails (nothing changes),
     so only a mutated value of a wrong type may explain such a crash."""
     for path in changed:
         try:
