@@ -53,6 +53,10 @@ def _line_value(name, key, value):
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         # The value may be a password: name the option, never the value.
         raise SaltInvocationError(f"bridge {name!r}: {key} holds a line break or control character")
+    if text != text.strip(" "):
+        # mosquitto trims blanks around a value: ' pw' would log in as 'pw'.
+        raise SaltInvocationError(f"bridge {name!r}: {key} starts or ends with a blank, "
+                                  "which mosquitto would drop")
     return text
 
 

@@ -12,7 +12,8 @@ before the host changes.
   agree on single quotes only while the value holds no quote, backslash,
   ``$``, backtick or line break (systemd unescapes inside double quotes and
   lines ending in a backslash; sh expands ``$`` and backticks in them):
-  those and every other control character are refused.
+  those and every other control character (C0 and C1), U+2028/U+2029 and
+  what YAML cannot hold are refused.
 - ``word``: one unquoted token in a unit file or shell script (a path, a
   user, a unit name): letters, digits and ``_ . / @ : + -``, not starting
   with ``-`` (an option; systemd's "ignore errors" prefix). No blank (word
@@ -30,7 +31,11 @@ __virtualname__ = "mosquitto_shell"
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
 # Refused inside single quotes: see the module's docstring.
-_ENV_UNSAFE = re.compile(r"['\"\\$`\x00-\x1f\x7f]")
+# Also C1 controls, U+2028/U+2029 and what YAML cannot carry: the env file
+# reaches file.managed as a YAML block in exporter.sls, and YAML reads NEL
+# (U+0085) and U+2028/U+2029 as line breaks (seen: a path holding U+0085
+# broke the SLS's YAML) and refuses non-characters and lone surrogates.
+_ENV_UNSAFE = re.compile("['\"\\\\$`\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 _WORD = re.compile(r"^(?!-)[A-Za-z0-9_./@:+-]+\Z")
 _WHAT = {"\n": "a line break", "\r": "a carriage return", "'": "a single quote", '"': "a double quote",
          "\\": "a backslash", "$": "a '$'", "`": "a backtick"}

@@ -94,11 +94,11 @@ mosquitto-configure-exporter-unit-file-managed:
     - group: root
     - mode: '0644'
     - context:
-        env_file: {{ word(mosquitto.paths.exporter_env, 'mosquitto:lookup:paths:exporter_env') }}
-        user: {{ word(exporter.user, 'mosquitto:exporter:user') }}
-        python: {{ word(python, 'mosquitto:exporter:venv_dir') }}
-        program: {{ word(mosquitto.paths.exporter, 'mosquitto:lookup:paths:exporter') }}
-        broker_unit: {{ word(mosquitto.service.name, 'mosquitto:lookup:service:name') }}.service
+        env_file: {{ word(mosquitto.paths.exporter_env, 'mosquitto:lookup:paths:exporter_env') | json }}
+        user: {{ word(exporter.user, 'mosquitto:exporter:user') | json }}
+        python: {{ word(python, 'mosquitto:exporter:venv_dir') | json }}
+        program: {{ word(mosquitto.paths.exporter, 'mosquitto:lookup:paths:exporter') | json }}
+        broker_unit: {{ (word(mosquitto.service.name, 'mosquitto:lookup:service:name') ~ '.service') | json }}
 {%-   else %}
 
 mosquitto-configure-exporter-init-file-managed:
@@ -113,11 +113,11 @@ mosquitto-configure-exporter-init-file-managed:
     - group: root
     - mode: '0755'
     - context:
-        name: {{ word(mosquitto.service.exporter_name, 'mosquitto:lookup:service:exporter_name') }}
-        env_file: {{ word(mosquitto.paths.exporter_env, 'mosquitto:lookup:paths:exporter_env') }}
-        user: {{ word(exporter.user, 'mosquitto:exporter:user') }}
-        python: {{ word(python, 'mosquitto:exporter:venv_dir') }}
-        program: {{ word(mosquitto.paths.exporter, 'mosquitto:lookup:paths:exporter') }}
+        name: {{ word(mosquitto.service.exporter_name, 'mosquitto:lookup:service:exporter_name') | json }}
+        env_file: {{ word(mosquitto.paths.exporter_env, 'mosquitto:lookup:paths:exporter_env') | json }}
+        user: {{ word(exporter.user, 'mosquitto:exporter:user') | json }}
+        python: {{ word(python, 'mosquitto:exporter:venv_dir') | json }}
+        program: {{ word(mosquitto.paths.exporter, 'mosquitto:lookup:paths:exporter') | json }}
 
 {%-   endif %}
 {%- endif %}

@@ -50,10 +50,10 @@ mosquitto-configure-service-dropin-file-managed:
     # Tokens in a unit file: one safe word each, or the render fails
     # naming the key (README "Trust boundaries").
     - context:
-        user: {{ word(mosquitto.service.user, 'mosquitto:lookup:service:user') }}
-        group: {{ word(mosquitto.service.group, 'mosquitto:lookup:service:group') }}
-        run_dir_name: {{ word(paths.run_dir | replace('/run/', '', 1), 'mosquitto:lookup:paths:run_dir') }}
-        open_files: {{ word(mosquitto.limits.open_files_effective, 'mosquitto:limits:open_files') }}
+        user: {{ word(mosquitto.service.user, 'mosquitto:lookup:service:user') | json }}
+        group: {{ word(mosquitto.service.group, 'mosquitto:lookup:service:group') | json }}
+        run_dir_name: {{ word(paths.run_dir | replace('/run/', '', 1), 'mosquitto:lookup:paths:run_dir') | json }}
+        open_files: {{ word(mosquitto.limits.open_files_effective, 'mosquitto:limits:open_files') | json }}
         low_ports: {{ mosquitto.ports.mqtt < 1024 or mosquitto.ports.mqtts < 1024 }}
         rw_paths: {{ salt['mosquitto_shell.words'](rw_paths, 'mosquitto:persistence:location, mosquitto:lookup:paths:log_file') | json }}
     - require:
@@ -81,7 +81,7 @@ mosquitto-configure-service-limits-file-managed:
     - mode: '0644'
     - context:
         daemon: /usr/sbin/mosquitto
-        open_files: {{ word(mosquitto.limits.open_files_effective, 'mosquitto:limits:open_files') }}
+        open_files: {{ word(mosquitto.limits.open_files_effective, 'mosquitto:limits:open_files') | json }}
 {%- endif %}
 
 {%- if paths.log_file and not mosquitto.container.enabled %}
