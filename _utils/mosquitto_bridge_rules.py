@@ -78,7 +78,10 @@ _GLOBAL_HINTS = {
 # (eclipse/mosquitto#3275, #2165, PR #2092; 690-1,068 of 3,000 lost on 2.0.11).
 _QOS2_SAFE = (2, 0, 15)
 _CLUSTER_KEYS = {"hub", "members", "topics", "keepalive_interval", "restart_timeout"}
-_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(?::([0-9]+))?\Z")
+# A host is printable, without blanks or ':' (controls would start a new
+# line in the bridge file; render_section refuses them too, but only when
+# the state runs).
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\s\x00-\x1f\x7f-\x9f]+)(?::([0-9]+))?\Z")
 # Bridge keys checked alike (after the defaults are filled in).
 _BRIDGE_FLAGS = (
     ("tls", "boolean"), ("cleansession", "boolean"), ("notifications", "boolean"),

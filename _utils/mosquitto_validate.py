@@ -32,8 +32,18 @@ def __virtual__():
 def has_control_chars(text):
     """True when ``text`` holds a line break or another control character:
     mosquitto's config format has no escaping, so such a value would start
-    a new line (a new option) in the file."""
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+    a new line (a new option) in the file. Also C1 controls, U+2028/U+2029,
+    surrogates and U+FFFE/U+FFFF: the SLS files hand values to templates
+    as ``| json`` inside YAML, which reads NEL (U+0085) and U+2028/U+2029
+    as line breaks (a path ``/a\x85b`` reached mosquitto.conf as ``/a b``)
+    and refuses the others without naming the key (found by the property
+    test, test/unit/test_property_render.py)."""
+    return any(_is_control(ord(ch)) for ch in text)
+
+
+def _is_control(code):
+    return (code < 32 or 127 <= code <= 159 or code in (0x2028, 0x2029, 0xFFFE, 0xFFFF)
+            or 0xD800 <= code <= 0xDFFF)
 
 
 def collector():
