@@ -426,6 +426,37 @@ def _image_config(image):
 # --------------------------------------------------------------------------
 
 
+# Sections the checkers below read as mappings or lists: a pillar value of
+# another type (``listeners: x``, ``tls: [a]``) is named here, before any
+# checker would fail on it with an AttributeError (found by the property
+# test, test/unit/test_property_render.py).
+_SECTION_TYPES = {
+    "ports": dict, "listeners": dict, "limits": dict, "queue": dict, "persistence": dict,
+    "tls": dict, "bridges": dict, "config": dict, "exporter": dict, "firewall": dict,
+    "paths": dict, "pkg": dict, "service": dict, "tofs": dict, "container": dict, "cluster": dict,
+    "users": dict, "acl_patterns": list,
+}
+_SUBSECTION_TYPES = {("listeners", "mqtt"): dict, ("listeners", "mqtts"): dict}
+
+
+def _sections_have_their_types(errors, data):
+    """False (each named) when a section or listener is of the wrong type."""
+    ok = True
+    for key, kind in _SECTION_TYPES.items():
+        if key in data and data[key] is not None and not isinstance(data[key], kind):
+            errors.add([key], f"must be a {_KIND[kind]}, got {type(data[key]).__name__}")
+            ok = False
+    for (key, sub), kind in _SUBSECTION_TYPES.items():
+        value = data.get(key)
+        if isinstance(value, dict) and sub in value and not isinstance(value[sub], kind):
+            errors.add([key, sub], f"must be a {_KIND[kind]}, got {type(value[sub]).__name__}")
+            ok = False
+    return ok
+
+
+_KIND = {dict: "mapping", list: "list"}
+
+
 def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     """
     Check the merged formula settings and return a normalised copy.
@@ -448,7 +479,7 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     """
     errors = _errors()
     data = copy.deepcopy(data)
-    if not errors.mapping([], data, _TOP_KEYS):
+    if not errors.mapping([], data, _TOP_KEYS) or not _sections_have_their_types(errors, data):
         errors.raise_if_any()
     if minion_id is None:
         minion_id = _opts().get("id")

@@ -41,6 +41,15 @@ def test_defaults_with_a_domain_are_valid():
     ({"users": {"carol": None}}, "mosquitto:users:carol:password: missing"),
     ({"users": {"carol": {"password": ""}}}, "mosquitto:users:carol:password: must be a non-empty string"),
     ({"users": {"carol": {"password": 1234}}}, "mosquitto:users:carol:password: must be a non-empty string"),
+    # A section of the wrong type is named, not an AttributeError (the property test found these).
+    ({"listeners": "\n"}, "mosquitto:listeners: must be a mapping, got str"),
+    ({"tls": ["x"]}, "mosquitto:tls: must be a mapping, got list"),
+    ({"listeners": {"mqtt": "x"}}, "mosquitto:listeners:mqtt: must be a mapping, got str"),
+    ({"exporter": 1.5}, "mosquitto:exporter: must be a mapping, got float"),
+    # What YAML would rewrite in a | json context (NEL read as a line break), and controls in an address.
+    ({"tls": {"cert": "/etc/a\x85b.crt"}}, "mosquitto:tls:cert: must not contain line breaks or control characters"),
+    ({"bridges": {"b": {"address": "ho\x00st:8883", "topics": ["a/# out 1"]}}},
+     "mosquitto:bridges:b:address: must be host[:port]"),
     ({"users": {"carol": {"password": "a", "password_hash": "$7$x"}}}, "not both"),
     ({"users": {"carol": {"password_hash": "plain"}}},
      "mosquitto:users:carol:password_hash: is not a mosquitto password hash"),
