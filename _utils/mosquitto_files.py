@@ -87,14 +87,7 @@ def attr_changes(path, uid=None, gid=None, mode=None):
         st = os.stat(path)
     except FileNotFoundError:
         return {}
-    changes = {}
-    if mode is not None and stat.S_IMODE(st.st_mode) != mode:
-        changes["mode"] = {"old": f"{stat.S_IMODE(st.st_mode):04o}", "new": f"{mode:04o}"}
-    if uid is not None and st.st_uid != uid:
-        changes["user"] = {"old": name_of("user", st.st_uid), "new": name_of("user", uid)}
-    if gid is not None and st.st_gid != gid:
-        changes["group"] = {"old": name_of("group", st.st_gid), "new": name_of("group", gid)}
-    return changes
+    return _owner_mode_changes(st, uid, gid, mode)
 
 
 def set_attrs(path, uid=None, gid=None, mode=None):
