@@ -23,49 +23,17 @@ import urllib.request
 import pytest
 
 from scripts.saltlocal import changed
+from test.support.cluster import HOSTS, HUB, KEEPALIVE, PASSWORD, SPOKE_A, SPOKE_B, pillar_sls, start_fleet
 from test.support.prometheus import running_prometheus
 
 pytestmark = pytest.mark.hosts
 
-HUB, SPOKE_A, SPOKE_B = "hub.test", "spoke-a.test", "spoke-b.test"
-HOSTS = [HUB, SPOKE_A, SPOKE_B]
-PASSWORD = "cluster-" + secrets.token_urlsafe(12)
-KEEPALIVE = 10
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def pillar_sls(extra_users=""):
-    return f"""\
-mosquitto:
-  domain: {{{{ grains['id'] }}}}
-  users:
-    alice:
-      password: {json.dumps(PASSWORD)}
-      acl:
-        - 'readwrite #'
-        - 'read $SYS/broker/connection/#'
-{extra_users}
-  firewall:
-    enabled: false
-  config:
-    sys_interval: 1
-  tls:
-    ca_server: "{{{{ '' if grains['id'] == '{HUB}' else '{HUB}' }}}}"
-  cluster:
-    hub: {HUB}
-    members: '*.test'
-    topics:
-      - fleet/# both 1
-    keepalive_interval: {KEEPALIVE}
-    restart_timeout: 2
-"""
 
 
 @pytest.fixture(scope="module")
 def fleet(fleet_factory, fleet_pillar_dir):
-    (fleet_pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
-    (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls())
-    return fleet_factory(HOSTS)
+    return start_fleet(fleet_factory, fleet_pillar_dir)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import time
 import pytest
 
 from scripts.saltlocal import changed
-from test.hosts.test_cluster import HOSTS, HUB, PASSWORD, SPOKE_A, SPOKE_B, pillar_sls
+from test.support.cluster import HUB, PASSWORD, SPOKE_A, SPOKE_B, pillar_sls, start_fleet
 
 pytestmark = pytest.mark.hosts
 
@@ -38,9 +38,7 @@ PASSWD, ACL, MINION_LOG = "/etc/mosquitto/passwd", "/etc/mosquitto/acl", "/var/l
 
 @pytest.fixture(scope="module")
 def fleet(fleet_factory, fleet_pillar_dir):
-    (fleet_pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
-    (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls())
-    return fleet_factory(HOSTS)
+    return start_fleet(fleet_factory, fleet_pillar_dir)
 
 
 @pytest.fixture(scope="module")
