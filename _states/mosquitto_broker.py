@@ -120,6 +120,19 @@ def _owned_file_ids(user, group):
         raise
 
 
+def _as_owner(ret, name, user, group, work):
+    """(uid, work(uid, gid)) for the owner ``user:group``; a refusal or an
+    OS error fails ``ret`` naming ``name`` and gives (None, None)."""
+    try:
+        uid, gid = _owned_file_ids(user, group)
+        return uid, work(uid, gid)
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        ret.update(result=False, comment=f"{name}: {exc}")
+    except OSError as exc:
+        ret.update(result=False, comment=f"{name}: {exc.strerror}")
+    return None, None
+
+
 def owned_file_present(name, user, group, mode):
     """
     A regular file ``name`` owned ``user:group`` with ``mode``, in a
@@ -136,16 +149,15 @@ def owned_file_present(name, user, group, mode):
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     files = "mosquitto_files."
     test = __opts__["test"]
-    try:
-        uid, gid = _owned_file_ids(user, group)
+
+    def fix(uid, gid):
         mode_int = __utils__[files + "normalize_mode"](mode)
-        changes = __utils__[files + "ensure_owned_file"](name, uid, gid, mode_int, test=test)
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        ret.update(result=False, comment=f"{name}: {exc}")
+        return mode_int, __utils__[files + "ensure_owned_file"](name, uid, gid, mode_int, test=test)
+
+    uid, done = _as_owner(ret, name, user, group, fix)
+    if ret["result"] is False:
         return ret
-    except OSError as exc:
-        ret.update(result=False, comment=f"{name}: {exc.strerror}")
-        return ret
+    mode_int, changes = done
     if uid is None and test:
         changes.setdefault("owner", {"old": None, "new": f"{user}:{group} (not present yet)"})
     if not changes:
@@ -188,15 +200,11 @@ def owned_tree(name, user, group):
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     test = __opts__["test"]
-    try:
-        uid, gid = _owned_file_ids(user, group)
-        changed, skipped = __utils__["mosquitto_files.chown_tree_nofollow"](name, uid, gid, test=test)
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        ret.update(result=False, comment=f"{name}: {exc}")
+    uid, found = _as_owner(ret, name, user, group,
+                           lambda uid, gid: __utils__["mosquitto_files.chown_tree_nofollow"](name, uid, gid, test=test))
+    if ret["result"] is False:
         return ret
-    except OSError as exc:
-        ret.update(result=False, comment=f"{name}: {exc.strerror}")
-        return ret
+    changed, skipped = found
     note = f"; left alone (not followed): {', '.join(skipped[:10])}" if skipped else ""
     if uid is None and test:
         changed = changed or ["."]
