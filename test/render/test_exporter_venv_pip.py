@@ -7,7 +7,6 @@ The commands are the ones the formula renders for a Rocky 9 minion
 come from PyPI once and are kept in the suite's cache directory; the checks
 themselves use no index."""
 import os
-import pathlib
 import shutil
 import subprocess
 import sys
@@ -15,12 +14,12 @@ import sys
 import pytest
 
 from test.support.fleet import CACHE_DIR
+from test.support.pythons import PYTHON39
 from test.support.render import PILLAR, ROCKY9, args, render
 
 PIP21 = "pip==21.3.1"
 DEFAULT_REQS = ["paho-mqtt>=1.6,<3", "prometheus-client>=0.16"]
 # pyenv's 3.9 is the Python Rocky 9 has; without it the check still meets pip 21.
-PYTHON39 = pathlib.Path("/root/.pyenv/versions/3.9.18/bin/python3.9")
 PYTHON = str(PYTHON39) if PYTHON39.exists() else shutil.which("python3")
 
 

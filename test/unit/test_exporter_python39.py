@@ -15,6 +15,8 @@ import re
 
 import pytest
 
+from test.support.pythons import PYTHON39
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HOST_FILES = sorted((ROOT / "mosquitto" / "files").rglob("*.py"))
 
@@ -62,8 +64,6 @@ def _annotations(node):
     elif isinstance(node, ast.AnnAssign):
         yield node.annotation
 
-
-PYTHON39 = pathlib.Path("/root/.pyenv/versions/3.9.18/bin/python3.9")
 
 
 @pytest.mark.skipif(not PYTHON39.exists(), reason="no Python 3.9 interpreter (pyenv 3.9.18) on this machine")
