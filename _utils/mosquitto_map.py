@@ -13,7 +13,9 @@ from salt.exceptions import CommandExecutionError
 __virtualname__ = "mosquitto_map"
 
 # Layers after defaults.yaml: (directory under parameters/, grain naming the file).
-_LAYERS = (("os_family", "os_family"), ("osfinger", "osfinger"))
+# os: a distribution of the family that differs (RHEL itself has no
+# epel-release in its repositories: os/RedHat.yaml).
+_LAYERS = (("os_family", "os_family"), ("os", "os"), ("osfinger", "osfinger"))
 
 
 def __virtual__():
@@ -22,7 +24,7 @@ def __virtual__():
 
 def layer_files(tplroot, grains):
     """Fileserver paths of the parameter files, in merge order: defaults,
-    then the host's os_family and osfinger files (either may not exist)."""
+    then the host's os_family, os and osfinger files (any may not exist)."""
     files = [f"{tplroot}/parameters/defaults.yaml"]
     for directory, grain in _LAYERS:
         value = grains.get(grain)
