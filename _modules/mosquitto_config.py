@@ -437,24 +437,36 @@ _SECTION_TYPES = {
     "users": dict, "acl_patterns": list,
 }
 _SUBSECTION_TYPES = {("listeners", "mqtt"): dict, ("listeners", "mqtts"): dict}
+# Sections an empty key (None in YAML) may leave out: read as {}.
+_MAY_BE_EMPTY = {"cluster"}
+# Sections that come from the parameter files, overridden under
+# mosquitto:lookup (pillar.example): named there.
+_LOOKUP_SECTIONS = {"paths", "pkg", "service", "tofs"}
 
 
 def _sections_have_their_types(errors, data):
-    """False (each named) when a section or listener is of the wrong type."""
+    """False (each named) when a section or listener is of the wrong type,
+    or empty (None) where the checkers and templates read its keys (a
+    ``lookup: {paths: }`` reached the templates as a Jinja error)."""
     ok = True
     for key, kind in _SECTION_TYPES.items():
-        if key in data and data[key] is not None and not isinstance(data[key], kind):
-            errors.add([key], f"must be a {_KIND[kind]}, got {type(data[key]).__name__}")
+        if key in data and not isinstance(data[key], kind) and not (data[key] is None and key in _MAY_BE_EMPTY):
+            path = ["lookup", key] if key in _LOOKUP_SECTIONS else [key]
+            errors.add(path, f"must be a {_KIND[kind]}, got {_type_name(data[key])}")
             ok = False
     for (key, sub), kind in _SUBSECTION_TYPES.items():
         value = data.get(key)
         if isinstance(value, dict) and sub in value and not isinstance(value[sub], kind):
-            errors.add([key, sub], f"must be a {_KIND[kind]}, got {type(value[sub]).__name__}")
+            errors.add([key, sub], f"must be a {_KIND[kind]}, got {_type_name(value[sub])}")
             ok = False
     return ok
 
 
 _KIND = {dict: "mapping", list: "list"}
+
+
+def _type_name(value):
+    return "nothing (an empty key in YAML)" if value is None else type(value).__name__
 
 
 def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):

@@ -81,9 +81,37 @@ def test_defaults_with_a_domain_are_valid():
     ({"bridges": {"b": {"address": "x:8883", "topics": ["a/# sideways"]}}}, "mosquitto:bridges:b:topics:0: must be"),
     ({"bridges": {"b": {"address": "x:8883", "topics": ["a"], "remote_username": "u"}}},
      "remote_username and remote_password go together"),
+    # Wrong types below the top level are named too, never a TypeError (the property test found these).
+    ({"bridges": {"b": {"address": "x:8883", "topics": True}}}, "mosquitto:bridges:b:topics: must be a list, got bool"),
+    ({"bridges": {"b": {"address": "x:8883", "topics": ["a"], "options": 0}}},
+     "mosquitto:bridges:b:options: must be a mapping of mosquitto.conf option to value"),
+    ({"bridges": {"b": {"address": True, "topics": ["a"]}}},
+     "mosquitto:bridges:b:address: must be host[:port] (a string such as broker.example.net:8883), got True"),
+    ({"bridges": {"b": {"address": {}, "topics": ["a"]}}}, "mosquitto:bridges:b:address: must be host[:port]"),
+    ({"bridges": {"b": {"address": [], "topics": ["a"]}}},
+     "mosquitto:bridges:b:address: must be host[:port] or a list of them, got an empty list"),
+    ({"paths": True}, "mosquitto:lookup:paths: must be a mapping, got bool"),
+    ({"service": None}, "mosquitto:lookup:service: must be a mapping, got nothing (an empty key in YAML)"),
+    ({"listeners": None}, "mosquitto:listeners: must be a mapping, got nothing"),
+    ({"exporter": None}, "mosquitto:exporter: must be a mapping, got nothing"),
+    # Blanks at either end of text: mosquitto trims them, so it would use another value.
+    ({"bridges": {"b": {"address": "x:8883", "topics": ["a"], "remote_username": "u", "remote_password": " pw"}}},
+     "mosquitto:bridges:b:remote_password: must not start or end with a space: mosquitto trims it"),
+    ({"persistence": {"location": "/var/lib/mosquitto "}},
+     "mosquitto:persistence:location: must not start or end with a space"),
+    ({"config": {"log_timestamp_format": " %H:%M"}},
+     "mosquitto:config:log_timestamp_format: must not start or end with a space"),
+    ({"bridges": {"b": {"address": "x:8883", "topics": ["a/# out 1 "]}}},
+     "mosquitto:bridges:b:topics:0: must not start or end with a space"),
+    ({"tls": {"ca_common_name": "Fleet CA "}}, "mosquitto:tls:ca_common_name: must not start or end with a space"),
 ])
 def test_bad_pillar_names_the_key(pillar, message):
     assert message in error_of(**pillar)
+
+
+def test_the_blank_refusal_says_what_is_kept():
+    text = error_of(config={"log_timestamp_format": "%H:%M "})
+    assert "(' pw' becomes 'pw'); blanks inside are kept" in text
 
 
 def test_all_problems_are_reported_at_once():
