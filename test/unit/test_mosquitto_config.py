@@ -92,6 +92,8 @@ def test_defaults_with_a_domain_are_valid():
      "mosquitto:bridges:b:address: must be host[:port] or a list of them, got an empty list"),
     ({"paths": True}, "mosquitto:lookup:paths: must be a mapping, got bool"),
     ({"service": None}, "mosquitto:lookup:service: must be a mapping, got nothing (an empty key in YAML)"),
+    ({"paths": {"pasword": "/etc/mosquitto/pw"}}, "mosquitto:lookup:paths:pasword: unknown key (known: acl, "),
+    ({"service": {" user": "mqtt"}}, "mosquitto:lookup:service: user: unknown key (known: exporter_name, "),
     ({"listeners": None}, "mosquitto:listeners: must be a mapping, got nothing"),
     ({"exporter": None}, "mosquitto:exporter: must be a mapping, got nothing"),
     # Blanks at either end of text: mosquitto trims them, so it would use another value.
@@ -107,6 +109,15 @@ def test_defaults_with_a_domain_are_valid():
 ])
 def test_bad_pillar_names_the_key(pillar, message):
     assert message in error_of(**pillar)
+
+
+def test_every_parameter_files_path_and_service_key_is_known():
+    """lookup:paths and lookup:service refuse unknown keys: every key the
+    parameter files define must be in the schema."""
+    for path in sorted((ROOT / "mosquitto/parameters").rglob("*.yaml")):
+        values = (yaml.safe_load(path.read_text()) or {}).get("values") or {}
+        assert set(values.get("paths") or {}) <= cfg._PATHS_KEYS, path
+        assert set(values.get("service") or {}) <= cfg._SERVICE_KEYS, path
 
 
 def test_the_blank_refusal_says_what_is_kept():
