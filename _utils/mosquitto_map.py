@@ -54,9 +54,17 @@ def merge_pillar(merged, pillar_data):
     """Pillar ``mosquitto:lookup`` over the parameter files, then the rest of
     pillar ``mosquitto`` over that."""
     if not isinstance(pillar_data, dict):
-        raise CommandExecutionError(f"pillar mosquitto: must be a mapping, got {pillar_data}")
+        # The type only: the value may hold the pillar's passwords.
+        raise CommandExecutionError(f"pillar mosquitto: must be a mapping, got {type(pillar_data).__name__}")
     rest = dict(pillar_data)
     lookup = rest.pop("lookup", {})
+    if lookup is not None and not isinstance(lookup, dict):
+        # Salt's merge would fail on it with a TypeError naming nothing;
+        # worded like validate's refusals (mosquitto_validate's collector).
+        raise CommandExecutionError(
+            "invalid mosquitto pillar (nothing was changed):\n  - mosquitto:lookup: must be a mapping of "
+            "parameter sections over the formula's defaults (paths, pkg, service: see pillar.example), "
+            f"got {type(lookup).__name__}")
     return merge(merge(merged, lookup), rest)
 
 
