@@ -140,7 +140,7 @@ _PATHS_KEYS = {
     "exporter_secret", "exporter_env", "systemd_units", "renew_cron", "cluster_secret", "sysv_limits_hook",
 }
 # provider: set by the map from the init grain (mosquitto_map.build).
-_SERVICE_KEYS = {"name", "user", "group", "exporter_name", "firewall_name", "sysv_provider", "provider"}
+_SERVICE_KEYS = {"name", "user", "group", "exporter_name", "firewall_name", "cron_name", "sysv_provider", "provider"}
 
 # Sections whose keys are checked alike: (key, check, *args) rows for the
 # collector's table() (checks: mosquitto_validate's collector methods).

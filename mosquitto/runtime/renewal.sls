@@ -81,7 +81,7 @@ mosquitto-runtime-renewal-cron-file-managed:
 
 mosquitto-runtime-renewal-cron-service-running:
   mosquitto_service.running:
-    - name: {{ mosquitto.service.cron_name }}
+    - name: {{ mosquitto.service.cron_name | json }}
     - enable: True
 {%-   if mosquitto.service.provider %}
     - provider: {{ mosquitto.service.provider | json }}
