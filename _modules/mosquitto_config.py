@@ -133,7 +133,7 @@ _PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9_.\-\[\]]+\s*([<>=!~]=?[^,\s]+\s*,?\s
 _FIREWALL_ZONE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 _FIREWALL_PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?/(tcp|udp)\Z")
 # lookup:paths keys that may be '' (the option is left out of mosquitto.conf).
-_PATHS_MAY_BE_EMPTY = ("pid_file", "log_file", "include_dir", "sysv_limits_hook")
+_PATHS_MAY_BE_EMPTY = ("pid_file", "log_file", "include_dir", "sysv_limits_hook", "logrotate")
 
 # Sections whose keys are checked alike: (key, check, *args) rows for the
 # collector's table() (checks: mosquitto_validate's collector methods).
