@@ -19,7 +19,7 @@ LINT_DEBS  := shellcheck
 TEST_DEBS  := mosquitto mosquitto-clients prometheus nmap debootstrap \
               systemd-container iproute2 curl python3-paho-mqtt \
               python3-prometheus-client util-linux sslscan cron \
-              docker.io nftables iptables strace $(LINT_DEBS)
+              docker.io nftables iptables strace logrotate $(LINT_DEBS)
 
 .PHONY: apply test lint setup-apply setup-lint setup-test clean-venv
 
@@ -39,9 +39,11 @@ endif
 lint: setup-lint
 	VENV=$(VENV) PY=$(PY) scripts/lint
 
+# Applying needs Salt and the formula's runtime libraries only; the test
+# and lint tools come with setup-test and setup-lint.
 setup-apply: $(BUILD)/debs-apply.stamp $(VENV)/.installed
-setup-lint: setup-apply $(BUILD)/debs-lint.stamp
-setup-test: setup-apply $(BUILD)/debs-test.stamp
+setup-lint: setup-apply $(BUILD)/debs-lint.stamp $(VENV)/.installed-lint
+setup-test: setup-lint $(BUILD)/debs-test.stamp $(VENV)/.installed-test
 
 # apt-get must not start daemons it installs (prometheus, mosquitto) on
 # this machine: the tests start their own. A policy-rc.d that we add is
@@ -54,7 +56,12 @@ $(BUILD)/debs-%.stamp: Makefile
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel
-	$(PY) -m pip install --quiet '.[test,lint]'
+	$(PY) -m pip install --quiet .
+	@touch $@
+
+# The project's `test` or `lint` extra, on top of the runtime venv.
+$(VENV)/.installed-%: $(VENV)/.installed
+	$(PY) -m pip install --quiet '.[$*]'
 	@touch $@
 
 clean-venv:

@@ -60,6 +60,7 @@ _OWNED_OPTIONS = {
     "autosave_interval": "persistence:autosave_interval",
     "autosave_on_changes": "persistence:autosave_on_changes",
     "log_dest": "lookup:paths:log_file",
+    "log_type": "logging:types",
     "include_dir": "lookup:paths:include_dir",
     "max_keepalive": "max_keepalive",
     "max_queued_messages": "queue:max_queued_messages",
@@ -103,6 +104,7 @@ _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
     "firewall", "paths", "pkg", "service", "tofs", "container", "cluster", "allow_plugins",
+    "logging",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
 # The rules of a user whose pillar has no `acl` key: what mosquitto allows
@@ -131,13 +133,14 @@ _PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9_.\-\[\]]+\s*([<>=!~]=?[^,\s]+\s*,?\s
 _FIREWALL_ZONE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 _FIREWALL_PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?/(tcp|udp)\Z")
 # lookup:paths keys that may be '' (the option is left out of mosquitto.conf).
-_PATHS_MAY_BE_EMPTY = ("pid_file", "log_file", "include_dir", "sysv_limits_hook")
+_PATHS_MAY_BE_EMPTY = ("pid_file", "log_file", "include_dir", "sysv_limits_hook", "logrotate")
 # The keys of lookup:paths and lookup:service (those of the parameter files,
 # checked by test_mosquitto_config): another one is a typo that would change
 # nothing, so it is named like any unknown key.
 _PATHS_KEYS = {
     "conf", "passwd", "acl", "run_dir", "pid_file", "log_file", "include_dir", "bridges_dir", "exporter",
     "exporter_secret", "exporter_env", "systemd_units", "renew_cron", "cluster_secret", "sysv_limits_hook",
+    "logrotate",
 }
 # provider: set by the map from the init grain (mosquitto_map.build).
 _SERVICE_KEYS = {"name", "user", "group", "exporter_name", "firewall_name", "cron_name", "sysv_provider", "provider"}
@@ -164,6 +167,12 @@ _PERSISTENCE = (
     ("enabled", "boolean"), ("location", "abspath"),
     ("autosave_interval", "integer", 0, 86400 * 7), ("autosave_on_changes", "boolean"),
 )
+# mosquitto.conf(5) 2.0 log_type values. `information` is where 2.0 logs
+# every autosave ("Saving in-memory database", every autosave_interval + 1 s)
+# besides start, stop and reload; connections and refused logins are
+# `notice` (measured: test/functional/test_idle_log.py).
+_LOG_TYPES = ("error", "warning", "notice", "information", "subscribe", "unsubscribe",
+              "websockets", "debug", "none", "all")
 _SERVICE = tuple((key, "text") for key in ("name", "user", "group", "exporter_name", "firewall_name"))
 
 
@@ -443,7 +452,7 @@ _SECTION_TYPES = {
     "ports": dict, "listeners": dict, "limits": dict, "queue": dict, "persistence": dict,
     "tls": dict, "bridges": dict, "config": dict, "exporter": dict, "firewall": dict,
     "paths": dict, "pkg": dict, "service": dict, "tofs": dict, "container": dict, "cluster": dict,
-    "users": dict, "acl_patterns": list,
+    "users": dict, "acl_patterns": list, "logging": dict,
 }
 _SUBSECTION_TYPES = {("listeners", "mqtt"): dict, ("listeners", "mqtts"): dict}
 # Sections an empty key (None in YAML) may leave out: read as {}.
@@ -516,6 +525,7 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     errors.integer(["max_keepalive"], data.get("max_keepalive"), 0, 65535)
     _check_queue(errors, data.get("queue", {}))
     _check_persistence(errors, data.get("persistence", {}))
+    _check_logging(errors, data.get("logging", {}))
     tls = data.get("tls", {})
     _check_tls(errors, tls, data.get("listeners", {}), data["domain"])
     data["bridges"] = _rules("bridges")(errors, data.get("bridges", {}), _names(), _OWNED_OPTIONS)
@@ -775,6 +785,18 @@ def _check_persistence(errors, persistence):
         # 0 turns autosave off in either mode: not what on_changes asks for.
         errors.add(["persistence", "autosave_interval"],
                    "must be a count of at least 1 when autosave_on_changes is true")
+
+
+def _check_logging(errors, logging):
+    if not errors.mapping(["logging"], logging, {"types"}):
+        return
+    path = ["logging", "types"]
+    types = errors.listing(path, logging.get("types"))
+    if isinstance(logging.get("types"), list) and not types:
+        # No log_type line at all is mosquitto's own default, information included.
+        errors.add(path, "must name at least one type (none: no log)")
+    for i, kind in enumerate(types):
+        errors.choice(path + [i], kind, _LOG_TYPES)
 
 
 def _check_tls(errors, tls, listeners, domain):

@@ -119,6 +119,10 @@ mosquitto-clean-configure-files-absent:
 {%- if mosquitto.paths.log_file %}
       - {{ mosquitto.paths.log_file }}
 {%- endif %}
+{%- if mosquitto.paths.logrotate %}
+      # the formula's own rotation (not Debian's: the package owns that one)
+      - {{ mosquitto.paths.logrotate }}
+{%- endif %}
     - require:
       - service: mosquitto-clean-runtime-exporter-service-dead
 {%- if ct.enabled %}

@@ -25,6 +25,7 @@ include:
   - .configure.acl
   - .configure.bridges
   - .configure.broker
+  - .configure.logrotate
   - .configure.service
   - .configure.exporter
   - .configure.firewall

@@ -4,16 +4,64 @@ The demo user's password is generated here once and kept in a root-only
 file (.salt-local/demo-password); no fixed password ever reaches a host.
 Override the demo with environment variables:
   DOMAIN=mqtt.example.com  DEMO_USER=demo  FIREWALL=false|auto|true
+  MQTT_DEMO_DIR=<dir>  Salt's config, cache and log (default .salt-local)
+
+It says which step it is on (each Salt state as it starts, read from
+salt-call's log) and, when something fails, where that full log is.
 """
 import os
 import pathlib
+import re
 import secrets
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from scripts.saltlocal import REPO, SaltLocal, changed, failed  # noqa: E402
 
-WORKDIR = REPO / ".salt-local"
+WORKDIR = pathlib.Path(os.environ.get("MQTT_DEMO_DIR") or REPO / ".salt-local")
+# Salt logs this (level info) as each state starts.
+STATE_STARTS = re.compile(r"Executing state (\S+) for \[(.*)\]")
+STEPS = 3
+
+
+def step(n, text):
+    print(f"[{n}/{STEPS}] {text}", flush=True)
+
+
+def apply_showing_states(salt):
+    """salt.apply(), printing each state as salt-call's log shows it start."""
+    cmd = salt.command("state.apply", "mosquitto")
+    out, err = salt.dir / "apply.out", salt.dir / "apply.err"
+    offset = salt.log.stat().st_size if salt.log.exists() else 0
+    count = 0
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr)
+        while True:
+            done = proc.poll() is not None
+            if salt.log.exists():
+                with open(salt.log, "rb") as log:
+                    log.seek(offset)
+                    data = log.read()
+                # Only whole lines: the rest is read on the next round.
+                data = data[:data.rfind(b"\n") + 1]
+                offset += len(data)
+                for function, name in STATE_STARTS.findall(data.decode(errors="replace")):
+                    count += 1
+                    print(f"      state {count}: {function} {name}", flush=True)
+            if done:
+                break
+            time.sleep(0.5)
+    return salt.result(cmd, proc.returncode, out.read_text(), err.read_text())
+
+
+def report_failure(salt, what, details):
+    print(f"{what}:", file=sys.stderr)
+    for sid, comment in details.items():
+        print(f"  {sid}: {comment}", file=sys.stderr)
+    print(f"Full log: {salt.log}", file=sys.stderr)
+    return 1
 
 
 def demo_password():
@@ -40,17 +88,19 @@ def main():
         # firewall the whole host. FIREWALL=auto manages it where it runs.
         "firewall": {"enabled": firewall},
     }}
+    step(1, f"Salt config and demo pillar in {WORKDIR}")
     salt = SaltLocal(WORKDIR).setup(pillar)
-    salt.sync()
-    print(f"Applying mosquitto to this host (domain {domain}) ...", flush=True)
-    rc, states, err = salt.apply()
+    step(2, "Syncing the formula's modules (saltutil.sync_all)")
+    try:
+        salt.sync()
+    except RuntimeError as exc:
+        return report_failure(salt, "saltutil.sync_all failed", {"salt-call": exc})
+    step(3, f"Applying mosquitto to this host (domain {domain}); each state as it starts:")
+    rc, states, err = apply_showing_states(salt)
     bad = failed(states)
     if rc != 0 or bad:
-        print(f"state.apply failed (rc={rc}):", file=sys.stderr)
-        for sid, comment in (bad or {"salt-call": err or states}).items():
-            print(f"  {sid}: {comment}", file=sys.stderr)
-        return 1
-    print(f"Done: {len(states)} states, {len(changed(states))} changed.")
+        return report_failure(salt, f"state.apply failed (rc={rc})", bad or {"salt-call": err or states})
+    print(f"Done: {len(states)} states, {len(changed(states))} changed. Log: {salt.log}")
     ca = "/etc/mosquitto/certs/ca.crt"
     login = f'--cafile {ca} -u "{user}" -P "$(cat {WORKDIR / "demo-password"})"'
     print(f"""

@@ -34,7 +34,7 @@ class SaltLocal:
             "pillar_roots": {"base": [str(self.pillar_dir)]},
             "root_dir": str(self.dir / "root"),
             "cachedir": str(self.dir / "cache"),
-            "log_file": str(self.dir / "minion.log"),
+            "log_file": str(self.log),
             "log_level_logfile": "info",
             "state_verbose": False,
             "enable_fqdns_grains": False,
@@ -55,20 +55,34 @@ class SaltLocal:
             yaml.safe_dump(pillar, fh)
         (self.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
 
+    @property
+    def log(self):
+        """salt-call's own log (level info: each state as it starts). Under
+        root_dir: Salt prefixes any other absolute log_file with root_dir."""
+        return self.dir / "root" / "minion.log"
+
+    def command(self, *args, out="json"):
+        return [str(SALT_CALL), "--config-dir", str(self.dir), "--local",
+                "--retcode-passthrough", f"--out={out}", "--log-level=quiet", *args]
+
     def call(self, *args, check=False, timeout=900, out="json"):
         """Run salt-call; returns (returncode, parsed JSON or raw text, stderr)."""
-        cmd = [str(SALT_CALL), "--config-dir", str(self.dir), "--local",
-               "--retcode-passthrough", f"--out={out}", "--log-level=quiet", *args]
+        cmd = self.command(*args, out=out)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        result = proc.stdout
+        return self.result(cmd, proc.returncode, proc.stdout, proc.stderr, check, out)
+
+    @staticmethod
+    def result(cmd, returncode, stdout, stderr, check=False, out="json"):
+        """call()'s return value from a finished salt-call."""
+        result = stdout
         if out == "json":
             try:
-                result = json.loads(proc.stdout)["local"]
+                result = json.loads(stdout)["local"]
             except (ValueError, KeyError, TypeError):
                 pass
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc.returncode, result, proc.stderr
+        if check and returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({returncode}):\n{stdout}\n{stderr}")
+        return returncode, result, stderr
 
     def sync(self):
         return self.call("saltutil.sync_all", check=True)

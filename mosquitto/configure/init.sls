@@ -7,6 +7,7 @@ include:
   - .acl
   - .bridges
   - .broker
+  - .logrotate
   - .service
   - .exporter
   - .firewall

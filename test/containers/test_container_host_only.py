@@ -22,7 +22,8 @@ LOG = "/var/log/mosquitto-render/mosquitto.log"
 HOST_ONLY = {"mosquitto-configure-service-dropin-file-managed",
              "mosquitto-configure-service-systemd-reloaded",
              "mosquitto-configure-service-limits-file-managed",
-             "mosquitto-configure-service-log-file-managed"}
+             "mosquitto-configure-service-log-file-managed",
+             "mosquitto-configure-logrotate-pkg-installed"}
 
 PILLAR = {"mosquitto": {
     "domain": "mqtt.example.com",
@@ -77,7 +78,8 @@ def test_container_mode_renders_nothing_for_the_host_service(salts, init):
     want = ({"mosquitto-configure-service-dropin-file-managed",
              "mosquitto-configure-service-systemd-reloaded"} if init == "systemd"
             else {"mosquitto-configure-service-limits-file-managed"})
-    want |= {"mosquitto-configure-service-log-file-managed"}
+    # the log file and its rotation (docker logs in a container)
+    want |= {"mosquitto-configure-service-log-file-managed", "mosquitto-configure-logrotate-pkg-installed"}
     assert HOST_ONLY & set(host) == want
     container = show(salts[init], container=True)
     assert "mosquitto-runtime-container-broker-running" in container

@@ -32,6 +32,10 @@ mosquitto:
     enabled: false
   config:
     sys_interval: 1
+  # `information` as well: the hub's reload shows as "Reloading config"
+  # (test_users_only_change_on_the_hub_keeps_bridges_connected).
+  logging:
+    types: [error, warning, notice, information]
   tls:
     ca_server: "{{{{ '' if grains['id'] == '{HUB}' else '{HUB}' }}}}"
   cluster:

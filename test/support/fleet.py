@@ -133,6 +133,7 @@ FORMULA_PACKAGES = (
     "python3-paho-mqtt",
     "python3-prometheus-client",
     "ca-certificates",
+    "logrotate",
 )
 
 SALT_REQUIREMENTS = ("salt==3008.4", "cryptography", "paho-mqtt", "prometheus-client")

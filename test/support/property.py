@@ -453,6 +453,7 @@ def expected_conf(data):
         glob.append(("log_dest", "stderr"))
     elif paths["log_file"]:
         glob.append(("log_dest", "file " + paths["log_file"]))
+    glob += [("log_type", kind) for kind in data["logging"]["types"]]
     glob.append(("persistence", _value(bool(pers["enabled"]))))
     if pers["enabled"]:
         glob.append(("persistence_location", pers["location"]))
@@ -597,8 +598,6 @@ def bridges(draw):
 
 
 _CONFIG_OPTIONS = {
-    "log_type": st.lists(st.sampled_from(["error", "warning", "notice", "information"]), min_size=1,
-                         max_size=3, unique=True),
     "sys_interval": st.integers(1, 60), "connection_messages": st.booleans(),
     "log_timestamp_format": st.sampled_from(["%Y-%m-%dT%H:%M:%S", "%H:%M"]),
     "max_inflight_messages": st.integers(0, 100), "memory_limit": st.integers(0, 10**9),
@@ -633,6 +632,8 @@ def pillars(draw):
         "persistence": {"enabled": draw(st.booleans()), "location": draw(abspath),
                         "autosave_interval": draw(st.integers(1, 3600)),
                         "autosave_on_changes": draw(st.booleans())},
+        "logging": {"types": draw(st.lists(st.sampled_from(["error", "warning", "notice", "information"]),
+                                           min_size=1, max_size=3, unique=True))},
         "tls": {"ca_cert": draw(abspath), "cert": draw(abspath), "key": draw(abspath),
                 "profile": draw(st.sampled_from(["intermediate", "modern"]))},
         "bridges": draw(bridges()),

@@ -68,7 +68,7 @@ def test_listener_option_values_are_single_lines():
 
 
 def test_globals_come_before_the_first_listener_and_options_after_their_own():
-    lines = render(config={"sys_interval": 2, "log_type": ["error", "notice"]},
+    lines = render(config={"sys_interval": 2}, logging={"types": ["error", "notice"]},
                    listeners={"mqtt": {"options": {"max_qos": 1}},
                               "mqtts": {"max_connections": 500, "options": {"mount_point": "tls/"}}})
     listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]

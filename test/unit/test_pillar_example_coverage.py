@@ -74,6 +74,10 @@ COVERAGE = {
     # A real broker started from the rendered persistence lines, killed -9.
     "persistence:autosave_on_changes": ("test/unit/test_durability_config.py",
                                         "test_autosave_on_changes_saves_after_that_many_changes"),
+    # Two real brokers from the rendered config, idle side by side: the
+    # default and `information` added (where each autosave is logged).
+    "logging:types": ("test/functional/test_idle_log.py",
+                      "test_idle_broker_logs_nothing_but_connections_stay_visible"),
     "tls:auto_renew": (IT + "test_certificates.py", "test_auto_renew_off_removes_the_job"),
     "tls:profile": (IT + "test_secrets.py", "test_modern_profile_is_tls13_only"),
     "tls:signing_policies": (H + "test_ca_policy.py", "test_a_widened_policy_signs_the_name_it_allows"),
