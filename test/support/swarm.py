@@ -115,7 +115,8 @@ def wait_task(engine, broker, timeout=90, other_than=None):
         health = inspect(engine, cid)["State"].get("Health", {}).get("Status")
         return cid if health == "healthy" else None
     cid = wait_for(ready, timeout, 0.5)
-    assert cid, f"{service(broker)} has no healthy task: {engine.docker('service', 'ps', '--no-trunc', service(broker), check=False).stdout}"
+    tasks = engine.docker("service", "ps", "--no-trunc", service(broker), check=False).stdout
+    assert cid, f"{service(broker)} has no healthy task:\n{tasks}"
     return cid
 
 
