@@ -119,6 +119,8 @@ def test_services_are_hardened_and_roll_stop_first(deployed, swarm):
         assert [m["Source"] for m in ctr["Mounts"]] == [f"{sw.service(broker)}_data"]
         assert spec["UpdateConfig"]["Order"] == "stop-first" and spec["UpdateConfig"]["Parallelism"] == 1
         assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "on-failure"
+        # swarm:update_delay and swarm:restart_delay (1 s in this pillar).
+        assert spec["UpdateConfig"]["Delay"] == spec["TaskTemplate"]["RestartPolicy"]["Delay"] == 10**9
         assert spec["EndpointSpec"]["Mode"] == "dnsrr"
         assert spec["Mode"]["Replicated"]["Replicas"] == 1
         assert spec["TaskTemplate"]["Networks"][0]["Aliases"] == [broker]
