@@ -98,26 +98,27 @@ def _read(path):
         return None
 
 
-def _objects(stack, broker_label, files, missing):
-    """target -> (object name, content) for one broker's configs or secrets."""
+def _objects(stack, broker_label, files, missing, pending):
+    """target -> (object name, content) for one broker's configs or
+    secrets; ``pending`` (test=True): path -> content the file would get
+    (None: not known before it is written)."""
     out = {}
     for target, path in files.items():
-        content = _read(path)
+        content = pending[path] if path in pending else _read(path)
         if content is None:
+            # test=True: named ..._pending; a real run refuses (missing).
             missing.append(path)
-            # Named as it will be once the file exists; nothing is made.
-            content = f"not written yet: {path}".encode()
         out[target] = (_u("object_name")(stack, broker_label, _u("kind_of")(target), content), content)
     return out
 
 
-def _desired(stack, brokers, settings):
+def _desired(stack, brokers, settings, pending=None):
     """The stack as it should be: per broker its service spec, and every
     config and secret (name -> content) the specs name."""
     configs, secrets, services, missing = {}, {}, [], []
     for broker_label, broker in brokers.items():
-        conf = _objects(stack, broker_label, broker["configs"], missing)
-        secs = _objects(stack, broker_label, broker["secrets"], missing)
+        conf = _objects(stack, broker_label, broker["configs"], missing, pending or {})
+        secs = _objects(stack, broker_label, broker["secrets"], missing, pending or {})
         configs.update({name: content for name, content in conf.values()})
         secrets.update({name: content for name, content in secs.values()})
         spec = _u("service_spec")(stack, broker_label, broker, {t: n for t, (n, _) in conf.items()},
@@ -149,12 +150,14 @@ def _plan(current, desired, stack):
     return changes
 
 
-def plan(stack, brokers, settings):
+def plan(stack, brokers, settings, pending=None):
     """
     What :py:func:`deploy` would change, as ``{"network"|"configs"|
     "secrets"|"services": {"created"|"updated"|"removed": [names]}}``
     (empty: the stack is as wanted), plus ``missing``: manager files not
-    written yet. Arguments as for :py:func:`deploy`.
+    written yet. Arguments as for :py:func:`deploy`; ``pending``: path ->
+    the content a file would get (from this run's test=True states; None:
+    not known yet, the object is named ``..._pending``).
 
     CLI Example:
 
@@ -163,7 +166,7 @@ def plan(stack, brokers, settings):
         salt-call mosquitto_swarm.plan mosquitto brokers='{...}' settings='{...}'
     """
     api = _client().api
-    desired = _desired(stack, brokers, settings)
+    desired = _desired(stack, brokers, settings, pending)
     changes = _plan(_current(api, stack), desired, stack)
     return {"changes": changes, "missing": desired["missing"]}
 

@@ -13,7 +13,11 @@ Arguments are paths and settings, never contents: the module reads the
 manager's files while it runs. ``changes`` name objects only (a config's
 or secret's name carries a hash of its content, never the content).
 Under test=True the result is None with the same changes a real run
-would make; a converged stack changes nothing.
+would make: a file a state before this one would rewrite counts with the
+content it would get (file.managed's diff applied), and where that
+content cannot be known before it is written (a password file, a key, a
+first run) the new object is named ``<stack>_<broker>_<kind>_pending``.
+A converged stack changes nothing.
 """
 from salt.exceptions import CommandExecutionError
 
@@ -56,7 +60,11 @@ def stack_deployed(name, brokers, settings, subnet="", wait=120):
         return ret
     try:
         if __opts__["test"]:
-            planned = __salt__["mosquitto_swarm.plan"](name, brokers, settings)
+            # The files states before this one only said what they would
+            # write: their planned contents name the new objects.
+            paths = [p for b in brokers.values() for p in (*b["configs"].values(), *b["secrets"].values())]
+            pending = __utils__["mosquitto_swarm.pending_contents"](globals().get("__running__") or {}, paths)
+            planned = __salt__["mosquitto_swarm.plan"](name, brokers, settings, pending=pending)
             changes = planned["changes"]
         else:
             changes = __salt__["mosquitto_swarm.deploy"](name, brokers, settings, subnet=subnet, wait=wait)

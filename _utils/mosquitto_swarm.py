@@ -119,8 +119,10 @@ def acl_users(data, broker):
 def object_name(stack, broker_label, kind, content):
     """A config's or secret's name: immutable objects are versioned by
     content (a 10-hex prefix of its SHA-256; of a key or a password file
-    that tells nothing of it)."""
-    return f"{stack}_{broker_label}_{kind}_{hashlib.sha256(content).hexdigest()[:10]}"
+    that tells nothing of it). Content None (test=True: a file that would
+    change to what the plan cannot know) gives ``..._pending``."""
+    digest_ = "pending" if content is None else hashlib.sha256(content).hexdigest()[:10]
+    return f"{stack}_{broker_label}_{kind}_{digest_}"
 
 
 def kind_of(target):
@@ -222,3 +224,58 @@ def digest(spec):
     """A stable hash of a spec as the formula writes it (object names, not
     IDs): the service's label, compared on the next run."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@")
+
+
+def apply_diff(old, diff):
+    """``old`` text with a unified diff (file.managed's test=True ``diff``)
+    applied: the content the file would get. None when the diff does not
+    apply to ``old`` (then the new object's name is not known yet)."""
+    lines, out, pos = old.splitlines(True), [], 0
+    rows = [r for r in diff.splitlines(True) if not r.startswith(("---", "+++"))]
+    for row in rows:
+        hunk = _HUNK.match(row)
+        if hunk:
+            start = int(hunk.group(1)) - (0 if hunk.group(2) == "0" else 1)
+            if start < pos:
+                return None
+            out.extend(lines[pos:start])
+            pos = start
+            continue
+        tag, text = row[:1], row[1:]
+        if tag in (" ", "-"):
+            if pos >= len(lines) or lines[pos] != text:
+                return None
+            pos += 1
+        if tag in (" ", "+"):
+            out.append(text)
+        elif tag not in ("-",):
+            return None
+    return "".join(out + lines[pos:])
+
+
+def pending_contents(running, paths):
+    """Under test=True: what the states run before this one would write
+    into ``paths`` (this run's ``__running__``): path -> new bytes, or
+    None when a file would change to content the plan cannot know (a
+    secret file, or a first run). Files no state would change are left out."""
+    out = {}
+    for result in running.values():
+        if result.get("result") is not None or not result.get("changes"):
+            continue
+        name = str(result.get("name", ""))
+        for path in paths:
+            if path != name and not path.startswith(name.rstrip("/") + "/"):
+                continue
+            diff = result["changes"].get("diff") if path == name else None
+            new = None
+            if isinstance(diff, str):
+                try:
+                    with open(path, encoding="utf-8") as fh:
+                        new = apply_diff(fh.read(), diff)
+                except OSError:
+                    new = None
+            out[path] = None if new is None else new.encode()
+    return out

@@ -139,3 +139,23 @@ def test_task_config_reads_the_tasks_paths():
     acl = utils()["mosquitto_swarm.acl_users"](data, {"role": "hub"})
     assert acl["bridge.mqtt3"] == ["readwrite fleet/#", "write $SYS/broker/connection/mqtt3.cluster/state"]
     assert "bridge.mqtt3" not in utils()["mosquitto_swarm.acl_users"](data, {"role": "spoke"})
+
+
+def test_test_mode_names_the_objects_a_changed_file_would_give(tmp_path):
+    import difflib
+    old = "".join(f"line {i}\n" for i in range(40))
+    new = old.replace("line 3\n", "line three\n").replace("line 30\n", "") + "last\n"
+    conf, passwd, other = tmp_path / "mosquitto.conf", tmp_path / "passwd", tmp_path / "acl"
+    conf.write_text(old)
+    diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True)))
+    assert utils()["mosquitto_swarm.apply_diff"](old, diff) == new
+    assert utils()["mosquitto_swarm.apply_diff"]("something else\n", diff) is None
+    running = {
+        "file_|-c": {"name": str(conf), "result": None, "changes": {"diff": diff}},
+        "passwd_|-p": {"name": str(passwd), "result": None, "changes": {"users": {"updated": ["a"]}}},
+        "file_|-a": {"name": str(other), "result": True, "changes": {}},
+    }
+    pending = utils()["mosquitto_swarm.pending_contents"](running, [str(conf), str(passwd), str(other)])
+    assert pending == {str(conf): new.encode(), str(passwd): None}
+    name = utils()["mosquitto_swarm.object_name"]
+    assert name("s", "hub", "passwd", None) == "s_hub_passwd_pending"
