@@ -321,6 +321,19 @@ def _gone(api, stack):
     return not api.containers(all=True, filters=_ns(stack))
 
 
+def _retry(call, arg, deadline):
+    """An overlay network is still in use for a moment after its last task
+    container went (its endpoints are freed after): ask again until the
+    deadline."""
+    while True:
+        try:
+            return call(arg)
+        except docker.errors.APIError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def remove(name, wait=120):
     """
     Remove the stack: its services (waiting for their containers to go),
@@ -347,7 +360,7 @@ def remove(name, wait=120):
     for secret in there.get("secrets", []):
         api.remove_secret(secret)
     for network in there.get("networks", []):
-        api.remove_network(network)
+        _retry(api.remove_network, network, deadline)
     for volume in there.get("volumes", []):
         api.remove_volume(volume)
     return there
