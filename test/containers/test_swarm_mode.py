@@ -131,6 +131,9 @@ def test_services_are_hardened_and_roll_stop_first(deployed, swarm):
         assert status["Name"].strip() == "mosquitto"
         assert status["Uid"].split() == ["1883"] * 4
         assert status["CapEff"].strip() == "0000000000000000"
+        limits = pathlib.Path(f"/proc/{info['State']['Pid']}/limits").read_text()
+        assert any(line.startswith("Max open files") and line.split()[3:5] == ["16384", "16384"]
+                   for line in limits.splitlines())  # container:nofile
         assert info["State"]["Health"]["Status"] == "healthy"
     code = sw.exec_in(swarm, HUB, "touch", "/etc/x", check=False)
     assert code.returncode != 0 and "Read-only file system" in code.stderr
