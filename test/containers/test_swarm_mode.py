@@ -49,7 +49,9 @@ def swarm(engine):
 
 @pytest.fixture(scope="module")
 def salt_swarm(tmp_path_factory, passwords, swarm):
-    return engine_salt(tmp_path_factory.mktemp("salt-swarm"), sw.pillar(passwords), swarm)
+    # cache_jobs: the minion keeps every return in its job cache, which the
+    # secrets test then greps.
+    return engine_salt(tmp_path_factory.mktemp("salt-swarm"), sw.pillar(passwords), swarm, cache_jobs=True)
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +188,8 @@ def test_no_secret_in_output_cache_services_or_logs(salt_swarm, deployed, swarm,
     assert len(bridge) == 2 and len(keys) == 3 and all(needles)
     shown = [salt_swarm.call(fun, "mosquitto")[1] for fun in ("state.show_sls", "state.show_lowstate")]
     texts = {"apply return": json.dumps(deployed), "show_sls/show_lowstate": json.dumps(shown)}
+    jobs = list(pathlib.Path(salt_swarm.dir, "cache", "minion_jobs").rglob("return.p"))
+    assert jobs, "no job cache to check"
     for path in pathlib.Path(salt_swarm.dir).rglob("*"):
         if path.is_file() and path.parent.name != "pillar":
             texts[str(path)] = path.read_text(errors="replace")
