@@ -115,8 +115,9 @@ def wait_task(engine, broker, timeout=90, other_than=None):
         health = inspect(engine, cid)["State"].get("Health", {}).get("Status")
         return cid if health == "healthy" else None
     cid = wait_for(ready, timeout, 0.5)
-    tasks = engine.docker("service", "ps", "--no-trunc", service(broker), check=False).stdout
-    assert cid, f"{service(broker)} has no healthy task:\n{tasks}"
+    if not cid:
+        tasks = engine.docker("service", "ps", "--no-trunc", service(broker), check=False).stdout
+        raise AssertionError(f"{service(broker)} has no healthy task:\n{tasks}")
     return cid
 
 
