@@ -75,7 +75,7 @@ def manager():
 
 
 def _ns(stack):
-    return {"label": f"{_u('NAMESPACE')}={stack}"}
+    return {"label": f"{_u('labels')()['namespace']}={stack}"}
 
 
 def _current(api, stack):
@@ -131,7 +131,7 @@ def _plan(current, desired, stack):
     """{what: {created/updated/removed: [names]}} to go from current to desired."""
     want = {s["Name"]: s for s in desired["services"]}
     have = current["services"]
-    label = _u("SPEC_LABEL")
+    label = _u("labels")()["spec"]
     changes = {}
 
     def put(kind, verb, names):
@@ -180,13 +180,13 @@ def _network(api, stack, subnet):
     if subnet:
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
     api.create_network(name, driver="overlay", attachable=True, scope="swarm", ipam=ipam,
-                       labels={_u("NAMESPACE"): stack})
+                       labels={_u("labels")()["namespace"]: stack})
 
 
 def _create_objects(api, stack, kind, wanted, have):
     """Configs or secrets not in the engine yet; returns name -> ID of all."""
     ids = dict(have)
-    labels = {_u("NAMESPACE"): stack}
+    labels = {_u("labels")()["namespace"]: stack}
     for name, content in wanted.items():
         if name in ids:
             continue
@@ -220,7 +220,7 @@ def _converged(api, name, spec_digest):
     status = api.inspect_service(name).get("UpdateStatus") or {}
     if status.get("State") in ("rollback_started", "rollback_completed", "paused", "rollback_paused"):
         return f"{name}: update {status['State']}: {status.get('Message', '')}"
-    label = _u("SPEC_LABEL")
+    label = _u("labels")()["spec"]
     tasks = api.tasks(filters={"service": name, "desired-state": "running"})
     new = [t for t in tasks if (t["Spec"]["ContainerSpec"].get("Labels") or {}).get(label) == spec_digest]
     return True if len(tasks) == 1 and new and new[0]["Status"]["State"] == "running" else None
@@ -282,7 +282,7 @@ def deploy(stack, brokers, settings, subnet="", wait=120):
                   _with_ids(spec, config_ids, secret_ids), version=version)
         else:
             continue
-        _wait(api, name, spec["Labels"][_u("SPEC_LABEL")], wait)
+        _wait(api, name, spec["Labels"][_u("labels")()["spec"]], wait)
     for name in services.get("removed", []):
         api.remove_service(name)
     _remove_unused(api, stack, changes)

@@ -39,6 +39,12 @@ def __virtual__():
     return __virtualname__
 
 
+def labels():
+    """The label keys the formula sets and reads: the stack namespace, the
+    broker's name, the spec digest (constants do not reach ``__utils__``)."""
+    return {"namespace": NAMESPACE, "broker": BROKER_LABEL, "spec": SPEC_LABEL}
+
+
 def label(name):
     """A broker name as the lower-case ``[a-z0-9-]`` part of Docker object
     names, at most 20 characters (a longer one keeps a hash of the rest)."""
