@@ -188,7 +188,8 @@ def test_no_secret_in_output_cache_services_or_logs(salt_swarm, deployed, swarm,
     assert len(bridge) == 2 and len(keys) == 3 and all(needles)
     shown = [salt_swarm.call(fun, "mosquitto")[1] for fun in ("state.show_sls", "state.show_lowstate")]
     texts = {"apply return": json.dumps(deployed), "show_sls/show_lowstate": json.dumps(shown)}
-    jobs = list(pathlib.Path(salt_swarm.dir, "cache", "minion_jobs").rglob("return.p"))
+    # (Salt puts the cachedir under root_dir: <dir>/root/<dir>/cache.)
+    jobs = [p for p in pathlib.Path(salt_swarm.dir).rglob("return.p") if "minion_jobs" in p.parts]
     assert jobs, "no job cache to check"
     for path in pathlib.Path(salt_swarm.dir).rglob("*"):
         if path.is_file() and path.parent.name != "pillar":
