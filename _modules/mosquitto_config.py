@@ -104,7 +104,7 @@ _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
     "firewall", "paths", "pkg", "service", "tofs", "container", "cluster", "allow_plugins",
-    "logging",
+    "logging", "swarm",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
 # The rules of a user whose pillar has no `acl` key: what mosquitto allows
@@ -181,7 +181,7 @@ def __virtual__():
     # _utils: without them (modules synced but not utils) map.jinja says to
     # run saltutil.sync_all.
     needed = ("mosquitto_names.is_dns_name", "mosquitto_validate.collector", "mosquitto_bridge_rules.bridges",
-              "mosquitto_hashes.problem")
+              "mosquitto_hashes.problem", "mosquitto_swarm_rules.swarm")
     if not all(name in __utils__ for name in needed):
         return (False, "mosquitto_config needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
@@ -360,8 +360,8 @@ def broker_version(data):
     2.0.15, 2.1-only options); None when no bridge or cluster line or option
     depends on it (nothing is asked then).
 
-    Else ``{"version": str or None, "where": ...}``: in container mode the
-    image's (``where`` "image <ref>": its version tag, else what the engine
+    Else ``{"version": str or None, "where": ...}``: in container and swarm
+    mode the image's (``where`` "image <ref>": its version tag, else what the engine
     says of it); otherwise the installed package's ("installed"), else the
     version the package manager would install ("candidate", from its lists
     as they are: no refresh while rendering). Nothing found: version None.
@@ -376,8 +376,11 @@ def broker_version(data):
     if not isinstance(data, dict) or not _rules("version_bound")(data.get("bridges"), data.get("cluster")):
         return None
     container = data.get("container")
-    if isinstance(container, dict) and container.get("enabled") is True:
-        # The broker is the image's, whatever the host has installed.
+    swarm = data.get("swarm")
+    in_image = isinstance(swarm, dict) and swarm.get("enabled") is True
+    if isinstance(container, dict) and (container.get("enabled") is True or in_image):
+        # The broker is the image's (container or swarm mode), whatever the
+        # host has installed.
         version, where = _image_version(container)
     else:
         version, where = _package_version(data)
@@ -452,7 +455,7 @@ _SECTION_TYPES = {
     "ports": dict, "listeners": dict, "limits": dict, "queue": dict, "persistence": dict,
     "tls": dict, "bridges": dict, "config": dict, "exporter": dict, "firewall": dict,
     "paths": dict, "pkg": dict, "service": dict, "tofs": dict, "container": dict, "cluster": dict,
-    "users": dict, "acl_patterns": list, "logging": dict,
+    "swarm": dict, "users": dict, "acl_patterns": list, "logging": dict,
 }
 _SUBSECTION_TYPES = {("listeners", "mqtt"): dict, ("listeners", "mqtts"): dict}
 # Sections an empty key (None in YAML) may leave out: read as {}.
@@ -531,8 +534,14 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     data["bridges"] = _rules("bridges")(errors, data.get("bridges", {}), _names(), _OWNED_OPTIONS)
     _check_config(errors, data.get("config", {}), data.get("allow_plugins", False))
     _check_bridge_links(errors, data, tls, minion_id, broker_version)
+    # Swarm mode: this minion deploys every member, so it needs no mine
+    # and is none of them itself (_utils/mosquitto_swarm_rules.py).
+    swarm_names = {"is_dns_name": __utils__["mosquitto_names.is_dns_name"],
+                   "is_cluster_minion_id": __utils__["mosquitto_names.is_cluster_minion_id"]}
+    deployer = __utils__["mosquitto_swarm_rules.swarm"](errors, data.get("swarm") or {}, data, swarm_names)
     data["cluster"] = _rules("cluster")(errors, data.get("cluster") or {}, minion_id, data, broker_version,
-                                        _names(), masterless=_opts().get("file_client") == "local")
+                                        _names(), masterless=_opts().get("file_client") == "local",
+                                        deployer=deployer)
     _check_firewall(errors, data.get("firewall", {}))
     _check_paths(errors, data.get("paths", {}))
     _check_service(errors, data.get("service", {}))

@@ -16,6 +16,11 @@
 {%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
       else raise('mosquitto formula: custom modules are not synced; '
                  'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- if mosquitto.swarm.enabled %}
+{#- Swarm mode made nothing on this host but its files and the stack. #}
+include:
+  - .swarm.clean
+{%- else %}
 {%- set exporter = mosquitto.exporter %}
 {%- set fw = mosquitto.firewall %}
 {%- set systemd = grains.get('init') == 'systemd' %}
@@ -220,4 +225,5 @@ mosquitto-clean-runtime-renewal-schedule-absent:
   schedule.absent:
     - name: mosquitto-tls-renew
     - persist: True
+{%- endif %}
 {%- endif %}

@@ -13,6 +13,11 @@
       else raise('mosquitto formula: custom modules are not synced; '
                  'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 include:
+{%- if mosquitto.swarm.enabled %}
+  # Swarm mode: this minion deploys the brokers as a stack (swarm/init.sls)
+  - .swarm.files
+  - .swarm.stack
+{%- else %}
   # build/init.sls
   - .build.repo
   - .build.package
@@ -37,3 +42,4 @@ include:
   - .runtime.exporter
   - .runtime.firewall
   - .runtime.cluster
+{%- endif %}

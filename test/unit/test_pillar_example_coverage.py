@@ -17,6 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 IT, H, CTR = "test/integration/", "test/hosts/", "test/containers/test_container_mode.py"
 EVERY, DEF, APPLY = IT + "test_every_key.py", IT + "test_defaults_applied.py", IT + "test_apply.py"
 FLEET = H + "test_fleet.py"
+SWARM = "test/containers/test_swarm_mode.py"
 
 COVERAGE = {
     "domain": (APPLY, "test_original_pub_sub_commands_over_tls_by_name"),
@@ -111,6 +112,18 @@ COVERAGE = {
     "cluster:topics": (H + "test_cluster.py", "test_delivery_exactly_once_and_no_loop"),
     "cluster:keepalive_interval": (H + "test_cluster.py", "test_partition_is_seen_on_the_hub_and_fires_the_alert"),
     "cluster:restart_timeout": (H + "test_cluster.py", "test_hub_outage_with_spoke_restart_loses_nothing"),
+    # Swarm mode (#23) on a real single-node swarm.
+    "swarm:enabled": (SWARM, "test_first_apply_deploys_the_stack"),
+    "swarm:stack": (SWARM, "test_first_apply_deploys_the_stack"),
+    "swarm:spokes": (SWARM, "test_qos1_exactly_once_across_the_clusters_bridges"),
+    "swarm:subnet": (SWARM, "test_first_apply_deploys_the_stack"),
+    "swarm:dir": (SWARM, "test_clean_removes_the_stack_and_the_managers_files"),
+    "swarm:wait": (SWARM, "test_config_change_rolls_the_services_and_queued_messages_survive"),
+    "swarm:update_delay": (SWARM, "test_services_are_hardened_and_roll_stop_first"),
+    "swarm:restart_delay": (SWARM, "test_services_are_hardened_and_roll_stop_first"),
+    # A host-mode port publish listens on every address of the node: its
+    # spec is checked, not bound on this machine.
+    "swarm:publish": ("test/unit/test_swarm_config.py", "test_publish_gives_the_tls_port_in_host_mode"),
     # Opt-ins that give up a guarantee (#20): refused without them; with them
     # a real broker listens plain off loopback / loads Debian's dynsec plugin.
     "listeners:mqtt:allow_remote_plain": ("test/functional/test_guarantee_opt_ins.py",
