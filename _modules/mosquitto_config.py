@@ -103,6 +103,7 @@ _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
     "firewall", "paths", "pkg", "service", "tofs", "container", "cluster", "allow_plugins",
+    "kubernetes",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
 # The rules of a user whose pillar has no `acl` key: what mosquitto allows
@@ -163,7 +164,7 @@ def __virtual__():
     # _utils: without them (modules synced but not utils) map.jinja says to
     # run saltutil.sync_all.
     needed = ("mosquitto_names.is_dns_name", "mosquitto_validate.collector", "mosquitto_bridge_rules.bridges",
-              "mosquitto_hashes.problem")
+              "mosquitto_hashes.problem", "mosquitto_kubernetes_rules.check")
     if not all(name in __utils__ for name in needed):
         return (False, "mosquitto_config needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
@@ -358,7 +359,10 @@ def broker_version(data):
     if not isinstance(data, dict) or not _rules("version_bound")(data.get("bridges"), data.get("cluster")):
         return None
     container = data.get("container")
-    if isinstance(container, dict) and container.get("enabled") is True:
+    if __utils__["mosquitto_kubernetes_rules.enabled"](data):
+        # The pods run the kubernetes:image's broker.
+        version, where = _image_version(data["kubernetes"])
+    elif isinstance(container, dict) and container.get("enabled") is True:
         # The broker is the image's, whatever the host has installed.
         version, where = _image_version(container)
     else:
@@ -434,7 +438,7 @@ _SECTION_TYPES = {
     "ports": dict, "listeners": dict, "limits": dict, "queue": dict, "persistence": dict,
     "tls": dict, "bridges": dict, "config": dict, "exporter": dict, "firewall": dict,
     "paths": dict, "pkg": dict, "service": dict, "tofs": dict, "container": dict, "cluster": dict,
-    "users": dict, "acl_patterns": list,
+    "users": dict, "acl_patterns": list, "kubernetes": dict,
 }
 _SUBSECTION_TYPES = {("listeners", "mqtt"): dict, ("listeners", "mqtts"): dict}
 
@@ -484,10 +488,13 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     if minion_id is None:
         minion_id = _opts().get("id")
 
+    # Rendered for Kubernetes, the brokers are pods: this minion's limits
+    # and cluster role say nothing about them.
+    orchestrated = __utils__["mosquitto_kubernetes_rules.enabled"](data)
     data["domain"] = _dns(errors, ["domain"], data.get("domain"))
     _check_ports(errors, data.get("ports", {}))
     _check_listeners(errors, data.get("listeners", {}))
-    _capacity(errors, data, nofile_hard_limit)
+    _capacity(errors, data, None if orchestrated else nofile_hard_limit)
     exporter = data.get("exporter", {})
     _check_exporter(errors, exporter)
     data["users"] = _users(errors, data.get("users"), exporter.get("user"))
@@ -501,11 +508,14 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     _check_config(errors, data.get("config", {}), data.get("allow_plugins", False))
     _check_bridge_links(errors, data, tls, minion_id, broker_version)
     data["cluster"] = _rules("cluster")(errors, data.get("cluster") or {}, minion_id, data, broker_version,
-                                        _names(), masterless=_opts().get("file_client") == "local")
+                                        _names(), masterless=_opts().get("file_client") == "local",
+                                        orchestrated=orchestrated)
     _check_firewall(errors, data.get("firewall", {}))
     _check_paths(errors, data.get("paths", {}))
     _check_service(errors, data.get("service", {}))
     _check_container(errors, data.get("container", {}), data)
+    __utils__["mosquitto_kubernetes_rules.check"](errors, data.get("kubernetes", {}), data,
+                                                   __utils__["mosquitto_names.is_dns_name"])
 
     errors.raise_if_any()
     return data

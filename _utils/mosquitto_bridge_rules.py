@@ -412,7 +412,7 @@ def default_clientids(bridges, minion_id):
 # --------------------------------------------------------------------------
 
 
-def cluster(errors, settings, minion_id, data, broker_version, names, masterless=False):
+def cluster(errors, settings, minion_id, data, broker_version, names, masterless=False, orchestrated=False):
     """mosquitto:cluster -> this host's role and its derived bridge settings.
 
     Hub-and-spoke, loop-free by construction: spokes bridge to the hub, the
@@ -421,7 +421,9 @@ def cluster(errors, settings, minion_id, data, broker_version, names, masterless
     the pillar with bridges already checked; ``names`` mosquitto_names'
     cluster_bridge, cluster_username and cluster_clientid (see the module's
     docstring); ``masterless``: this minion runs
-    without a Salt master (``file_client: local``), so has no mine.
+    without a Salt master (``file_client: local``), so has no mine;
+    ``orchestrated``: the cluster is rendered for Kubernetes (hub and spokes
+    are pods this minion describes: it has no role and needs no mine).
     """
     path = ["cluster"]
     out = _cluster_settings(errors, path, settings)
@@ -429,6 +431,9 @@ def cluster(errors, settings, minion_id, data, broker_version, names, masterless
         return {"role": None}
     out["topics"], out["acl"] = _cluster_topics(errors, path, settings.get("topics") or [], broker_version)
     out["topic_lines"] = [f"{t['filter']} {t['direction']} {t['qos']}" for t in out["topics"]]
+    if orchestrated:
+        _cluster_neighbours(errors, out["topics"], data, names["mosquitto_names.cluster_bridge"]())
+        return dict(out, role=None)
     if not minion_id:
         errors.add(path, "cannot tell this minion's id (run through Salt)")
         return dict(out, role=None)

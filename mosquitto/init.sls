@@ -12,6 +12,12 @@
 {%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
       else raise('mosquitto formula: custom modules are not synced; '
                  'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- if mosquitto.kubernetes.enabled %}
+{#- Kubernetes: this minion renders the broker (or the cluster) as
+    manifests; nothing of a broker on this host. #}
+include:
+  - .kubernetes
+{%- else %}
 include:
   # build/init.sls
   - .build.repo
@@ -35,3 +41,4 @@ include:
   - .runtime.exporter
   - .runtime.firewall
   - .runtime.cluster
+{%- endif %}
