@@ -16,7 +16,6 @@ import pathlib
 import shutil
 import socket
 import ssl
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -28,6 +27,7 @@ from test.support import kubepod
 from test.support import kubernetes as k8s
 from test.support.container import IMAGE, wait_for
 from test.support.modules import load_util
+from test.support.mqtt import Client
 
 pytestmark = pytest.mark.containers
 
@@ -189,32 +189,39 @@ def test_spokes_bridge_through_the_hub_qos1_exactly_once(rendered, pods, tmp_pat
     cafile = tmp_path / "ca.crt"
     cafile.write_bytes(secret_files(rendered, "mosquitto-spoke", "broker")["ca.crt"])
     spoke = fqdn("mosquitto-spoke")
-    sub = _resolving(tmp_path / "sub", spoke, PODS[("mosquitto-spoke", 1)], [
-        "mosquitto_sub", "-h", spoke, "-p", "8883", "--cafile", str(cafile), "-u", "alice",
-        "-P", PASSWORDS["alice"], "-t", "fleet/#", "-q", "1", "-v", "-W", "20"], background=True)
+    # The spokes share their Service's name: each client resolves it to
+    # "its" pod, and verifies the certificate by that name.
+    sub = Client(8883, "alice", PASSWORDS["alice"], client_id="k8s-sub", cafile=str(cafile), host=spoke)
+    pub = Client(8883, "alice", PASSWORDS["alice"], client_id="k8s-pub", cafile=str(cafile), host=spoke)
+    with resolving(spoke, PODS[("mosquitto-spoke", 1)]):
+        assert sub.connect()
     try:
-        # The subscription reaches the hub and spoke-0 (bridged topics are
-        # subscribed at bridge start, so only the local one is awaited).
-        time.sleep(2)
+        sub.subscribe("fleet/#", 1)
+        with resolving(spoke, PODS[("mosquitto-spoke", 0)]):
+            assert pub.connect()
         for i in range(20):
-            pub = _resolving(tmp_path / f"pub{i}", spoke, PODS[("mosquitto-spoke", 0)], [
-                "mosquitto_pub", "-h", spoke, "-p", "8883", "--cafile", str(cafile), "-u", "alice",
-                "-P", PASSWORDS["alice"], "-t", f"fleet/k8s/{i}", "-m", f"m{i}", "-q", "1"])
-            assert pub.returncode == 0, pub.stderr
+            pub.publish(f"fleet/k8s/{i}", f"m{i}".encode(), qos=1)
+        got = [sub.get(timeout=30)[:2] for _ in range(20)]
+        # Exactly once: nothing more comes.
+        time.sleep(3)
+        assert sub.messages.empty()
     finally:
-        out, err = sub.communicate(timeout=40)
-    lines = sorted(line for line in out.splitlines() if line.startswith("fleet/k8s/"))
-    assert lines == sorted(f"fleet/k8s/{i} m{i}" for i in range(20)), (out, err)
+        sub.close()
+        pub.close()
+    assert sorted(got) == sorted((f"fleet/k8s/{i}", f"m{i}".encode()) for i in range(20))
 
 
-def _resolving(work, name, ip, cmd, background=False):
-    """Run ``cmd`` with ``name`` resolving to ``ip`` (a private mount
-    namespace with its own /etc/hosts; the host's is never touched)."""
-    work.mkdir(parents=True, exist_ok=True)
-    hosts = work / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n{ip} {name}\n")
-    script = f"mount --bind {hosts} /etc/hosts && exec \"$@\""
-    args = ["unshare", "-m", "sh", "-c", script, "sh", *cmd]
-    if background:
-        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+@contextlib.contextmanager
+def resolving(name, ip):
+    """``name`` resolves to ``ip`` in this process while connecting (what
+    cluster DNS would answer); the host's resolver is never touched."""
+    real = socket.getaddrinfo
+
+    def fake(host, *args, **kwargs):
+        return real(ip if host == name else host, *args, **kwargs)
+
+    socket.getaddrinfo = fake
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real
