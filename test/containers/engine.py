@@ -239,8 +239,10 @@ EXPORTER_DOCKERFILE = """\
 FROM {base}
 COPY debs /tmp/debs
 RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \\
- && dpkg -i /tmp/debs/*.deb && rm -rf /tmp/debs /usr/sbin/policy-rc.d
+ && (dpkg -i /tmp/debs/*.deb || dpkg -i /tmp/debs/*.deb) && rm -rf /tmp/debs /usr/sbin/policy-rc.d
 """
+# dpkg -i twice: python3 pre-depends on a configured python3-minimal, which
+# the first pass configures (unpacking everything at once does not).
 
 
 def ensure_exporter_debs():
