@@ -239,10 +239,12 @@ EXPORTER_DOCKERFILE = """\
 FROM {base}
 COPY debs /tmp/debs
 RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \\
- && (dpkg -i /tmp/debs/*.deb || dpkg -i /tmp/debs/*.deb) && rm -rf /tmp/debs /usr/sbin/policy-rc.d
+ && cd /tmp/debs && dpkg -i $(ls *.deb | grep -v -E '^python3(_|-.*_all[.]deb$)') \
+ && dpkg -i $(ls *.deb | grep -E '^python3(_|-.*_all[.]deb$)') && cd / && rm -rf /tmp/debs /usr/sbin/policy-rc.d
 """
-# dpkg -i twice: python3 pre-depends on a configured python3-minimal, which
-# the first pass configures (unpacking everything at once does not).
+# Two dpkg runs: python3 pre-depends on a *configured* python3-minimal, so
+# the interpreter, its libraries and python3-minimal go first, then python3
+# and the pure-Python (arch all) modules that depend on it.
 
 
 def ensure_exporter_debs():
