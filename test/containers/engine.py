@@ -239,12 +239,11 @@ EXPORTER_DOCKERFILE = """\
 FROM {base}
 COPY debs /tmp/debs
 RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \\
- && cd /tmp/debs && dpkg -i $(ls *.deb | grep -v -E '^python3(_|-.*_all[.]deb$)') \
- && dpkg -i $(ls *.deb | grep -E '^python3(_|-.*_all[.]deb$)') && cd / && rm -rf /tmp/debs /usr/sbin/policy-rc.d
+ && apt-get install -y -q --no-install-recommends /tmp/debs/*.deb && rm -rf /tmp/debs /usr/sbin/policy-rc.d
 """
-# Two dpkg runs: python3 pre-depends on a *configured* python3-minimal, so
-# the interpreter, its libraries and python3-minimal go first, then python3
-# and the pure-Python (arch all) modules that depend on it.
+# apt-get, not dpkg -i, installs the local .debs (no network, no lists
+# needed): python3's chain of pre-dependencies (python3 on a configured
+# python3-minimal, that on python3.11-minimal) needs its ordering.
 
 
 def ensure_exporter_debs():
