@@ -104,7 +104,7 @@ _TOP_KEYS = {
     "domain", "ports", "listeners", "users", "acl_patterns", "max_keepalive", "limits",
     "queue", "persistence", "tls", "bridges", "config", "exporter",
     "firewall", "paths", "pkg", "service", "tofs", "container", "cluster", "allow_plugins",
-    "logging", "swarm",
+    "logging", "swarm", "kubernetes",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
 # The rules of a user whose pillar has no `acl` key: what mosquitto allows
@@ -181,7 +181,7 @@ def __virtual__():
     # _utils: without them (modules synced but not utils) map.jinja says to
     # run saltutil.sync_all.
     needed = ("mosquitto_names.is_dns_name", "mosquitto_validate.collector", "mosquitto_bridge_rules.bridges",
-              "mosquitto_hashes.problem", "mosquitto_swarm_rules.swarm")
+              "mosquitto_hashes.problem", "mosquitto_swarm_rules.swarm", "mosquitto_kubernetes_rules.check")
     if not all(name in __utils__ for name in needed):
         return (False, "mosquitto_config needs the formula's _utils (run saltutil.sync_all)")
     return __virtualname__
@@ -378,7 +378,10 @@ def broker_version(data):
     container = data.get("container")
     swarm = data.get("swarm")
     in_image = isinstance(swarm, dict) and swarm.get("enabled") is True
-    if isinstance(container, dict) and (container.get("enabled") is True or in_image):
+    if __utils__["mosquitto_kubernetes_rules.enabled"](data):
+        # The pods run the kubernetes:image's broker.
+        version, where = _image_version(data["kubernetes"])
+    elif isinstance(container, dict) and (container.get("enabled") is True or in_image):
         # The broker is the image's (container or swarm mode), whatever the
         # host has installed.
         version, where = _image_version(container)
@@ -455,7 +458,7 @@ _SECTION_TYPES = {
     "ports": dict, "listeners": dict, "limits": dict, "queue": dict, "persistence": dict,
     "tls": dict, "bridges": dict, "config": dict, "exporter": dict, "firewall": dict,
     "paths": dict, "pkg": dict, "service": dict, "tofs": dict, "container": dict, "cluster": dict,
-    "swarm": dict, "users": dict, "acl_patterns": list, "logging": dict,
+    "swarm": dict, "users": dict, "acl_patterns": list, "logging": dict, "kubernetes": dict,
 }
 _SUBSECTION_TYPES = {("listeners", "mqtt"): dict, ("listeners", "mqtts"): dict}
 # Sections an empty key (None in YAML) may leave out: read as {}.
@@ -517,10 +520,13 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     if minion_id is None:
         minion_id = _opts().get("id")
 
+    # Rendered for Kubernetes, the brokers are pods: this minion's limits
+    # and cluster role say nothing about them.
+    orchestrated = __utils__["mosquitto_kubernetes_rules.enabled"](data)
     data["domain"] = _dns(errors, ["domain"], data.get("domain"))
     _check_ports(errors, data.get("ports", {}))
     _check_listeners(errors, data.get("listeners", {}))
-    _capacity(errors, data, nofile_hard_limit)
+    _capacity(errors, data, None if orchestrated else nofile_hard_limit)
     exporter = data.get("exporter", {})
     _check_exporter(errors, exporter)
     data["users"] = _users(errors, data.get("users"), exporter.get("user"))
@@ -541,11 +547,16 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     deployer = __utils__["mosquitto_swarm_rules.swarm"](errors, data.get("swarm") or {}, data, swarm_names)
     data["cluster"] = _rules("cluster")(errors, data.get("cluster") or {}, minion_id, data, broker_version,
                                         _names(), masterless=_opts().get("file_client") == "local",
-                                        deployer=deployer)
+                                        orchestrated=orchestrated or deployer)
+    if orchestrated and (deployer or (data.get("container") or {}).get("enabled") is True):
+        errors.add(["kubernetes", "enabled"], "Kubernetes mode excludes swarm and container mode "
+                   "(one place runs the brokers): turn swarm:enabled and container:enabled off")
     _check_firewall(errors, data.get("firewall", {}))
     _check_paths(errors, data.get("paths", {}))
     _check_service(errors, data.get("service", {}))
     _check_container(errors, data.get("container", {}), data)
+    __utils__["mosquitto_kubernetes_rules.check"](errors, data.get("kubernetes", {}), data,
+                                                   __utils__["mosquitto_names.is_dns_name"])
 
     errors.raise_if_any()
     return data

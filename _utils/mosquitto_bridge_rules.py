@@ -422,7 +422,7 @@ def default_clientids(bridges, minion_id):
 # --------------------------------------------------------------------------
 
 
-def cluster(errors, settings, minion_id, data, broker_version, names, masterless=False, deployer=False):
+def cluster(errors, settings, minion_id, data, broker_version, names, masterless=False, orchestrated=False):
     """mosquitto:cluster -> this host's role and its derived bridge settings.
 
     Hub-and-spoke, loop-free by construction: spokes bridge to the hub, the
@@ -432,8 +432,9 @@ def cluster(errors, settings, minion_id, data, broker_version, names, masterless
     cluster_bridge, cluster_username and cluster_clientid (see the module's
     docstring); ``masterless``: this minion runs
     without a Salt master (``file_client: local``), so has no mine;
-    ``deployer``: this minion deploys every member itself (swarm mode), so
-    it needs no mine and has no role of its own.
+    ``orchestrated``: this minion deploys (swarm mode) or describes
+    (Kubernetes) every member itself, so it needs no mine and has no role
+    of its own.
     """
     path = ["cluster"]
     out = _cluster_settings(errors, path, settings)
@@ -441,7 +442,7 @@ def cluster(errors, settings, minion_id, data, broker_version, names, masterless
         return {"role": None}
     out["topics"], out["acl"] = _cluster_topics(errors, path, settings.get("topics") or [], broker_version)
     out["topic_lines"] = [f"{t['filter']} {t['direction']} {t['qos']}" for t in out["topics"]]
-    if deployer:
+    if orchestrated:
         _cluster_neighbours(errors, out["topics"], data, names["mosquitto_names.cluster_bridge"]())
         return dict(out, role=None)
     if not minion_id:

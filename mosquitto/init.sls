@@ -12,6 +12,12 @@
 {%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
       else raise('mosquitto formula: custom modules are not synced; '
                  'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{%- if mosquitto.kubernetes.enabled %}
+{#- Kubernetes: this minion renders the broker (or the cluster) as
+    manifests; nothing of a broker on this host. #}
+include:
+  - .kubernetes
+{%- else %}
 include:
 {%- if mosquitto.swarm.enabled %}
   # Swarm mode: this minion deploys the brokers as a stack (swarm/init.sls)

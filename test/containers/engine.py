@@ -230,3 +230,56 @@ def build_images(engine, images, workdir, timings=None):
         timings[f"build_{uid}_s"] = round(time.monotonic() - t0, 2)
         shutil.rmtree(ctx)
     return timings
+
+
+# ----------------------------------------------------------- exporter image
+
+EXPORTER_DEBS = ("python3-minimal", "python3-paho-mqtt", "python3-prometheus-client")
+EXPORTER_DOCKERFILE = """\
+FROM {base}
+COPY debs /tmp/debs
+RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \\
+ && apt-get install -y -q --no-install-recommends /tmp/debs/*.deb && rm -rf /tmp/debs /usr/sbin/policy-rc.d
+"""
+# apt-get, not dpkg -i, installs the local .debs (no network, no lists
+# needed): python3's chain of pre-dependencies (python3 on a configured
+# python3-minimal, that on python3.11-minimal) needs its ordering.
+
+
+def ensure_exporter_debs():
+    """Debian's python3, paho-mqtt and prometheus-client .debs for the
+    cached root (resolved against its dpkg status), cached beside it."""
+    cache = ensure_rootfs()
+    debs = cache / "exporter-debs"
+    if (debs / ".complete").is_file():
+        return debs
+    with _flock(CACHE_DIR / ".containers-build.lock"):
+        if (debs / ".complete").is_file():
+            return debs
+        tmp = cache / "exporter-debs.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "partial").mkdir(parents=True)
+        status = tmp / "root"
+        status.mkdir()
+        _sh(["tar", "-C", status, "-xf", cache / "rootfs.tar", "./var/lib/dpkg/status"])
+        _sh(["apt-get", "install", "-y", "-q", "--download-only", "--no-install-recommends",
+             "-o", f"Dir::State::status={status}/var/lib/dpkg/status",
+             "-o", f"Dir::Cache::archives={tmp}", *EXPORTER_DEBS], timeout=900)
+        shutil.rmtree(tmp / "partial")
+        shutil.rmtree(status)
+        (tmp / "lock").unlink(missing_ok=True)
+        (tmp / ".complete").write_text("\n".join(EXPORTER_DEBS) + "\n")
+        tmp.rename(debs)
+        return debs
+
+
+def build_exporter_image(engine, tag, base, workdir):
+    """``tag``: the broker image ``base`` plus Debian's python3 with
+    paho-mqtt and prometheus-client, what the formula's exporter program
+    needs (a sidecar image for the Kubernetes pods)."""
+    ctx = pathlib.Path(workdir) / "ctx-exporter"
+    shutil.rmtree(ctx, ignore_errors=True)
+    shutil.copytree(ensure_exporter_debs(), ctx / "debs", ignore=shutil.ignore_patterns(".complete"))
+    (ctx / "Dockerfile").write_text(EXPORTER_DOCKERFILE.format(base=base))
+    engine.docker("build", "--network", "none", "-q", "-t", tag, ctx, timeout=600)
+    shutil.rmtree(ctx)

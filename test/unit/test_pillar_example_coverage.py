@@ -18,6 +18,7 @@ IT, H, CTR = "test/integration/", "test/hosts/", "test/containers/test_container
 EVERY, DEF, APPLY = IT + "test_every_key.py", IT + "test_defaults_applied.py", IT + "test_apply.py"
 FLEET = H + "test_fleet.py"
 SWARM = "test/containers/test_swarm_mode.py"
+K8S, K8S_PODS = "test/functional/test_kubernetes_manifests.py", "test/containers/test_kubernetes_pods.py"
 
 COVERAGE = {
     "domain": (APPLY, "test_original_pub_sub_commands_over_tls_by_name"),
@@ -92,6 +93,25 @@ COVERAGE = {
     "bridges:*:notifications": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
     "bridges:*:keepalive_interval": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
     "bridges:*:options": (IT + "test_secrets.py", "test_bridge_file_is_private_and_the_bridge_logs_in"),
+    "kubernetes:enabled": (K8S, "test_cluster_renders_once_and_a_second_apply_changes_nothing"),
+    "kubernetes:dir": (K8S, "test_cluster_renders_once_and_a_second_apply_changes_nothing"),
+    "kubernetes:name": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:namespace": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:cluster_domain": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:image": (K8S_PODS, "test_containers_run_as_the_manifest_says"),
+    "kubernetes:exporter_image": (K8S_PODS, "test_exporter_sidecar_scrapes_its_broker"),
+    "kubernetes:uid": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:gid": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:spokes": (K8S, "test_kustomize_builds_a_statefulset_per_role_and_its_services"),
+    "kubernetes:storage": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:storage_class": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:service_type": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:monitoring_namespace": (
+        K8S, "test_network_policy_lets_in_tls_from_anywhere_and_metrics_from_monitoring_only"),
+    "kubernetes:service_monitor": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:resources": (K8S, "test_single_broker_with_monitor_storage_class_and_its_own_names"),
+    "kubernetes:kubeconfig": (K8S, "test_kubeconfig_adds_kubectl_apply_and_disabled_mode_is_refused"),
+    "kubernetes:kubectl": (K8S, "test_kubeconfig_adds_kubectl_apply_and_disabled_mode_is_refused"),
     "container:enabled": (CTR, "test_broker_runs_hardened_in_its_container"),
     "container:image": (CTR, "test_an_image_the_formula_did_not_build_with_another_uid"),
     "container:uid": (CTR, "test_an_image_the_formula_did_not_build_with_another_uid"),
@@ -136,7 +156,7 @@ PENDING = set()
 
 # Mappings whose contents are free-form: the mapping is the key.
 FREE_FORM = {("config",), ("listeners", "mqtt", "options"), ("listeners", "mqtts", "options"),
-             ("tofs", "source_files"), ("bridges", "*", "options"), ("lookup",)}
+             ("kubernetes", "resources"), ("tofs", "source_files"), ("bridges", "*", "options"), ("lookup",)}
 
 
 def example_paths():
