@@ -49,3 +49,4 @@ include:
   - .runtime.firewall
   - .runtime.cluster
 {%- endif %}
+{%- endif %}
