@@ -6,12 +6,14 @@ and two spokes) as a stack, as an operator would.
 Clients run inside the brokers' tasks (the image has mosquitto's clients):
 by name over TLS on the stack's overlay network, verified with the CA the
 stack carries as a secret. Tests share one deployed stack and run in file
-order; the clean test is last, and the module's teardown leaves the swarm
-and deletes its gateway link.
+order; the cluster's clean test comes before the broker-alone stack's test
+(its own stack, files and subnet), and the module's teardown leaves the
+swarm and deletes its gateway link.
 """
 import json
 import pathlib
 import secrets
+import shlex
 import subprocess
 
 import pytest
@@ -61,8 +63,8 @@ def deployed(salt_swarm, swarm):
     return states
 
 
-def stack_objects(engine, kind):
-    out = engine.docker(kind, "ls", "--filter", f"label={sw.NAMESPACE}={sw.STACK}", "--format", "{{.Name}}").stdout
+def stack_objects(engine, kind, stack=sw.STACK):
+    out = engine.docker(kind, "ls", "--filter", f"label={sw.NAMESPACE}={stack}", "--format", "{{.Name}}").stdout
     return sorted(out.split())
 
 
@@ -279,3 +281,55 @@ def test_clean_removes_the_stack_and_the_managers_files(salt_swarm, deployed, sw
     assert pathlib.Path(f"{sw.ETC}/certs/ca.crt").exists()  # the CA stays, as in host mode
     rc, states, err = salt_swarm.apply("mosquitto.clean")
     assert rc == 0 and changed(states) == {}
+
+
+# ------------------------------------------------------------------ broker alone
+
+
+def solo_client(engine, password, *commands):
+    """mosquitto_pub/sub ``commands`` (each a list of arguments) in one
+    throwaway container on the solo stack's network, by the broker's name
+    over TLS, verified against the manager's CA file (not the stack's
+    secret)."""
+    tls = ["-h", sw.SOLO, "-p", "8883", "--cafile", "/ca.crt", "-u", "alice", "-P", password]
+    script = " && ".join(shlex.join([cmd[0], *tls, *cmd[1:]]) for cmd in commands)
+    return engine.docker("run", "--rm", "--network", f"{sw.SOLO_STACK}_net",
+                         "-v", f"{sw.ETC}/certs/ca.crt:/ca.crt:ro", sw.IMAGE, "sh", "-c", script,
+                         check=False, timeout=120)
+
+
+def test_broker_alone_deploys_serves_tls_and_cleans(salt_swarm, swarm, passwords):
+    salt_swarm.write_pillar(sw.solo_pillar(passwords))
+    service = f"{sw.SOLO_STACK}_solo-swarm-test"
+    try:
+        rc, states, err = salt_swarm.apply()
+        assert rc == 0 and not failed(states), (failed(states), err[-3000:])
+        change = states[next(k for k in states if STATE_ID in k)]["changes"]
+        assert change["services"]["created"] == [service]
+        assert stack_objects(swarm, "service", sw.SOLO_STACK) == [service]
+        assert len(stack_objects(swarm, "config", sw.SOLO_STACK)) == 2  # mosquitto.conf, ACL
+        assert len(stack_objects(swarm, "secret", sw.SOLO_STACK)) == 4  # passwd, key, cert, CA
+        net = sw.inspect(swarm, f"{sw.SOLO_STACK}_net", "network")
+        assert net["IPAM"]["Config"][0]["Subnet"] == sw.SOLO_SUBNET
+        # A persistent QoS 1 session: subscribe and leave, publish, then
+        # take what was queued: exactly the one message.
+        sub = ["mosquitto_sub", "-c", "-i", "solo-rt", "-q", "1", "-t", "local/solo/#"]
+        out = solo_client(swarm, passwords["alice"], [*sub, "-E"],
+                          ["mosquitto_pub", "-q", "1", "-t", "local/solo/m", "-m", "hello-solo"],
+                          [*sub, "-v", "-C", "1", "-W", "20"])
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == ["local/solo/m hello-solo"]
+        # Its password file is the pillar's: a wrong password is refused.
+        bad = solo_client(swarm, passwords["alice"] + "x", ["mosquitto_pub", "-t", "local/solo/m", "-m", "x"])
+        assert bad.returncode != 0 and "not authorised" in bad.stderr.lower(), bad.stderr
+        rc, states, err = salt_swarm.apply()
+        assert rc == 0 and changed(states) == {}, changed(states)
+        rc, states, err = salt_swarm.apply("mosquitto.clean")
+        assert rc == 0 and not failed(states), failed(states)
+        for kind in ("service", "config", "secret", "network", "volume"):
+            assert stack_objects(swarm, kind, sw.SOLO_STACK) == [], kind
+        assert not pathlib.Path(sw.SOLO_DIR).exists()
+    finally:
+        if stack_objects(swarm, "service", sw.SOLO_STACK):
+            salt_swarm.apply("mosquitto.clean")
+        salt_swarm.write_pillar(sw.pillar(passwords))

@@ -28,6 +28,9 @@ POOL, GWBRIDGE_SUBNET = "198.19.0.0/24", "198.19.0.192/26"
 GWBRIDGE = "docker_gwbridge"
 IMAGE = "local/mosquitto:1883"
 NAMESPACE = "com.docker.stack.namespace"
+# The broker alone (no cluster): its own stack, files and subnet, so it
+# never collides with the cluster's stack.
+SOLO, SOLO_STACK, SOLO_DIR, SOLO_SUBNET = "solo.swarm.test", "mqsolo", f"{ETC}/solo", "198.19.0.64/26"
 
 
 def pillar(passwords, **extra):
@@ -52,6 +55,15 @@ def pillar(passwords, **extra):
     }}
     for key, value in extra.items():
         data["mosquitto"][key] = value
+    return data
+
+
+def solo_pillar(passwords):
+    """The suite's pillar without a cluster: one broker named ``domain``."""
+    data = pillar(passwords, domain=SOLO)
+    del data["mosquitto"]["cluster"]
+    data["mosquitto"]["swarm"].update(stack=SOLO_STACK, dir=SOLO_DIR, subnet=SOLO_SUBNET)
+    del data["mosquitto"]["swarm"]["spokes"]
     return data
 
 
@@ -85,7 +97,8 @@ def leave(engine):
                                            check=False).stdout.strip(), 60, 0.5)
         engine.docker("swarm", "leave", "--force", check=False, timeout=120)
         engine.docker("network", "rm", GWBRIDGE, check=False, timeout=60)
-        engine.docker("volume", "prune", "-f", "--filter", f"label={NAMESPACE}={STACK}", check=False)
+        for stack in (STACK, SOLO_STACK):
+            engine.docker("volume", "prune", "-f", "--filter", f"label={NAMESPACE}={stack}", check=False)
     if gwbridge_link():
         _ip("link", "del", GWBRIDGE)
 
