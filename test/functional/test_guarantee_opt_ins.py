@@ -43,6 +43,9 @@ def _pillar(tmp_path, **extra):
         "ports": {"mqtt": MQTT, "mqtts": MQTTS, "exporter": 9234},
         "users": {ALICE[0]: {"password": ALICE[1], "acl": ["readwrite test/#"]}},
         "exporter": {"enabled": False},
+        # `information` too: NetnsBroker waits for the broker's "running"
+        # line, which the default log types leave out.
+        "logging": {"types": ["error", "warning", "notice", "information"]},
         "persistence": {"location": str(tmp_path / "data")},
         "tls": {"ca_cert": str(tmp_path / "cert.pem"), "cert": str(tmp_path / "cert.pem"),
                 "key": str(tmp_path / "key.pem")},
