@@ -8,6 +8,9 @@
       else raise('mosquitto formula: custom modules are not synced; '
                  'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
 {%- set sw = mosquitto.swarm %}
+{#- Like swarm/files.sls and stack.sls: nothing unless swarm mode is on (a
+    host broker's clean must not need a Docker engine). #}
+{%- if sw.enabled %}
 
 mosquitto-swarm-clean-stack-absent:
   mosquitto_swarm.stack_absent:
@@ -19,3 +22,4 @@ mosquitto-swarm-clean-files-absent:
     - name: {{ sw.dir }}
     - require:
       - mosquitto_swarm: mosquitto-swarm-clean-stack-absent
+{%- endif %}
