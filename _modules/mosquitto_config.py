@@ -173,7 +173,7 @@ _PERSISTENCE = (
 # `notice` (measured: test/functional/test_idle_log.py).
 _LOG_TYPES = ("error", "warning", "notice", "information", "subscribe", "unsubscribe",
               "websockets", "debug", "none", "all")
-_SERVICE = tuple((key, "text") for key in ("name", "user", "group", "exporter_name", "firewall_name"))
+_SERVICE = tuple((key, "text") for key in ("name", "user", "group", "exporter_name", "firewall_name", "cron_name"))
 
 
 def __virtual__():
