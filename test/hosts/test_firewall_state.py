@@ -10,10 +10,12 @@ Tests run in file order on one module-scoped host.
 """
 import json
 import secrets
+import sys
 
 import pytest
 
 from test.support import fleet as fleetmod
+from test.support import foreign_pki as own_cert
 
 pytestmark = pytest.mark.hosts
 
@@ -220,3 +222,76 @@ def test_shared_mode_adds_only_its_own_and_clean_removes_only_those(host):
     assert openings(h, permanent=True) == before and openings(h) == before
     assert h.run(["test", "-e", RECORD], check=False).returncode != 0
     assert state_of(clean(host, SHARED), CLEAN_STATE)["changes"] == {}
+
+
+# --- bring your own certificate, on the same host (saves a boot) -----------
+
+OWN_DIR = "/etc/pki/corp"
+CERT_STATE = "mosquitto-configure-tls-server-cert-managed"
+RELOAD_STATE = "mosquitto-runtime-certificate-service-reloaded"
+SERVED_PY = """
+import socket, ssl, sys
+from cryptography import x509
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+with socket.create_connection((sys.argv[1], 8883), 5) as raw, ctx.wrap_socket(raw, server_hostname=sys.argv[1]) as tls:
+    print(x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number)
+"""
+
+
+def served_serial(fleet, cafile):
+    """Serial of the certificate fw1.test serves to a client that trusts only cafile and checks the name."""
+    return int(fleet.client.run([sys.executable, "-c", SERVED_PY, HOST, str(cafile)]).stdout)
+
+
+def put_own(h, cert_pem, key_pem):
+    """The other PKI's files on the host (as certbot or a Vault agent leaves them)."""
+    own = h.path(OWN_DIR)
+    own.mkdir(parents=True, exist_ok=True)
+    (own / "mqtt.pem").write_bytes(cert_pem)
+    (own / "mqtt.key").write_bytes(key_pem)
+    (own / "mqtt.key").chmod(0o600)
+
+
+def test_own_certificate_is_served_swapped_with_a_reload_and_a_bad_one_refused(host, tmp_path, fleet_pillar_dir):
+    fleet, h = host
+    root = own_cert.issue("Corp Root CA", ca=True)
+    inter = own_cert.issue("Corp Issuing CA", root, ca=True)
+    cafile = tmp_path / "corp-root.pem"
+    cafile.write_bytes(own_cert.pem(root[0]))
+    h.path(OWN_DIR).mkdir(parents=True, exist_ok=True)
+    h.path(OWN_DIR + "/root.pem").write_bytes(own_cert.pem(root[0]))
+    first = own_cert.issue(HOST, inter, names=[HOST])
+    put_own(h, own_cert.pem(first[0], inter[0]), own_cert.key_pem(first[1]))
+    pillar = "pillar=" + json.dumps({"mosquitto": {"tls": {
+        "own_cert": OWN_DIR + "/mqtt.pem", "own_key": OWN_DIR + "/mqtt.key", "ca_cert": OWN_DIR + "/root.pem"}}})
+
+    done = changed(apply(host, pillar))
+    assert done[CERT_STATE]["changes"]["new"]["serial"] == format(first[0].serial_number, "X")
+    assert served_serial(fleet, cafile) == first[0].serial_number
+    # An old user, with only the corporate root, connects by name.
+    password = fleet_pillar_dir.joinpath("mosquitto.sls").read_text().split("password: ")[1].split("\n")[0]
+    fleet.client.run(["mosquitto_pub", "-h", HOST, "-p", "8883", "--cafile", str(cafile), "-u", "alice",
+                      "-P", json.loads(password), "-t", "byo/check", "-m", "hello"])
+    assert changed(apply(host, pillar)) == {}
+
+    # The other PKI renews: the next apply copies the new pair and reloads (no restart).
+    second = own_cert.issue(HOST, inter, names=[HOST], days=30)
+    put_own(h, own_cert.pem(second[0], inter[0]), own_cert.key_pem(second[1]))
+    planned = changed(apply(host, pillar, "test=True"))
+    assert set(planned) == {CERT_STATE, RELOAD_STATE}
+    done = changed(apply(host, pillar))
+    assert set(done) == {CERT_STATE, RELOAD_STATE}
+    assert served_serial(fleet, cafile) == second[0].serial_number
+    metrics = fleet.client.run(["curl", "-s", f"http://{HOST}:9234/metrics"]).stdout
+    expiry = next(line for line in metrics.splitlines()
+                  if line.startswith("mosquitto_certificate_expiry_timestamp_seconds") and 'role="server"' in line)
+    assert float(expiry.split()[-1]) == second[0].not_valid_after_utc.timestamp()
+
+    # A key that is not the certificate's: refused naming the key, nothing changed.
+    installed = h.path("/etc/mosquitto/certs/server.crt").read_bytes()
+    put_own(h, own_cert.pem(second[0], inter[0]), own_cert.key_pem(own_cert.issue(HOST, inter)[1]))
+    ret = fleet.salt("state.apply", "mosquitto", pillar, tgt=h.name, timeout=600)[h.name]
+    refused = state_of(ret, CERT_STATE)
+    assert refused["result"] is False and "mosquitto:tls:own_key: the key in" in refused["comment"]
+    assert h.path("/etc/mosquitto/certs/server.crt").read_bytes() == installed
+    assert served_serial(fleet, cafile) == second[0].serial_number
