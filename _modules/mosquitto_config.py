@@ -158,7 +158,7 @@ _TLS_DAYS = (
 _TLS_KEYS = {
     "ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",
     "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses",
-    "signing_policies", "fleet_domains", "profile", "auto_renew",
+    "signing_policies", "fleet_domains", "profile", "auto_renew", "own_cert", "own_key",
 }
 _EXPORTER_KEYS = {"enabled", "user", "bind_address", "install", "venv_dir", "pip_pkgs"}
 _EXPORTER = (("enabled", "boolean"), ("install", "choice", ("pkg", "venv")), ("venv_dir", "abspath"))
@@ -832,6 +832,7 @@ def _check_tls(errors, tls, listeners, domain):
         errors.add(path + ["renew_days"], "must be below days_valid, or every run would reissue the certificate")
     _tls_profile(errors, tls, listeners)
     errors.boolean(path + ["auto_renew"], tls.get("auto_renew"))
+    _tls_own_cert(errors, tls)
     _tls_key(errors, tls)
     _tls_names(errors, tls)
     tls["signing_policies"] = _signing_policies(errors, path + ["signing_policies"],
@@ -844,6 +845,24 @@ def _check_tls(errors, tls, listeners, domain):
     if domain:
         # The domain first, then extra names, each once: the SAN list.
         tls["san_dns"] = list(dict.fromkeys([domain] + tls["dns_names"]))
+
+
+def _tls_own_cert(errors, tls):
+    """tls:own_cert and own_key: both or neither; not with a fleet CA."""
+    own = {key: tls.get(key, "") for key in ("own_cert", "own_key")}
+    for key, value in own.items():
+        errors.abspath(["tls", key], value, empty=True)
+    if bool(own["own_cert"]) != bool(own["own_key"]):
+        missing = "own_key" if own["own_cert"] else "own_cert"
+        errors.add(["tls", missing], "is needed with tls:own_cert and tls:own_key both set or both empty "
+                                     "(a certificate the formula does not issue comes with its key)")
+    if own["own_cert"] and tls.get("ca_server"):
+        errors.add(["tls", "own_cert"], "and tls:ca_server exclude each other: a certificate issued "
+                                        "elsewhere is not signed by the fleet's CA minion")
+    if own["own_cert"] and own["own_cert"] in (tls.get("cert"), tls.get("key")):
+        errors.add(["tls", "own_cert"], "must not be tls:cert or tls:key: the formula copies it there")
+    if own["own_key"] and own["own_key"] in (tls.get("cert"), tls.get("key")):
+        errors.add(["tls", "own_key"], "must not be tls:cert or tls:key: the formula copies it there")
 
 
 def _tls_key(errors, tls):
@@ -1014,9 +1033,10 @@ def _check_bridge_links(errors, data, tls, minion_id, version):
 
 def _check_firewall(errors, firewall):
     path = ["firewall"]
-    if not errors.mapping(path, firewall, {"enabled", "zone", "ssh", "extra_ports"}):
+    if not errors.mapping(path, firewall, {"enabled", "zone", "mode", "ssh", "extra_ports"}):
         return
     errors.choice(path + ["enabled"], firewall.get("enabled"), (True, False, "auto"))
+    errors.choice(path + ["mode"], firewall.get("mode"), ("exclusive", "shared"))
     if errors.text(path + ["zone"], firewall.get("zone")) and not _FIREWALL_ZONE.match(firewall["zone"]):
         errors.add(path + ["zone"], f"is not a firewalld zone name: {firewall['zone']!r}")
     errors.boolean(path + ["ssh"], firewall.get("ssh"))

@@ -38,18 +38,43 @@ def _busctl(*args):
     return True, json.loads(res["stdout"])
 
 
-def parse_settings(reply):
-    """``{"ports": [...], "services": [...]}`` from a zone's ``a{sv}`` settings.
+# What a zone can open besides ports and services. The formula never opens
+# these; firewall:mode exclusive prunes them (so only what the formula opens
+# is open), shared leaves them to whoever put them there.
+OTHER_OPENINGS = ("rich_rules", "protocols", "source_ports", "forward_ports")
+SETTINGS = ("ports", "services") + OTHER_OPENINGS
 
-    firewalld leaves out empty entries; ports come as ``[port, protocol]``
-    pairs and are returned as firewall-cmd writes them (``8883/tcp``).
+
+def _forward_port(port, proto, toport, toaddr):
+    """firewall-cmd's --add-forward-port= value of one ``(ssss)`` entry."""
+    text = f"port={port}:proto={proto}"
+    if toport:
+        text += f":toport={toport}"
+    if toaddr:
+        text += f":toaddr={toaddr}"
+    return text
+
+
+def parse_settings(reply):
+    """Each of SETTINGS as a sorted list, from a zone's ``a{sv}`` settings.
+
+    firewalld leaves out empty entries; every value is returned as
+    firewall-cmd takes it in ``--add-<what>=``/``--remove-<what>=`` (ports
+    ``8883/tcp``, rich rules as their text), so a state can remove exactly
+    what it read.
     """
     settings = reply["data"][0]
-    ports = settings.get("ports", {}).get("data", [])
-    services = settings.get("services", {}).get("data", [])
+
+    def data(key):
+        return settings.get(key, {}).get("data", [])
+
     return {
-        "ports": sorted(f"{port}/{proto}" for port, proto in ports),
-        "services": sorted(services),
+        "ports": sorted(f"{port}/{proto}" for port, proto in data("ports")),
+        "services": sorted(data("services")),
+        "rich_rules": sorted(data("rules_str")),
+        "protocols": sorted(data("protocols")),
+        "source_ports": sorted(f"{port}/{proto}" for port, proto in data("source_ports")),
+        "forward_ports": sorted(_forward_port(*entry) for entry in data("forward_ports")),
     }
 
 
@@ -63,7 +88,7 @@ def running():
 
 def zone(name, permanent=True, runtime=True):
     """
-    The ports and services of zone ``name``, permanent and at runtime.
+    The openings (SETTINGS) of zone ``name``, permanent and at runtime.
 
     Returns ``{"permanent": {...} or None, "runtime": {...} or None}``
     (None: no such zone there), each side only when asked for. Raises

@@ -26,8 +26,7 @@ include:
 {%- set systemd = grains.get('init') == 'systemd' %}
 {%- set exporter_unit = mosquitto.paths.systemd_units ~ '/' ~ mosquitto.service.exporter_name ~ '.service' %}
 {%- set exporter_init = '/etc/init.d/' ~ mosquitto.service.exporter_name %}
-{%- set fw_running = salt['cmd.which']('firewall-cmd') and
-                     salt['cmd.retcode']('firewall-cmd --state', python_shell=False, ignore_retcode=True) == 0 %}
+{%- set fw_running = salt['mosquitto_firewall.running']() %}
 
 {#- Stopped and disabled while their unit or init script still exists. #}
 mosquitto-clean-runtime-exporter-service-dead:
@@ -83,22 +82,20 @@ mosquitto-clean-runtime-service-dead:
 
 {%- if fw.enabled is not sameas false and fw_running %}
 
-{#- Only the ports configure.firewall opened (the exporter's even if it is
-    disabled now: an earlier run may have opened it); ssh stays. #}
-{%-   set ports = [mosquitto.ports.mqtts ~ '/tcp', mosquitto.ports.exporter ~ '/tcp'] + fw.extra_ports %}
-{#-   A shell runs these commands: each value one safe word (README "Trust boundaries"). #}
-{%-   set ports = salt['mosquitto_shell.words'](ports, 'mosquitto:firewall:extra_ports') %}
-{%-   set zone = salt['mosquitto_shell.word'](fw.zone, 'mosquitto:firewall:zone') %}
+{#- Only what configure.firewall added (its record, lookup:paths:
+    firewall_record), permanent and runtime, without a reload: a port or
+    service that was open before the formula came stays, and so does
+    everything else in the zone. ssh always stays. A zone without a record
+    entry was managed by a formula version that kept none: in exclusive
+    mode its ports (the exporter's even if it is disabled now) go, as they
+    did then; in shared mode nothing does. #}
 mosquitto-clean-configure-firewall-ports-absent:
-  cmd.run:
-    - name: >-
-        for port in {{ ports | join(' ') }}; do
-        firewall-cmd --permanent --zone={{ zone }} --remove-port=$port >/dev/null &&
-        firewall-cmd --zone={{ zone }} --remove-port=$port >/dev/null || exit 1; done
-    - onlyif: >-
-        for port in {{ ports | join(' ') }}; do
-        firewall-cmd --permanent --zone={{ zone }} --query-port=$port && exit 0;
-        firewall-cmd --zone={{ zone }} --query-port=$port && exit 0; done; exit 1
+  mosquitto_firewall.zone_cleaned:
+    - name: {{ fw.zone }}
+    - record: {{ mosquitto.paths.firewall_record }}
+{%-   if fw.mode == 'exclusive' %}
+    - fallback_ports: {{ ([mosquitto.ports.mqtts ~ '/tcp', mosquitto.ports.exporter ~ '/tcp'] + fw.extra_ports) | json }}
+{%-   endif %}
 {%- endif %}
 
 mosquitto-clean-configure-files-absent:

@@ -1,9 +1,13 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# Exactly ssh (22), MQTT over TLS and the exporter open in the pillar's
-# zone, permanently (mosquitto_firewall.zone_present prunes every other port
-# and service, then reloads). Plain MQTT (1883) is never opened. It reads
-# firewalld over D-Bus (busctl): a converged host runs no firewall-cmd.
+# ssh (22), MQTT over TLS and the exporter open in the pillar's zone,
+# permanently. firewall:mode exclusive (the default): exactly those, every
+# other port, service, rich rule, protocol, source and forward port is
+# pruned, then firewalld reloads. firewall:mode shared: only added, nothing
+# anyone else put in the zone is removed, no reload. What the formula added
+# is recorded (lookup:paths:firewall_record) so clean.sls removes only that.
+# Plain MQTT (1883) is never opened. It reads firewalld over D-Bus
+# (busctl): a converged host runs no firewall-cmd.
 #   firewall:enabled: true   firewalld installed, enabled, started, managed
 #   firewall:enabled: auto   managed where firewalld already runs, else a note
 #   firewall:enabled: false  left alone, with a note
@@ -55,6 +59,8 @@ mosquitto-configure-firewall-zone-present:
     - name: {{ fw.zone }}
     - services: {{ (['ssh'] if fw.ssh else []) | json }}
     - ports: {{ (ports + fw.extra_ports) | json }}
+    - mode: {{ fw.mode }}
+    - record: {{ mosquitto.paths.firewall_record }}
 {%- else %}
 
 mosquitto-configure-firewall-unmanaged:

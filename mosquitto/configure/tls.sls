@@ -6,6 +6,10 @@
 # expiry (mosquitto_ca.needs_reissue). The CA key is root-only: the broker
 # never needs it. The server key is root:mosquitto 0640: the broker reads it
 # after dropping privileges.
+# With tls:own_cert (README "Bring your own certificate") the formula makes
+# no CA and issues nothing: it checks the certificate and key another tool
+# left on the host against tls:ca_cert and the broker's names, and copies
+# them to tls:cert and tls:key (mosquitto_own_cert), under the same ids.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
       else raise('mosquitto formula: custom modules are not synced; '
@@ -19,7 +23,8 @@ mosquitto-configure-tls-certs-dir-managed:
   file.directory:
     - names:
 {%- set dirs = [] %}
-{%- for path in [tls.ca_cert, tls.cert, tls.key] %}
+{#- An own CA's directory is its owner's, not the formula's. #}
+{%- for path in ([] if tls.own_cert else [tls.ca_cert]) + [tls.cert, tls.key] %}
 {%-   do dirs.append(salt['file.dirname'](path)) %}
 {%- endfor %}
 {%- for dir in dirs | unique %}
@@ -30,7 +35,30 @@ mosquitto-configure-tls-certs-dir-managed:
     - mode: '0755'
     - makedirs: True
 
-{%- if not tls.ca_server %}
+{%- if tls.own_cert %}
+
+mosquitto-configure-tls-ca-present:
+  mosquitto_own_cert.ca_trusted:
+    - name: {{ tls.ca_cert }}
+
+mosquitto-configure-tls-server-cert-managed:
+  mosquitto_own_cert.installed:
+    - name: {{ tls.cert }}
+    - key_path: {{ tls.key }}
+    - source_cert: {{ tls.own_cert }}
+    - source_key: {{ tls.own_key }}
+    - ca_cert: {{ tls.ca_cert }}
+    - common_name: {{ mosquitto.domain }}
+    - dns_names: {{ tls.san_dns | json }}
+    - ip_addresses: {{ tls.ip_addresses | json }}
+    - user: root
+    - group: {{ mosquitto.service.group }}
+    - mode: '0640'
+    - require:
+      - mosquitto_own_cert: mosquitto-configure-tls-ca-present
+      - file: mosquitto-configure-tls-certs-dir-managed
+      - sls: {{ tplroot }}.build.package
+{%- elif not tls.ca_server %}
 
 mosquitto-configure-tls-ca-dir-managed:
   file.directory:
@@ -84,6 +112,8 @@ mosquitto-configure-tls-ca-present:
       - file: mosquitto-configure-tls-certs-dir-managed
 {%- endif %}
 
+{%- if not tls.own_cert %}
+
 mosquitto-configure-tls-server-cert-managed:
   mosquitto_ca.certificate_managed:
     - name: {{ tls.cert }}
@@ -112,3 +142,4 @@ mosquitto-configure-tls-server-cert-managed:
     - require:
       - mosquitto_ca: mosquitto-configure-tls-ca-present
       - sls: {{ tplroot }}.build.package
+{%- endif %}

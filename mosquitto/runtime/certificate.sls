@@ -11,6 +11,8 @@
 {%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
       else raise('mosquitto formula: custom modules are not synced; '
                  'run "saltutil.sync_all" (or state.apply with sync_mods=all) first') %}
+{#- The server certificate's state: issued, or checked and copied (tls:own_cert). #}
+{%- set cert_state = 'mosquitto_own_cert' if mosquitto.tls.own_cert else 'mosquitto_ca' %}
 
 include:
   - {{ tplroot }}.configure.tls
@@ -26,7 +28,7 @@ mosquitto-runtime-certificate-service-reloaded:
       - cmd: sh -c 'kill -HUP 1'
       - exec_driver: nsenter
     - onchanges:
-      - mosquitto_ca: mosquitto-configure-tls-server-cert-managed
+      - {{ cert_state }}: mosquitto-configure-tls-server-cert-managed
 {%- else %}
 
 mosquitto-runtime-certificate-service-reloaded:
@@ -38,5 +40,5 @@ mosquitto-runtime-certificate-service-reloaded:
 {%- endif %}
     - watch:
       # The server certificate only: a CA change is a restart (runtime.service).
-      - mosquitto_ca: mosquitto-configure-tls-server-cert-managed
+      - {{ cert_state }}: mosquitto-configure-tls-server-cert-managed
 {%- endif %}

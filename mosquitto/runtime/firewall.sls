@@ -25,6 +25,7 @@ mosquitto-runtime-firewall-reloaded:
     - name: {{ fw.zone }}
     - services: {{ (['ssh'] if fw.ssh else []) | json }}
     - ports: {{ (ports + fw.extra_ports) | json }}
+    - mode: {{ fw.mode }}
     - require:
       - sls: {{ tplroot }}.configure.firewall
 {%- endif %}

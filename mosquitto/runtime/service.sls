@@ -58,7 +58,7 @@ mosquitto-runtime-service-running:
       - sls: {{ tplroot }}.configure.service
       # The CA only, not all of configure.tls: that file also holds the
       # server certificate, whose reissue must not drop every client.
-      - mosquitto_ca: mosquitto-configure-tls-ca-present
+      - {{ 'mosquitto_own_cert' if mosquitto.tls.own_cert else 'mosquitto_ca' }}: mosquitto-configure-tls-ca-present
     # A certificate reload after the (re)start, never a start by the reload.
     - require_in:
       - mosquitto_service: mosquitto-runtime-certificate-service-reloaded

@@ -21,13 +21,34 @@ RUNTIME_PUBLIC = (
 EMPTY_ZONE = '{"type":"a{sv}","data":[{"target":{"type":"s","data":"default"}}]}'
 
 
+NOTHING_ELSE = {"rich_rules": [], "protocols": [], "source_ports": [], "forward_ports": []}
+# A shared zone: other services, a port, a rich rule, a protocol, a source
+# port and two forward ports (firewalld's a(ssss) with and without toaddr).
+SHARED_ZONE = (
+    '{"type":"a{sv}","data":[{"services":{"type":"as","data":["cockpit","dhcpv6-client","ssh"]},'
+    '"ports":{"type":"a(ss)","data":[["5353","udp"]]},'
+    '"rules_str":{"type":"as","data":["rule family=\\"ipv4\\" source address=\\"10.9.0.0/16\\" '
+    'port port=\\"5000\\" protocol=\\"tcp\\" accept"]},'
+    '"protocols":{"type":"as","data":["gre"]},"source_ports":{"type":"a(ss)","data":[["68","udp"]]},'
+    '"forward_ports":{"type":"a(ssss)","data":[["80","tcp","8080",""],["443","tcp","","10.0.0.2"]]}}]}'
+)
+
+
 def test_ports_and_services_read_as_firewall_cmd_writes_them():
     assert fw.parse_settings(json.loads(RUNTIME_PUBLIC)) == {
-        "ports": ["8883/tcp", "9234/tcp"], "services": ["ssh"]}
+        "ports": ["8883/tcp", "9234/tcp"], "services": ["ssh"], **NOTHING_ELSE}
 
 
 def test_missing_entries_mean_nothing_open():
-    assert fw.parse_settings(json.loads(EMPTY_ZONE)) == {"ports": [], "services": []}
+    assert fw.parse_settings(json.loads(EMPTY_ZONE)) == {"ports": [], "services": [], **NOTHING_ELSE}
+
+
+def test_other_openings_read_as_firewall_cmd_takes_them():
+    assert fw.parse_settings(json.loads(SHARED_ZONE)) == {
+        "ports": ["5353/udp"], "services": ["cockpit", "dhcpv6-client", "ssh"],
+        "rich_rules": ['rule family="ipv4" source address="10.9.0.0/16" port port="5000" protocol="tcp" accept'],
+        "protocols": ["gre"], "source_ports": ["68/udp"],
+        "forward_ports": ["port=443:proto=tcp:toaddr=10.0.0.2", "port=80:proto=tcp:toport=8080"]}
 
 
 def test_unknown_zone_is_none_and_other_failures_raise():
