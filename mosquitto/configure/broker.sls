@@ -14,6 +14,10 @@
 {%- set settings = mosquitto.copy() %}
 {%- do settings.pop('users') %}
 {%- do settings.pop('bridges') %}
+{#- tls:adopt_ca holds the adopted CA key's passphrase. #}
+{%- set tls_settings = settings.tls.copy() %}
+{%- do tls_settings.pop('adopt_ca', None) %}
+{%- do settings.update({'tls': tls_settings}) %}
 
 {#- Everything the config names (certificates, password file, ACL) comes
     first: included, so this file also applies on its own. #}
