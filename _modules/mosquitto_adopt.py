@@ -95,8 +95,9 @@ def _target_key_matches(path, cert):
 def open_ca(cert, key, passphrase_pillar=PASSPHRASE_KEY):
     """(certificate, private key) of the CA to adopt, checked; raises naming
     the pillar key. For the state module: the key object stays in memory."""
+    data = _read(cert, "cert", "CA certificate")
     try:
-        cert_obj = _pki("parse_cert")(_read(cert, "cert", "CA certificate"))
+        cert_obj = _pki("parse_cert")(data)
     except CommandExecutionError:
         _refuse("cert", f"{cert} is no PEM certificate")
     if not _pki("is_ca")(cert_obj):
