@@ -130,7 +130,8 @@ def test_existing_users_reads_names_only(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("text, want", [
     ("listener 8883 0.0.0.0\ncafile /x\n", {"enabled": False, "location": ""}),
-    ("persistence true\npersistence_location /var/lib/mosquitto\n", {"enabled": True, "location": "/var/lib/mosquitto/"}),
+    ("persistence true\npersistence_location /var/lib/mosquitto\n",
+     {"enabled": True, "location": "/var/lib/mosquitto/"}),
     ("persistence true\npersistence false\n", {"enabled": False, "location": ""}),
 ])
 def test_conf_persistence(tmp_path, text, want):
