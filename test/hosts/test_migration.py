@@ -51,15 +51,19 @@ certfile {CERTS}/{HOST}.crt
 keyfile {CERTS}/{HOST}.key"""
 
 # roles/mosquitto_configure (certificates as in mosquitto-tls(7), made once
-# with the openssl CLI), mosquitto_runtime (firewall, restart).
+# with the openssl CLI), mosquitto_runtime (firewall, restart). The
+# playbook's server certificate has the CA's very subject and carries key
+# identifiers (OpenSSL 3.2+ adds them unasked); Debian 12's OpenSSL 3.0
+# must be asked, or that certificate reads as self-signed and fails.
 PLAYBOOK_TLS = f"""set -e
 cd {CERTS}
 openssl req -new -x509 -days 1095 -extensions v3_ca -keyout ca.key -out ca.crt \
   -passout env:CAPASS -subj {shlex.quote(SUBJECT + '/emailAddress=devops@example.com')}
 openssl genrsa -out {HOST}.key 2048
 openssl req -out server.csr -key {HOST}.key -new -subj {shlex.quote(SUBJECT + '/emailAddress=devops@example.com')}
+printf 'subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' > /root/server.ext
 openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -passin env:CAPASS -CAcreateserial \
-  -out {HOST}.crt -days 90
+  -out {HOST}.crt -days 90 -extfile /root/server.ext
 chown -R mosquitto:mosquitto {CERTS}
 find {CERTS}/ -type f | grep "key" | xargs chmod 600
 """
