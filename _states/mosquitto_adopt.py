@@ -11,9 +11,10 @@ States that take over a broker host the formula did not set up (README
         - source_cert: /etc/mosquitto/certs/ca.crt   # tls:adopt_ca:cert
         - source_key: /etc/mosquitto/certs/ca.key    # tls:adopt_ca:key
 
-    mosquitto-runtime-service-persistence-handed-over:
+    mosquitto-configure-broker-persistence-handed-over:
       mosquitto_adopt.persistence_handed_over:
         - name: mosquitto
+        - conf: /etc/mosquitto/mosquitto.conf
         - location: /var/lib/mosquitto/
 
 The passphrase of an encrypted CA key is read from pillar
@@ -21,7 +22,9 @@ The passphrase of an encrypted CA key is read from pillar
 state argument; ``changes`` hold paths and fingerprints only.
 """
 import os
+import re
 import signal
+import stat
 import time
 
 from salt.exceptions import CommandExecutionError
@@ -123,16 +126,33 @@ def _saved_since(path, since):
         return False
 
 
-def persistence_handed_over(name, location, timeout=30):
+# The running config's own persistence lines, replaced for the handover
+# (mosquitto refuses a repeated persistence_location or persistence_file).
+_PERSISTENCE_LINE = re.compile(r"^\s*(persistence|persistence_location|persistence_file)(\s|$)")
+
+
+def _with_persistence(conf, location):
+    """The running broker's mosquitto.conf with persistence at location:
+    everything else as it is (a reload refuses changed listeners)."""
+    with open(conf, encoding="utf-8", errors="surrogateescape") as fh:
+        kept = [line for line in fh.read().splitlines() if not _PERSISTENCE_LINE.match(line)]
+    kept += ["", "# mosquitto-formula: persistence for the handover (its own file replaces this one next)",
+             "persistence true", f"persistence_location {location}"]
+    return ("\n".join(kept) + "\n").encode("utf-8", "surrogateescape")
+
+
+def persistence_handed_over(name, conf, location, timeout=30):
     """
-    Before a restart: the running broker ``name``, started from a
-    mosquitto.conf without the formula's persistence (the playbook's has
-    none: its offline sessions and queued messages live only in memory),
-    re-reads the formula's file (SIGHUP: mosquitto 2.0 takes persistence
-    and its location on a reload) and saves its store to
-    ``<location>mosquitto.db`` (SIGUSR1, until the file is newer than the
-    reload), so the restart that follows loads every session and queued
-    message. A broker that is not running has nothing to hand over.
+    Before the formula replaces ``conf``: the running broker ``name``,
+    started from that file without the formula's persistence (the
+    playbook's has none: offline sessions and their queued messages live
+    only in memory), gets persistence at ``location`` added to its own file
+    (nothing else changes: a reload refuses changed listeners), re-reads it
+    (SIGHUP: mosquitto 2.0 takes persistence and its location on a reload)
+    and saves its store to ``<location>mosquitto.db`` (SIGUSR1, until the
+    file is newer than the reload). The formula's file and the restart that
+    follow load every session and queued message from there. A broker that
+    is not running has nothing to hand over.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     pid = _main_pid(name)
@@ -142,22 +162,27 @@ def persistence_handed_over(name, location, timeout=30):
         return ret
     if __opts__["test"]:
         ret.update(result=None, changes={"store": store},
-                   comment=f"{name} would re-read its config and save its sessions to {store} before the restart")
+                   comment=f"{name} would save its sessions to {store} before its config is replaced")
         return ret
     since = time.time() - 1  # whole-second mtimes on some filesystems
     try:
+        info = os.stat(conf)
+        __utils__["mosquitto_files.atomic_write"](conf, _with_persistence(conf, location),
+                                                  stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
         os.kill(pid, signal.SIGHUP)
         deadline = time.monotonic() + float(timeout)
         while not _saved_since(store, since):
             if time.monotonic() > deadline:
                 ret.update(result=False, comment=f"{name} (pid {pid}) did not save {store} within {timeout} s "
-                                                 "after a reload: not restarting over its sessions")
+                                                 f"after a reload (see its log): not replacing {conf}")
                 return ret
             time.sleep(0.5)
             os.kill(pid, signal.SIGUSR1)
     except ProcessLookupError:
         ret["comment"] = f"{name} (pid {pid}) ended meanwhile: no sessions in memory to hand over"
         return ret
-    ret.update(changes={"store": store},
-               comment=f"{name} re-read its config and saved its sessions to {store} before the restart")
+    except (OSError, CommandExecutionError) as exc:
+        ret.update(result=False, comment=f"{name}: sessions not handed over: {exc}")
+        return ret
+    ret.update(changes={"store": store}, comment=f"{name} saved its sessions to {store} before its config is replaced")
     return ret

@@ -41,29 +41,6 @@ mosquitto-runtime-service-run-dir-managed:
       - mosquitto_service: mosquitto-runtime-service-running
 {%- endif %}
 
-{#- Migration: a broker running from a mosquitto.conf without the
-    formula's persistence (the playbook's has none) keeps its offline
-    sessions and queued messages in memory only. Read before the formula
-    writes its file; when it differs, the running broker re-reads the new
-    file and saves its store there before the restart, which loads it. #}
-{%- set running_persistence = salt['mosquitto_adopt.conf_persistence'](mosquitto.paths.conf) %}
-{%- if mosquitto.persistence.enabled and running_persistence is not none
-      and (not running_persistence.enabled or running_persistence.location != mosquitto.persistence.location) %}
-
-mosquitto-runtime-service-persistence-handed-over:
-  mosquitto_adopt.persistence_handed_over:
-    - name: {{ mosquitto.service.name }}
-    - location: {{ mosquitto.persistence.location | json }}
-    - onchanges:
-      - file: mosquitto-configure-broker-config-file-managed
-    - require:
-      - sls: {{ tplroot }}.configure.users
-      - sls: {{ tplroot }}.configure.acl
-      - sls: {{ tplroot }}.configure.bridges
-    - require_in:
-      - mosquitto_service: mosquitto-runtime-service-running
-{%- endif %}
-
 mosquitto-runtime-service-running:
   mosquitto_service.running:
     - name: {{ mosquitto.service.name }}

@@ -213,7 +213,7 @@ def test_first_apply_adopts_the_ca_and_shows_no_secret(host, migrated):
         assert secret not in text
     states = changed(ret)
     assert "mosquitto-configure-tls-ca-adopted" in states
-    assert "mosquitto-runtime-service-persistence-handed-over" in states
+    assert "mosquitto-configure-broker-persistence-handed-over" in states
     # The formula's own copy of the CA key: unencrypted, root-only, the old CA's.
     key = "/etc/mosquitto/ca/ca.key"
     assert h.run(["stat", "-c", "%U:%G %a", key]).stdout.split() == ["root:root", "600"]

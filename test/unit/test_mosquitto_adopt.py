@@ -151,22 +151,26 @@ def queue_for_offline_client(broker):
 @pytest.mark.parametrize("handover", [True, False], ids=["handed-over", "control-without"])
 def test_sessions_in_memory_survive_the_restart_only_when_handed_over(tmp_path, monkeypatch, handover):
     """The playbook's broker (no persistence) with a queued message; the
-    formula's config written over its file; the handover, then a restart."""
+    handover, then the formula's config and a restart."""
     store = tmp_path / "store"
     store.mkdir()
     (tmp_path / "b").mkdir()
     with Broker(extra="allow_anonymous true", workdir=tmp_path / "b") as broker:
         resubscribe = queue_for_offline_client(broker)
-        broker.extra += f"\npersistence true\npersistence_location {store}/\nautosave_interval 1800"
-        broker.write_conf()
         pid = broker.proc.pid
         monkeypatch.setattr(st, "__grains__", {"init": "systemd"}, raising=False)
         monkeypatch.setattr(st, "__opts__", {"test": False}, raising=False)
         monkeypatch.setattr(st, "__salt__", {"cmd.run_all": lambda *a, **k: {"retcode": 0, "stdout": str(pid)}},
                             raising=False)
         if handover:
-            ret = st.persistence_handed_over("mosquitto", f"{store}/", timeout=20)
+            ret = st.persistence_handed_over("mosquitto", str(broker.conf), f"{store}/", timeout=20)
             assert ret["result"] is True and ret["changes"] == {"store": f"{store}/mosquitto.db"}, ret
+            # Its own file, listener as it was, with persistence added: reloaded without an error.
+            conf = broker.conf.read_text()
+            assert f"listener {broker.port} 127.0.0.1" in conf and f"persistence_location {store}/" in conf
+            assert "Error" not in broker.logtext()
+        # The formula's own file (another listener line) and the restart.
+        broker.extra += f"\npersistence true\npersistence_location {store}/\nautosave_interval 1800"
         broker.restart()
         got = subprocess.run(resubscribe, capture_output=True, text=True, timeout=30)
     assert (got.stdout.strip() == "queued") is handover, (got.stdout, got.stderr)
