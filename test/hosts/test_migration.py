@@ -99,6 +99,16 @@ def build_playbook_host(h):
     h.run("systemctl restart mosquitto && systemctl is-active mosquitto")
 
 
+def minion_back(fleet, h):
+    """Starting firewalld cut the minion's connection to the master (a job
+    published meanwhile never arrives): restart it and wait for an answer."""
+    h.run(["systemctl", "restart", "salt-minion"])
+    for _ in range(60):
+        if fleet.salt("test.ping", tgt=h.name, timeout=10).get(h.name) is True:
+            return
+    raise AssertionError(f"{h.name}: the minion did not answer after its restart")
+
+
 @pytest.fixture(scope="module")
 def host(fleet_factory, fleet_pillar_dir, tmp_path_factory):
     (fleet_pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
@@ -106,6 +116,7 @@ def host(fleet_factory, fleet_pillar_dir, tmp_path_factory):
     fleet = fleet_factory([HOST])
     h = fleet[HOST]
     build_playbook_host(h)
+    minion_back(fleet, h)
     # What a client of the playbook's broker holds: its ca.crt, nothing else.
     ca = tmp_path_factory.mktemp("client") / "ca.crt"
     ca.write_bytes(h.path(f"{CERTS}/ca.crt").read_bytes())
