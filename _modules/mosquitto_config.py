@@ -133,6 +133,15 @@ _FIREWALL_ZONE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 _FIREWALL_PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?/(tcp|udp)\Z")
 # lookup:paths keys that may be '' (the option is left out of mosquitto.conf).
 _PATHS_MAY_BE_EMPTY = ("pid_file", "log_file", "include_dir", "sysv_limits_hook")
+# The keys of lookup:paths and lookup:service (those of the parameter files,
+# checked by test_mosquitto_config): another one is a typo that would change
+# nothing, so it is named like any unknown key.
+_PATHS_KEYS = {
+    "conf", "passwd", "acl", "run_dir", "pid_file", "log_file", "include_dir", "bridges_dir", "exporter",
+    "exporter_secret", "exporter_env", "systemd_units", "renew_cron", "cluster_secret", "sysv_limits_hook",
+}
+# provider: set by the map from the init grain (mosquitto_map.build).
+_SERVICE_KEYS = {"name", "user", "group", "exporter_name", "firewall_name", "sysv_provider", "provider"}
 
 # Sections whose keys are checked alike: (key, check, *args) rows for the
 # collector's table() (checks: mosquitto_validate's collector methods).
@@ -439,24 +448,36 @@ _SECTION_TYPES = {
     "users": dict, "acl_patterns": list,
 }
 _SUBSECTION_TYPES = {("listeners", "mqtt"): dict, ("listeners", "mqtts"): dict}
+# Sections an empty key (None in YAML) may leave out: read as {}.
+_MAY_BE_EMPTY = {"cluster"}
+# Sections that come from the parameter files, overridden under
+# mosquitto:lookup (pillar.example): named there.
+_LOOKUP_SECTIONS = {"paths", "pkg", "service", "tofs"}
 
 
 def _sections_have_their_types(errors, data):
-    """False (each named) when a section or listener is of the wrong type."""
+    """False (each named) when a section or listener is of the wrong type,
+    or empty (None) where the checkers and templates read its keys (a
+    ``lookup: {paths: }`` reached the templates as a Jinja error)."""
     ok = True
     for key, kind in _SECTION_TYPES.items():
-        if key in data and data[key] is not None and not isinstance(data[key], kind):
-            errors.add([key], f"must be a {_KIND[kind]}, got {type(data[key]).__name__}")
+        if key in data and not isinstance(data[key], kind) and not (data[key] is None and key in _MAY_BE_EMPTY):
+            path = ["lookup", key] if key in _LOOKUP_SECTIONS else [key]
+            errors.add(path, f"must be a {_KIND[kind]}, got {_type_name(data[key])}")
             ok = False
     for (key, sub), kind in _SUBSECTION_TYPES.items():
         value = data.get(key)
         if isinstance(value, dict) and sub in value and not isinstance(value[sub], kind):
-            errors.add([key, sub], f"must be a {_KIND[kind]}, got {type(value[sub]).__name__}")
+            errors.add([key, sub], f"must be a {_KIND[kind]}, got {_type_name(value[sub])}")
             ok = False
     return ok
 
 
 _KIND = {dict: "mapping", list: "list"}
+
+
+def _type_name(value):
+    return "nothing (an empty key in YAML)" if value is None else type(value).__name__
 
 
 def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
@@ -989,10 +1010,11 @@ def _check_firewall(errors, firewall):
 
 def _check_paths(errors, paths):
     """lookup:paths: absolute paths; bridges_dir a directory of its own."""
-    if not isinstance(paths, dict):
+    if not errors.mapping(["lookup", "paths"], paths, _PATHS_KEYS):
         return
     for key, value in paths.items():
-        errors.abspath(["lookup", "paths", key], value, empty=key in _PATHS_MAY_BE_EMPTY)
+        if key in _PATHS_KEYS:
+            errors.abspath(["lookup", "paths", key], value, empty=key in _PATHS_MAY_BE_EMPTY)
     # The formula empties bridges_dir of other *.conf files.
     if paths.get("bridges_dir") and paths.get("bridges_dir") in (paths.get("include_dir"),
                                                                   _dirname(paths.get("conf"))):
@@ -1001,7 +1023,7 @@ def _check_paths(errors, paths):
 
 
 def _check_service(errors, service):
-    if isinstance(service, dict):
+    if errors.mapping(["lookup", "service"], service, _SERVICE_KEYS):
         errors.table(["lookup", "service"], service, _SERVICE)
 
 

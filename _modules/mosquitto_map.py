@@ -1,6 +1,6 @@
 """
 The formula's one dict: parameters/defaults.yaml <- os_family/<os_family>.yaml
-<- osfinger/<osfinger>.yaml <- pillar ``mosquitto:lookup`` <- pillar
+<- os/<os>.yaml <- osfinger/<osfinger>.yaml <- pillar ``mosquitto:lookup`` <- pillar
 ``mosquitto``, validated by mosquitto_config. Every SLS file reads it with
 one line::
 
@@ -42,7 +42,7 @@ _STATS = "mosquitto_map.stats"
 # Shared with mosquitto_tofs: the run's fileserver listing (_utils/mosquitto_fileserver.py).
 _FILESERVER = "mosquitto_fileserver"
 # Every grain the dict depends on (validate reads the minion id).
-_GRAINS = ("id", "os_family", "osfinger", "init")
+_GRAINS = ("id", "os_family", "os", "osfinger", "init")
 _NOT_SYNCED = ('mosquitto formula: custom modules are not synced; run "saltutil.sync_all" '
                "(or state.apply with sync_mods=all) first")
 _UTILS = ("mosquitto_map.build", "mosquitto_fileserver.listing")

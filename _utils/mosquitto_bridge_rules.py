@@ -237,10 +237,15 @@ def _bridge(errors, bpath, spec, names, global_options):
     }
     bridge.update(spec)
     bridge["address"] = _addresses(errors, bpath, bridge.get("address"))
-    _topic_lines(errors, bpath, bridge["topics"])
+    # topics and options of the wrong type are named, then read as empty by
+    # the checks after this one (a `topics: true` made them raise a
+    # TypeError naming nothing; found by the property test).
+    bridge["topics"] = _topic_lines(errors, bpath, bridge["topics"])
     errors.table(bpath, bridge, _BRIDGE_FLAGS)
     _credentials(errors, bpath, bridge)
     errors.options(bpath + ["options"], bridge["options"], owned=_BRIDGE_OWNED)
+    if not isinstance(bridge["options"], dict):
+        bridge["options"] = {}
     _option_names(errors, bpath, bridge, global_options)
     _address_safety(errors, bpath, bridge)
     _topic_safety(errors, bpath, bridge)
@@ -248,25 +253,30 @@ def _bridge(errors, bpath, spec, names, global_options):
 
 
 def _addresses(errors, bpath, addresses):
-    """address: host[:port], or a list of them (the first is primary)."""
+    """address: host[:port], or a list of them (the first is primary).
+    Strings only: ``address: true`` is no host named 'True'."""
+    if addresses == []:
+        errors.add(bpath + ["address"], "must be host[:port] or a list of them, got an empty list")
     addresses = addresses if isinstance(addresses, list) else [addresses]
     for i, addr in enumerate(addresses):
         apath = bpath + ["address"] + ([i] if len(addresses) > 1 else [])
-        m = _ADDRESS.match(str(addr or ""))
-        if not addr or not m:
-            errors.add(apath, f"must be host[:port], got {addr!r}")
+        m = _ADDRESS.match(addr) if isinstance(addr, str) else None
+        if not m:
+            errors.add(apath, f"must be host[:port] (a string such as broker.example.net:8883), got {addr!r}")
         elif m.group(2) and not 0 < int(m.group(2)) < 65536:
             errors.add(apath, f"port out of range in {addr!r}")
     return [str(a) for a in addresses]
 
 
 def _topic_lines(errors, bpath, topics):
-    topics = errors.listing(bpath + ["topics"], topics)
-    if not topics:
+    """The topic lines as a list ([] when they are none: named)."""
+    if topics == []:
         errors.add(bpath + ["topics"], "a bridge needs at least one topic line, e.g. 'sensors/# out 1'")
+    topics = errors.listing(bpath + ["topics"], topics)
     for i, topic in enumerate(topics):
         if not _topic_line_ok(errors, bpath + ["topics", i], topic):
             errors.add(bpath + ["topics", i], f"must be '<topic> [in|out|both] [0|1|2] ...', got {topic!r}")
+    return topics
 
 
 def _topic_line_ok(errors, tpath, topic):

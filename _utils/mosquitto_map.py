@@ -13,7 +13,9 @@ from salt.exceptions import CommandExecutionError
 __virtualname__ = "mosquitto_map"
 
 # Layers after defaults.yaml: (directory under parameters/, grain naming the file).
-_LAYERS = (("os_family", "os_family"), ("osfinger", "osfinger"))
+# os: a distribution of the family that differs (RHEL itself has no
+# epel-release in its repositories: os/RedHat.yaml).
+_LAYERS = (("os_family", "os_family"), ("os", "os"), ("osfinger", "osfinger"))
 
 
 def __virtual__():
@@ -22,7 +24,7 @@ def __virtual__():
 
 def layer_files(tplroot, grains):
     """Fileserver paths of the parameter files, in merge order: defaults,
-    then the host's os_family and osfinger files (either may not exist)."""
+    then the host's os_family, os and osfinger files (any may not exist)."""
     files = [f"{tplroot}/parameters/defaults.yaml"]
     for directory, grain in _LAYERS:
         value = grains.get(grain)
@@ -52,9 +54,17 @@ def merge_pillar(merged, pillar_data):
     """Pillar ``mosquitto:lookup`` over the parameter files, then the rest of
     pillar ``mosquitto`` over that."""
     if not isinstance(pillar_data, dict):
-        raise CommandExecutionError(f"pillar mosquitto: must be a mapping, got {pillar_data}")
+        # The type only: the value may hold the pillar's passwords.
+        raise CommandExecutionError(f"pillar mosquitto: must be a mapping, got {type(pillar_data).__name__}")
     rest = dict(pillar_data)
     lookup = rest.pop("lookup", {})
+    if lookup is not None and not isinstance(lookup, dict):
+        # Salt's merge would fail on it with a TypeError naming nothing;
+        # worded like validate's refusals (mosquitto_validate's collector).
+        raise CommandExecutionError(
+            "invalid mosquitto pillar (nothing was changed):\n  - mosquitto:lookup: must be a mapping of "
+            "parameter sections over the formula's defaults (paths, pkg, service: see pillar.example), "
+            f"got {type(lookup).__name__}")
     return merge(merge(merged, lookup), rest)
 
 

@@ -41,6 +41,16 @@ def has_control_chars(text):
     return any(_is_control(ord(ch)) for ch in text)
 
 
+def has_edge_blanks(text):
+    """True when ``text`` starts or ends with a space or tab. mosquitto
+    reads a config value from the first non-blank after the option's name
+    to the end of the line, less trailing blanks: a bridge's
+    remote_password ' pw' logged in as 'pw', a path '/a ' named '/a'
+    (found by the property test). Other blanks are control characters,
+    refused anyway."""
+    return text != text.strip(" \t")
+
+
 def _is_control(code):
     return (code < 32 or 127 <= code <= 159 or code in (0x2028, 0x2029, 0xFFFE, 0xFFFF)
             or 0xD800 <= code <= 0xDFFF)
@@ -82,7 +92,8 @@ class _Errors:
         return True
 
     def text(self, path, value, empty=False):
-        """A single-line string (mosquitto's config cannot escape newlines)."""
+        """A single-line string (mosquitto's config cannot escape newlines)
+        without blanks at either end (see has_edge_blanks)."""
         if not isinstance(value, str):
             self.add(path, f"must be a string, got {type(value).__name__}")
             return False
@@ -91,6 +102,10 @@ class _Errors:
             return False
         if has_control_chars(value):
             self.add(path, "must not contain line breaks or control characters")
+            return False
+        if has_edge_blanks(value):
+            self.add(path, "must not start or end with a space: mosquitto trims it from a "
+                     "value, so it would use another one (' pw' becomes 'pw'); blanks inside are kept")
             return False
         return True
 

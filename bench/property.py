@@ -2,9 +2,14 @@
 
 The same properties as test/unit/test_property_render.py (pillars valid and
 hostile, mine entries), 20 times `make test`'s examples by default, with a
-random seed that is printed (rerun one with --seed). Prints examples/s per
-property, the known gaps counted on the way, and each failure with its
-shrunk input. Changes nothing outside a temporary directory.
+random seed that is printed first and with every failure: rerun one with
+``--seed N`` (same --factor) to get the same examples, or paste the
+printed ``@reproduce_failure`` line above the test to replay that one
+example. Prints examples/s and outcomes per property. Changes nothing
+outside a temporary directory.
+
+`make test` runs the same properties derandomized (the same examples in
+every process, see test_property_render.BUDGET); this run explores.
 
     .venv/bin/python bench/property.py [--factor 20] [--seed N]
 """
@@ -41,7 +46,7 @@ def properties():
 
     def hostile(case):
         with tempfile.TemporaryDirectory() as tmp:
-            return prop.check_pillar(case[0], pathlib.Path(tmp), changed=case[1])
+            return prop.check_pillar(case[0], pathlib.Path(tmp))
 
     def mine_files(mine):
         with tempfile.TemporaryDirectory() as tmp:
@@ -51,20 +56,21 @@ def properties():
         ("valid pillars", prop.pillars(), pillar),
         ("hostile pillars", prop.mutated_pillars(), hostile),
         ("mine entries reach the hub's files", prop.mine_entries(), mine_files),
-        ("mine accepts only strict entries (xfail until #20's fix)", prop.mine_entries(),
-         prop.check_mine_accepted_strict),
+        ("mine accepts only strict entries", prop.mine_entries(), prop.check_mine_accepted_strict),
     ]
 
 
-def run(name, strategy, check, examples, run_seed):
+def run(name, strategy, check, examples, run_seed, factor):
     outcomes = collections.Counter()
 
     def counted(value):
         out = check(value)
         outcomes[out[0] if isinstance(out, tuple) else str(out)] += 1
 
+    # Random (not derandomized) from run_seed; no database, so the seed
+    # alone decides the examples; print_blob adds @reproduce_failure.
     @seed(run_seed)
-    @settings(max_examples=examples, deadline=None, database=None,
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=False, print_blob=True,
               suppress_health_check=list(HealthCheck))
     @given(strategy)
     def prop_test(value):
@@ -76,14 +82,17 @@ def run(name, strategy, check, examples, run_seed):
         prop_test()
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         parts = list(getattr(exc, "exceptions", None) or [exc])
+        # Each failure with its shrunk input (hypothesis' "Falsifying
+        # example" note) and the line that replays it.
         failure = "\n".join(
-            f"  - {type(e).__name__}: {str(e)[:400]}\n    " + "\n    ".join(getattr(e, "__notes__", []))[:1500]
+            f"  - {type(e).__name__}: {str(e)[:400]}\n    " + "\n    ".join(getattr(e, "__notes__", []))[:6000]
             for e in parts)
     took = time.monotonic() - start
     done = sum(outcomes.values())
     print(f"{name}: {done} examples in {took:.1f} s ({done / took:.0f}/s); outcomes {dict(outcomes)}")
     if failure:
-        print(f"  FAILED:\n{failure}")
+        print(f"  FAILED (seed {run_seed}; replay: .venv/bin/python bench/property.py --seed {run_seed} "
+              f"--factor {factor}):\n{failure}")
     return failure is None
 
 
@@ -95,10 +104,9 @@ def main():
     run_seed = args.seed if args.seed is not None else random.randrange(2**32)
     examples = BASE_EXAMPLES * args.factor
     print(f"seed {run_seed}, {examples} examples per property")
-    results = [run(name, strat, check, examples, run_seed) for name, strat, check in properties()]
-    # The last one is expected to fail until the strict mine check is merged.
-    ok = all(results[:-1])
-    print("all properties held" if ok else "a property failed (see above)")
+    results = [run(name, strat, check, examples, run_seed, args.factor) for name, strat, check in properties()]
+    ok = all(results)
+    print(f"all properties held (seed {run_seed})" if ok else f"a property failed (seed {run_seed}, see above)")
     return 0 if ok else 1
 
 

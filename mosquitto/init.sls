@@ -28,6 +28,7 @@ include:
   - .configure.service
   - .configure.exporter
   - .configure.firewall
+  - .configure.selinux
   # runtime/init.sls: the broker as the host's service, or in a container
   - .runtime.{{ 'container' if mosquitto.container.enabled else 'service' }}
   - .runtime.certificate

@@ -10,3 +10,4 @@ include:
   - .service
   - .exporter
   - .firewall
+  - .selinux

@@ -7,7 +7,9 @@
 #  - Under a master: a Salt schedule entry in the minion (persisted in its
 #    schedule.conf); the job's return goes to the master's job cache.
 #  - Masterless (salt-call --local): a cron entry running the same salt-call
-#    with the config dir of this run. Under a master there is no cron entry.
+#    with the config dir of this run, and the cron daemon (cron on Debian,
+#    cronie's crond on RedHat, which its package leaves stopped) running
+#    and enabled. Under a master there is no cron entry.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
       else raise('mosquitto formula: custom modules are not synced; '
@@ -74,6 +76,16 @@ mosquitto-runtime-renewal-cron-file-managed:
         SHELL=/bin/sh
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
         {{ spread % 60 }} {{ (spread // 60) % 24 }} * * * root {{ renew_command }}
+    - require:
+      - pkg: mosquitto-runtime-renewal-cron-pkg-installed
+
+mosquitto-runtime-renewal-cron-service-running:
+  mosquitto_service.running:
+    - name: {{ mosquitto.service.cron_name }}
+    - enable: True
+{%-   if mosquitto.service.provider %}
+    - provider: {{ mosquitto.service.provider | json }}
+{%-   endif %}
     - require:
       - pkg: mosquitto-runtime-renewal-cron-pkg-installed
 {%- else %}

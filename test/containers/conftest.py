@@ -31,6 +31,12 @@ def passwords():
     return {"alice": "a:" + secrets.token_urlsafe(12), "bob": "b " + secrets.token_urlsafe(12)}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cron_left_as_found():
+    with localhost.cron_left_as_found():
+        yield
+
+
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory):
     if os.geteuid() != 0:

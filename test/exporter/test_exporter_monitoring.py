@@ -25,7 +25,9 @@ README_HEADING = re.compile(r"^#+ (.+)$", re.M)
 
 
 def promtool(*args):
-    result = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60)
+    # A guard against a hang, not a speed check: the rules' unit tests need
+    # about 12 s of CPU, and took 90 s on a loaded 2-core machine.
+    result = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

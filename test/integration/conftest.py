@@ -27,6 +27,12 @@ def passwords():
 HOST_LOCK = "/run/lock/mosquitto-formula-host.lock"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cron_left_as_found():
+    with localhost.cron_left_as_found():
+        yield
+
+
 @pytest.fixture(scope="session")
 def host_lock():
     fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT, 0o644)

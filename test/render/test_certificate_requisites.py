@@ -36,3 +36,20 @@ def test_masterless_rocky9_renews_from_cron_with_cronie(tmp_path):
     assert line[2:6] == ["*", "*", "*", "root"]
     assert f"--config-dir {salt.dir}" in cron["contents"]
     assert line[-2:] == ["state.apply", "mosquitto.runtime.certificate"]
+    # cronie leaves crond stopped after install: the job needs it running.
+    crond = args(hs["mosquitto-runtime-renewal-cron-service-running"])
+    assert crond["_function"] == "mosquitto_service.running"
+    assert crond["name"] == "crond" and crond["enable"] is True and "provider" not in crond
+    assert {"pkg": "mosquitto-runtime-renewal-cron-pkg-installed"} in crond["require"]
+
+
+def test_masterless_debian_runs_its_cron_daemon_too(tmp_path):
+    for grains, provider in ((DEBIAN12_SYSTEMD, None),
+                             (dict(DEBIAN12_SYSTEMD, init="sysvinit"), "debian_service")):
+        _, hs = render(tmp_path / (provider or "systemd"), grains)
+        cron = args(hs["mosquitto-runtime-renewal-cron-service-running"])
+        assert cron["name"] == "cron" and cron["enable"] is True
+        if provider:  # no systemd: the distribution's sysv module, as for the broker
+            assert cron["provider"] == [{"service": provider}, {"service": "mosquitto_service"}]
+        else:
+            assert "provider" not in cron

@@ -55,6 +55,12 @@ def test_without_systemd_the_sysv_provider_is_pinned(tmp_path):
         assert args(hs["mosquitto-runtime-service-reloaded"])["provider"] == want
         assert args(hs["mosquitto-runtime-exporter-service-running"])["provider"] == want
         assert "mosquitto-runtime-service-run-dir-managed" in hs
+        # The exporter's init script: RedHat's own (no start-stop-daemon,
+        # no /lib/lsb/init-functions: test/unit/test_redhat_init_script.py).
+        source = args(hs["mosquitto-configure-exporter-init-file-managed"])["source"]
+        family = "Debian" if provider == "debian_service" else "RedHat"
+        assert source == (f"salt://mosquitto/files/{family}/mosquitto-exporter.init.jinja" if family == "RedHat"
+                          else "salt://mosquitto/files/default/mosquitto-exporter.init.jinja"), source
 
 
 def test_phases_are_ordered_by_requisites(tmp_path):
@@ -120,7 +126,31 @@ def test_exporter_from_a_venv(tmp_path):
     assert "mosquitto-build-exporter-deps-pkg-installed" not in hs
     assert args(hs["mosquitto-build-exporter-venv-pkg-installed"])["name"] == "python3-venv"
     pip = args(hs["mosquitto-build-exporter-deps-pip-installed"])
-    assert pip["name"].startswith("/opt/mx/bin/pip install") and "--dry-run --no-index" in pip["unless"]
+    assert pip["name"].startswith("/opt/mx/bin/pip install") and "--no-index" in pip["unless"]
+    assert "--dry-run" not in pip["unless"]  # pip 21 (Rocky 9's venv) has no --dry-run
     unit = args(hs["mosquitto-configure-exporter-unit-file-managed"])
     assert unit["name"] == "/etc/systemd/system/mosquitto-exporter.service"
     assert unit["context"]["python"] == "/opt/mx/bin/python"
+
+
+def test_rocky9_with_selinux_relabels_the_formulas_own_trees(tmp_path):
+    """ROCKY9 has SELinux enforcing (the RHEL 9 default): one restorecon -R
+    per directory the formula fills, never a shared one (/etc, /var/lib,
+    /opt ...), each after the SLS files that write there."""
+    pillar = {"mosquitto": dict(PILLAR["mosquitto"], exporter={"install": "venv", "venv_dir": "/opt/mx"})}
+    _, hs = render(tmp_path, ROCKY9, pillar)
+    labelled = {sid: args(state) for sid, state in hs.items() if "-selinux-" in sid}
+    trees = sorted(a["name"] for a in labelled.values())
+    # /etc/mosquitto holds passwd, acl, certs, ca, bridges.d and the exporter's secret.
+    assert trees == ["/etc/mosquitto", "/opt/mx", "/var/lib/mosquitto", "/var/log/mosquitto"], trees
+    for state in labelled.values():
+        assert state["_function"] == "selinux.fcontext_policy_applied" and state["recursive"] is True
+        assert {"sls": "mosquitto.configure.users"} in state["require"]
+        assert {"sls": "mosquitto.build.exporter"} in state["require"]
+    # Ports: none labelled (README "RedHat": unreserved_port_t, unconfined_service_t).
+    assert not [sid for sid, state in hs.items() if "port_policy_present" in str(state)]
+
+
+def test_without_selinux_nothing_is_relabelled(tmp_path):
+    _, hs = render(tmp_path, DEBIAN12_SYSTEMD)
+    assert not [sid for sid in hs if "-selinux-" in sid]

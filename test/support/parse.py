@@ -24,7 +24,7 @@ import re
 import subprocess
 
 _BLANKS = " \t\n\v\f\r"
-_NAME = re.compile(r"^[a-z][a-z0-9_.]*$")
+_NAME = re.compile(r"^[a-z][a-z0-9_.]*\Z")
 ACCESS = ("read", "write", "readwrite", "deny")
 
 
@@ -171,7 +171,7 @@ def passwd(text):
 # environment files: systemd EnvironmentFile= and POSIX sh
 # --------------------------------------------------------------------------
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def env_systemd(text):
@@ -208,13 +208,13 @@ def env_sh(text):
             continue
         if _control(line) or line != line.strip(" \t"):
             raise Unreadable(f"sh: control character or blanks in {line!r}")
-        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", line)
         if not m:
             raise Unreadable(f"sh: not an assignment: {line!r}")
         name, value = m.groups()
-        if re.match(r"^'[^']*'$", value):
+        if re.match(r"^'[^']*'\Z", value):
             out[name] = value[1:-1]
-        elif re.match(r"^[A-Za-z0-9_./@:+,-]*$", value):
+        elif re.match(r"^[A-Za-z0-9_./@:+,-]*\Z", value):
             out[name] = value
         else:
             raise Unreadable(f"sh: value is more than one quoted word: {line!r}")
@@ -249,12 +249,12 @@ def unit(text):
             continue
         _strict_line(line, "unit")
         if line.startswith("["):
-            if not re.match(r"^\[[A-Za-z]+\]$", line):
+            if not re.match(r"^\[[A-Za-z]+\]\Z", line):
                 raise Unreadable(f"unit: bad section header {line!r}")
             section = line[1:-1]
             continue
         key, sep, value = line.partition("=")
-        if section is None or not sep or not re.match(r"^[A-Za-z][A-Za-z0-9]*$", key):
+        if section is None or not sep or not re.match(r"^[A-Za-z][A-Za-z0-9]*\Z", key):
             raise Unreadable(f"unit: not Key=value in a section: {line!r}")
         if value.endswith("\\") or "%" in value:
             raise Unreadable(f"unit: continuation or specifier in {line!r}")

@@ -81,9 +81,48 @@ def test_defaults_with_a_domain_are_valid():
     ({"bridges": {"b": {"address": "x:8883", "topics": ["a/# sideways"]}}}, "mosquitto:bridges:b:topics:0: must be"),
     ({"bridges": {"b": {"address": "x:8883", "topics": ["a"], "remote_username": "u"}}},
      "remote_username and remote_password go together"),
+    # Wrong types below the top level are named too, never a TypeError (the property test found these).
+    ({"bridges": {"b": {"address": "x:8883", "topics": True}}}, "mosquitto:bridges:b:topics: must be a list, got bool"),
+    ({"bridges": {"b": {"address": "x:8883", "topics": ["a"], "options": 0}}},
+     "mosquitto:bridges:b:options: must be a mapping of mosquitto.conf option to value"),
+    ({"bridges": {"b": {"address": True, "topics": ["a"]}}},
+     "mosquitto:bridges:b:address: must be host[:port] (a string such as broker.example.net:8883), got True"),
+    ({"bridges": {"b": {"address": {}, "topics": ["a"]}}}, "mosquitto:bridges:b:address: must be host[:port]"),
+    ({"bridges": {"b": {"address": [], "topics": ["a"]}}},
+     "mosquitto:bridges:b:address: must be host[:port] or a list of them, got an empty list"),
+    ({"paths": True}, "mosquitto:lookup:paths: must be a mapping, got bool"),
+    ({"service": None}, "mosquitto:lookup:service: must be a mapping, got nothing (an empty key in YAML)"),
+    ({"paths": {"pasword": "/etc/mosquitto/pw"}}, "mosquitto:lookup:paths:pasword: unknown key (known: acl, "),
+    ({"service": {" user": "mqtt"}}, "mosquitto:lookup:service: user: unknown key (known: exporter_name, "),
+    ({"listeners": None}, "mosquitto:listeners: must be a mapping, got nothing"),
+    ({"exporter": None}, "mosquitto:exporter: must be a mapping, got nothing"),
+    # Blanks at either end of text: mosquitto trims them, so it would use another value.
+    ({"bridges": {"b": {"address": "x:8883", "topics": ["a"], "remote_username": "u", "remote_password": " pw"}}},
+     "mosquitto:bridges:b:remote_password: must not start or end with a space: mosquitto trims it"),
+    ({"persistence": {"location": "/var/lib/mosquitto "}},
+     "mosquitto:persistence:location: must not start or end with a space"),
+    ({"config": {"log_timestamp_format": " %H:%M"}},
+     "mosquitto:config:log_timestamp_format: must not start or end with a space"),
+    ({"bridges": {"b": {"address": "x:8883", "topics": ["a/# out 1 "]}}},
+     "mosquitto:bridges:b:topics:0: must not start or end with a space"),
+    ({"tls": {"ca_common_name": "Fleet CA "}}, "mosquitto:tls:ca_common_name: must not start or end with a space"),
 ])
 def test_bad_pillar_names_the_key(pillar, message):
     assert message in error_of(**pillar)
+
+
+def test_every_parameter_files_path_and_service_key_is_known():
+    """lookup:paths and lookup:service refuse unknown keys: every key the
+    parameter files define must be in the schema."""
+    for path in sorted((ROOT / "mosquitto/parameters").rglob("*.yaml")):
+        values = (yaml.safe_load(path.read_text()) or {}).get("values") or {}
+        assert set(values.get("paths") or {}) <= cfg._PATHS_KEYS, path
+        assert set(values.get("service") or {}) <= cfg._SERVICE_KEYS, path
+
+
+def test_the_blank_refusal_says_what_is_kept():
+    text = error_of(config={"log_timestamp_format": "%H:%M "})
+    assert "(' pw' becomes 'pw'); blanks inside are kept" in text
 
 
 def test_all_problems_are_reported_at_once():

@@ -144,6 +144,16 @@ def test_pillar_that_is_no_mapping_is_named(run, rendering):
         mapmod.data()
 
 
+@pytest.mark.parametrize("lookup", ["x", ["paths"], 1])
+def test_lookup_that_is_no_mapping_is_named(run, rendering, lookup):
+    """Salt's merge raised a TypeError naming nothing (the property test found it)."""
+    run["pillar"]["mosquitto"]["lookup"] = lookup
+    with pytest.raises(CommandExecutionError, match=r"^invalid mosquitto pillar \(nothing was changed\):\n"
+                       r"  - mosquitto:lookup: must be a mapping of parameter sections .* got "):
+        mapmod.data()
+    assert run["validated"] == []
+
+
 def test_validate_gets_the_hard_limit_the_minion_id_and_the_broker_version(run, rendering):
     mapmod.data()
     assert run["validated"] == [{"nofile_hard_limit": 4096, "minion_id": "m1", "broker_version": None}]

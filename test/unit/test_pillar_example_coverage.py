@@ -107,11 +107,12 @@ COVERAGE = {
     "cluster:topics": (H + "test_cluster.py", "test_delivery_exactly_once_and_no_loop"),
     "cluster:keepalive_interval": (H + "test_cluster.py", "test_partition_is_seen_on_the_hub_and_fires_the_alert"),
     "cluster:restart_timeout": (H + "test_cluster.py", "test_hub_outage_with_spoke_restart_loses_nothing"),
-    # Opt-ins that give up a guarantee (#20): refused without them, accepted
-    # with them (validation is all they change; no real plugin here).
-    "listeners:mqtt:allow_remote_plain": ("test/unit/test_untrusted_input.py",
-                                          "test_plain_mqtt_off_loopback_needs_the_opt_in"),
-    "allow_plugins": ("test/unit/test_untrusted_input.py", "test_plugins_need_the_opt_in"),
+    # Opt-ins that give up a guarantee (#20): refused without them; with them
+    # a real broker listens plain off loopback / loads Debian's dynsec plugin.
+    "listeners:mqtt:allow_remote_plain": ("test/functional/test_guarantee_opt_ins.py",
+                                          "test_with_allow_remote_plain_the_broker_listens_plain_there"),
+    "allow_plugins": ("test/functional/test_guarantee_opt_ins.py",
+                      "test_with_allow_plugins_the_broker_loads_the_plugin_and_its_accounts_log_in"),
     # Migration from the Ansible playbook (#21), on a host built as it leaves one.
     "keep_existing_users": (H + "test_migration.py", "test_old_password_entries_are_kept_byte_for_byte"),
     "tls:adopt_ca:cert": (H + "test_migration.py", "test_first_apply_adopts_the_ca_and_shows_no_secret"),

@@ -98,7 +98,8 @@ LOG = logging.getLogger("mosquitto_exporter")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 SYS_PREFIX = "$SYS/"
-CONNECTION_STATE = re.compile(r"^\$SYS/broker/connection/(.+)/state$")
+# \Z, not $: $ also matches before a trailing newline.
+CONNECTION_STATE = re.compile(r"^\$SYS/broker/connection/(.+)/state\Z")
 VERSION_TOPIC = "$SYS/broker/version"
 IGNORED_TOPICS = frozenset({
     "$SYS/broker/timestamp",
