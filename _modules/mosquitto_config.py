@@ -141,7 +141,7 @@ _PATHS_KEYS = {
     "exporter_secret", "exporter_env", "systemd_units", "renew_cron", "cluster_secret", "sysv_limits_hook",
 }
 # provider: set by the map from the init grain (mosquitto_map.build).
-_SERVICE_KEYS = {"name", "user", "group", "exporter_name", "firewall_name", "sysv_provider", "provider"}
+_SERVICE_KEYS = {"name", "user", "group", "exporter_name", "firewall_name", "sysv_provider", "provider", "cron_name"}
 
 # Sections whose keys are checked alike: (key, check, *args) rows for the
 # collector's table() (checks: mosquitto_validate's collector methods).
@@ -166,7 +166,7 @@ _PERSISTENCE = (
     ("enabled", "boolean"), ("location", "abspath"),
     ("autosave_interval", "integer", 0, 86400 * 7), ("autosave_on_changes", "boolean"),
 )
-_SERVICE = tuple((key, "text") for key in ("name", "user", "group", "exporter_name", "firewall_name"))
+_SERVICE = tuple((key, "text") for key in ("name", "user", "group", "exporter_name", "firewall_name", "cron_name"))
 
 
 def __virtual__():

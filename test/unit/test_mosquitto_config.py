@@ -93,7 +93,7 @@ def test_defaults_with_a_domain_are_valid():
     ({"paths": True}, "mosquitto:lookup:paths: must be a mapping, got bool"),
     ({"service": None}, "mosquitto:lookup:service: must be a mapping, got nothing (an empty key in YAML)"),
     ({"paths": {"pasword": "/etc/mosquitto/pw"}}, "mosquitto:lookup:paths:pasword: unknown key (known: acl, "),
-    ({"service": {" user": "mqtt"}}, "mosquitto:lookup:service: user: unknown key (known: exporter_name, "),
+    ({"service": {" user": "mqtt"}}, "mosquitto:lookup:service: user: unknown key (known: cron_name, exporter_name, "),
     ({"listeners": None}, "mosquitto:listeners: must be a mapping, got nothing"),
     ({"exporter": None}, "mosquitto:exporter: must be a mapping, got nothing"),
     # Blanks at either end of text: mosquitto trims them, so it would use another value.
