@@ -105,6 +105,7 @@ _TOP_KEYS = {
     "queue", "persistence", "tls", "bridges", "config", "exporter",
     "firewall", "paths", "pkg", "service", "tofs", "container", "cluster", "allow_plugins",
     "logging", "swarm", "kubernetes",
+    "keep_existing_users",
 }
 _USER_KEYS = {"password", "password_hash", "acl"}
 # The rules of a user whose pillar has no `acl` key: what mosquitto allows
@@ -158,8 +159,9 @@ _TLS_DAYS = (
 _TLS_KEYS = {
     "ca_cert", "ca_key", "ca_common_name", "ca_days_valid", "ca_server", "cert", "key",
     "days_valid", "renew_days", "key_type", "key_size", "dns_names", "ip_addresses",
-    "signing_policies", "fleet_domains", "profile", "auto_renew", "own_cert", "own_key",
+    "signing_policies", "fleet_domains", "profile", "auto_renew", "own_cert", "own_key", "adopt_ca",
 }
+_ADOPT_CA_KEYS = {"cert", "key", "key_passphrase"}
 _EXPORTER_KEYS = {"enabled", "user", "bind_address", "install", "venv_dir", "pip_pkgs"}
 _EXPORTER = (("enabled", "boolean"), ("install", "choice", ("pkg", "venv")), ("venv_dir", "abspath"))
 _PERSISTENCE_KEYS = {"enabled", "location", "autosave_interval", "autosave_on_changes"}
@@ -530,6 +532,7 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     exporter = data.get("exporter", {})
     _check_exporter(errors, exporter)
     data["users"] = _users(errors, data.get("users"), exporter.get("user"))
+    errors.boolean(["keep_existing_users"], data.get("keep_existing_users", False))
     data["acl_patterns"] = _acl_rules(errors, ["acl_patterns"], data.get("acl_patterns", []))
     errors.integer(["max_keepalive"], data.get("max_keepalive"), 0, 65535)
     _check_queue(errors, data.get("queue", {}))
@@ -838,6 +841,7 @@ def _check_tls(errors, tls, listeners, domain):
     tls["signing_policies"] = _signing_policies(errors, path + ["signing_policies"],
                                                 tls.get("signing_policies", []))
     tls["fleet_domains"] = _fleet_domains(errors, path + ["fleet_domains"], tls.get("fleet_domains", []))
+    _adopt_ca(errors, tls)
     if domain and len(domain) > _MAX_CN:
         errors.add(["domain"], f"has {len(domain)} characters, but it is the certificate's common name, "
                                f"which holds at most {_MAX_CN} (RFC 5280): use a shorter domain and put "
@@ -863,6 +867,28 @@ def _tls_own_cert(errors, tls):
         errors.add(["tls", "own_cert"], "must not be tls:cert or tls:key: the formula copies it there")
     if own["own_key"] and own["own_key"] in (tls.get("cert"), tls.get("key")):
         errors.add(["tls", "own_key"], "must not be tls:cert or tls:key: the formula copies it there")
+def _adopt_ca(errors, tls):
+    """tls:adopt_ca: the shape only. Whether the files are there, open with
+    the passphrase and belong together is mosquitto_adopt.ca_check's, on
+    the host, while configure.tls renders. The passphrase is never echoed."""
+    path = ["tls", "adopt_ca"]
+    adopt = tls.setdefault("adopt_ca", {"cert": "", "key": "", "key_passphrase": ""})
+    if not errors.mapping(path, adopt, _ADOPT_CA_KEYS):
+        return
+    adopt.setdefault("key_passphrase", "")
+    cert_ok = errors.abspath(path + ["cert"], adopt.setdefault("cert", ""), empty=True)
+    key_ok = errors.abspath(path + ["key"], adopt.setdefault("key", ""), empty=True)
+    if not isinstance(adopt["key_passphrase"], str):
+        errors.add(path + ["key_passphrase"], "must be a string")
+    if cert_ok and key_ok and bool(adopt["cert"]) != bool(adopt["key"]):
+        missing = "key" if adopt["cert"] else "cert"
+        errors.add(path + [missing], "must be given with tls:adopt_ca:" + ("cert" if missing == "key" else "key")
+                   + ": the CA certificate and its key are adopted together")
+    if adopt["cert"] and tls.get("ca_server", "") != "":
+        errors.add(path + ["cert"], "cannot be used with tls:ca_server: a fleet's CA lives on its CA minion")
+    if adopt["cert"] and tls.get("own_cert", ""):
+        errors.add(path + ["cert"], "cannot be used with tls:own_cert: with a certificate issued elsewhere "
+                                    "the formula issues nothing, so there is no CA of its own to adopt into")
 
 
 def _tls_key(errors, tls):

@@ -381,7 +381,12 @@ def sign_server_cert(public_key, *, ca_cert, ca_key, common_name, dns, ips, days
     if problem:
         raise CommandExecutionError(problem)
     kind = describe_key(public_key)[0]
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    try:
+        authority = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+            ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value)
+    except x509.ExtensionNotFound:
+        # An adopted CA (tls:adopt_ca) made without subjectKeyIdentifier.
+        authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())
     sans = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ip) for ip in ips]
     builder = (
         x509.CertificateBuilder()
@@ -397,7 +402,7 @@ def sign_server_cert(public_key, *, ca_cert, ca_key, common_name, dns, ips, days
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .add_extension(authority, critical=False)
     )
     return builder.sign(ca_key, hashes.SHA256())
 

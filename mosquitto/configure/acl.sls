@@ -24,6 +24,14 @@
 {%- if mosquitto.exporter.enabled %}
 {%-   do acl_users.update({mosquitto.exporter.user: ['read $SYS/#']}) %}
 {%- endif %}
+{#- keep_existing_users (migration): users already in the password file
+    that pillar does not list keep what they had without an ACL file:
+    every topic outside $SYS. #}
+{%- if mosquitto.keep_existing_users %}
+{%-   for name in salt['mosquitto_adopt.existing_users'](mosquitto.paths.passwd) if name not in acl_users %}
+{%-     do acl_users.update({name: ['readwrite #']}) %}
+{%-   endfor %}
+{%- endif %}
 
 include:
   - {{ tplroot }}.build.package

@@ -14,6 +14,10 @@
 {%- set settings = mosquitto.copy() %}
 {%- do settings.pop('users') %}
 {%- do settings.pop('bridges') %}
+{#- tls:adopt_ca holds the adopted CA key's passphrase. #}
+{%- set tls_settings = settings.tls.copy() %}
+{%- do tls_settings.pop('adopt_ca', None) %}
+{%- do settings.update({'tls': tls_settings}) %}
 
 {#- Everything the config names (certificates, password file, ACL) comes
     first: included, so this file also applies on its own. #}
@@ -53,6 +57,27 @@ mosquitto-configure-broker-persistence-tree-owned:
     - require_in:
       - file: mosquitto-configure-broker-config-file-managed
 {%-   endif %}
+{%- endif %}
+
+{#- Migration: a broker running from a mosquitto.conf without the
+    formula's persistence (the playbook's has none) keeps its offline
+    sessions and queued messages in memory only. Read while rendering,
+    before the formula writes its file; when it differs, the running broker
+    saves its store at persistence:location first, and the restart after
+    the new file loads it. #}
+{%- set running_persistence = salt['mosquitto_adopt.conf_persistence'](mosquitto.paths.conf) %}
+{%- if mosquitto.persistence.enabled and not mosquitto.container.enabled and running_persistence is not none
+      and (not running_persistence.enabled or running_persistence.location != mosquitto.persistence.location) %}
+
+mosquitto-configure-broker-persistence-handed-over:
+  mosquitto_adopt.persistence_handed_over:
+    - name: {{ mosquitto.service.name }}
+    - conf: {{ mosquitto.paths.conf | json }}
+    - location: {{ mosquitto.persistence.location | json }}
+    - require:
+      - file: mosquitto-configure-broker-persistence-dir-managed
+    - require_in:
+      - file: mosquitto-configure-broker-config-file-managed
 {%- endif %}
 
 {#- A container's broker logs to stderr (docker logs), not to a file. #}

@@ -68,11 +68,32 @@ mosquitto-configure-tls-ca-dir-managed:
     - mode: '0700'
     - makedirs: True
 
+{%-   if tls.adopt_ca.cert %}
+{#-   Migration: the CA already on the host (clients trust it) becomes the
+      formula's. Checked here, while rendering: a missing file, a key that
+      does not open or does not match fails the run naming the pillar key
+      before any state runs. The passphrase stays in pillar. #}
+{%-     set adopted = salt['mosquitto_adopt.ca_check'](tls.adopt_ca.cert, tls.adopt_ca.key, tls.ca_cert, tls.ca_key) %}
+
+mosquitto-configure-tls-ca-adopted:
+  mosquitto_adopt.ca_adopted:
+    - name: {{ tls.ca_cert }}
+    - key_path: {{ tls.ca_key }}
+    - source_cert: {{ tls.adopt_ca.cert | json }}
+    - source_key: {{ tls.adopt_ca.key | json }}
+    - require:
+      - file: mosquitto-configure-tls-ca-dir-managed
+      - file: mosquitto-configure-tls-certs-dir-managed
+    - require_in:
+      - mosquitto_ca: mosquitto-configure-tls-ca-present
+{%-   endif %}
+
 mosquitto-configure-tls-ca-present:
   mosquitto_ca.ca_present:
     - name: {{ tls.ca_cert }}
     - key_path: {{ tls.ca_key }}
-    - common_name: {{ tls.ca_common_name | json }}
+    {#- An adopted CA keeps its own name: no warning that it differs. #}
+    - common_name: {{ (adopted.subject_cn if tls.adopt_ca.cert else tls.ca_common_name) | json }}
     - days_valid: {{ tls.ca_days_valid }}
     - key_type: {{ tls.key_type }}
     - key_size: {{ tls.key_size }}

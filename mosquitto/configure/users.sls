@@ -3,7 +3,8 @@
 # The password file: one entry per pillar user (plus the exporter's own user,
 # whose password is generated on the host). Entries whose password still
 # matches are kept byte for byte, so a second run changes nothing; users
-# gone from pillar are removed.
+# gone from pillar are removed, unless keep_existing_users (then every entry
+# already in the file stays as it is).
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set mosquitto = salt['mosquitto_map.data'](tplroot, saltenv) if 'mosquitto_map.data' in salt
       else raise('mosquitto formula: custom modules are not synced; '
@@ -39,6 +40,8 @@ mosquitto-configure-users-passwd-managed:
   mosquitto_passwd.managed:
     - name: {{ mosquitto.paths.passwd }}
     - users: {{ users | json }}
+    # keep_existing_users (migration): entries pillar does not list stay.
+    - prune: {{ not mosquitto.keep_existing_users }}
     - user: root
     - group: {{ mosquitto.service.group }}
     - mode: '0640'
