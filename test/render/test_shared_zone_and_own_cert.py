@@ -44,6 +44,8 @@ def test_bad_own_cert_pillar_is_refused_naming_the_key(tmp_path):
              "mosquitto:tls:own_key: is needed with tls:own_cert and tls:own_key both set"),
             (dict(OWN, ca_server="ca1"), "mosquitto:tls:own_cert: and tls:ca_server exclude each other"),
             (dict(OWN, own_key="mqtt.key"), "mosquitto:tls:own_key: must be an absolute path"),
+            (dict(OWN, adopt_ca={"cert": "/etc/mosquitto/certs/ca.crt", "key": "/etc/mosquitto/certs/ca.key"}),
+             "mosquitto:tls:adopt_ca:cert: cannot be used with tls:own_cert"),
             ({"mode": "both"}, None)):
         key = "firewall" if message is None else "tls"
         pillar = {"mosquitto": dict(PILLAR["mosquitto"], **{key: tls})}
