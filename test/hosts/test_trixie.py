@@ -215,7 +215,7 @@ def test_qos2_stream_across_two_hub_restarts_arrives_exactly_once(fleet, applied
         if start // chunk in (1, 3):  # right behind the 2nd and 4th chunk
             fleet[HUB].run("systemctl restart mosquitto")
     wait_bridges_up(fleet)
-    proc = sub(fleet, ca, HUB, f"{topic}/#", n + 1, client_id=client_id, timeout=40, qos=2, show_qos=True)
+    proc = sub(fleet, ca, HUB, f"{topic}/#", n + 1, client_id=client_id, timeout=30, qos=2, show_qos=True)
     got, err = finish(proc)
     want = [f"q2 {topic}/x m{i}" for i in range(n)]
     missing = sorted(set(want) - set(got))
@@ -274,40 +274,34 @@ def load_round(fleet, ca, host, tries, prefix):
 
 
 def test_max_connections_is_enforced_by_2_0_21_itself(fleet, applied):
-    """max_connections 20 with the formula's open-files cap lifted (a
-    drop-in after the formula's raises LimitNOFILE): two rounds of 50
-    clients, the second after the first one's disconnects. 2.0.21 accepts
-    exactly 20 both times (its count no longer drifts: #1460); 2.0.11's
-    figures are printed beside it. The formula's drop-in comes back with
-    the apply at the end."""
+    """max_connections 20 written by hand, the open-files limit left at the
+    formula's default (the host's hard limit, 20000: no cap near 20): two
+    rounds of 50 clients, the second after the first one's disconnects.
+    2.0.21 accepts exactly 20 both times, its own count no longer drifts
+    (#1460); 2.0.11's figures are printed beside it. The apply at the end
+    puts the formula's config back."""
     limit, tries, ca = 20, 50, applied["ca"]
-    lifted = "/etc/systemd/system/mosquitto.service.d/zz-test-nofile.conf"
     seen = {}
     try:
         for host in (SPOKE13, SPOKE12):
             h = fleet[host]
-            h.run(["sed", "-i", "s/^max_connections .*/max_connections 20/", "/etc/mosquitto/mosquitto.conf"])
-            h.path(lifted).write_text("[Service]\nLimitNOFILE=4096\n")
-            h.run("systemctl daemon-reload && systemctl restart mosquitto")
+            h.run(["sed", "-i", f"s/^max_connections .*/max_connections {limit}/", "/etc/mosquitto/mosquitto.conf"])
+            h.run("systemctl restart mosquitto")
             nofile = h.run(["cat", f"/proc/{main_pid(h)}/limits"]).stdout
-            assert re.search(r"^Max open files\s+4096\s", nofile, re.M), nofile
+            soft = int(re.search(r"^Max open files\s+([0-9]+)\s", nofile, re.M).group(1))
+            assert soft > 10 * tries, nofile
             seen[host] = [load_round(fleet, ca, host, tries, f"mc{n}") for n in range(2)]
     finally:
-        for host in (SPOKE13, SPOKE12):
-            fleet[host].path(lifted).unlink(missing_ok=True)
-            fleet[host].run("systemctl daemon-reload", check=False)
         rets = fleet.salt("state.apply", "mosquitto", tgt=f"{SPOKE13},{SPOKE12}", tgt_type="list",
                           timeout=600, check=True)
-    print("\nmax_connections 20, open files 4096, 50 tries twice: accepted "
+    print(f"\nmax_connections {limit}, open files {soft}, {tries} clients twice: accepted "
           + ", ".join(f"{h} {[r['accepted'] for r in rounds]}" for h, rounds in seen.items()))
     for r in seen[SPOKE13]:
         assert r["accepted"] == limit and r["closed"] == tries - limit, r
         assert r["timeout"] == r["error"] == r["rejected"] == 0, r
-    for host in (SPOKE13, SPOKE12):  # the formula put its config and open-files cap back
+    for host in (SPOKE13, SPOKE12):  # the formula put its config back
         assert changed(rets[host]), host
-        assert "max_connections 20\n" not in fleet[host].path("/etc/mosquitto/mosquitto.conf").read_text()
-        nofile = fleet[host].run(["cat", f"/proc/{main_pid(fleet[host])}/limits"]).stdout
-        assert not re.search(r"^Max open files\s+4096\s", nofile, re.M), nofile
+        assert f"max_connections {limit}\n" not in fleet[host].path("/etc/mosquitto/mosquitto.conf").read_text()
     wait_bridges_up(fleet)
 
 

@@ -153,8 +153,10 @@ def start_minion(host, master, timeout=120):
               "-c", str(conf)])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if master.salt("test.ping", tgt=host.name, timeout=10).get(host.name) is True:
-            return
+        # the master's workers come up a moment after its port: retry
+        with contextlib.suppress(fleetmod.FleetError):
+            if master.salt("test.ping", tgt=host.name, timeout=10).get(host.name) is True:
+                return
         time.sleep(2)
     raise fleetmod.FleetError(f"{host.name}: salt-minion {version} did not answer in {timeout}s\n"
                               + host.journal(f"salt-minion-{version}", 50))
