@@ -1,9 +1,10 @@
 """Salt 3006 LTS and 3007, from PyPI as 3008 is: the versions FORMULA claims.
 
-One bare bookworm host per release (booted together, no 3008 minion on
-them): a salt-master of that release on 198.18.0.1 (own ports, this
-machine's Python 3.11) and its minion on the host (/opt/salt-<release>,
-the same wheels) run the first `state.apply mosquitto` and a rerun that
+One bare host per release (booted together, no 3008 minion on them):
+3006.29 on Debian 12 (Python 3.11), 3007.16 on Debian 13 (Python 3.13).
+A salt-master of that release on 198.18.0.1 (own ports, this machine's
+Python 3.11) and its minion on the host (/opt/salt-<release>, wheels for
+the host's Python) run the first `state.apply mosquitto` and a rerun that
 changes nothing; then masterless `salt-call --local` of the same release
 on the same host, same pillar, changes nothing either. tls:auto_renew is
 off here: under a master it is a schedule entry, masterless a cron job
@@ -27,6 +28,7 @@ from test.support import salt_release
 pytestmark = pytest.mark.hosts
 
 RELEASES = {f"salt{v.split('.')[0]}.test": v for v in salt_release.TESTED}
+SUITES = {host: salt_release.TESTED[v] for host, v in RELEASES.items()}
 PASSWORD = "rel-" + secrets.token_urlsafe(12)
 
 
@@ -42,7 +44,7 @@ def pillar_text(host):
 @pytest.fixture(scope="module")
 def hosts(fleet_lab):
     """The hosts, each with its release installed (in parallel)."""
-    fleet = fleetmod.Fleet(fleet_lab, list(RELEASES), master=None)
+    fleet = fleetmod.Fleet(fleet_lab, list(RELEASES), master=None, suites=SUITES)
     try:
         t0 = time.monotonic()
         fleet.start()
@@ -86,6 +88,8 @@ def test_master_first_apply_rerun_and_masterless_rerun(release):
     h, master, version = release["host"], release["master"], release["version"]
     got = master.salt("test.version", tgt=h.name, timeout=30)[h.name]
     assert got == version, got
+    grains = master.salt("grains.item", "osfinger", "pythonversion", tgt=h.name, timeout=30)[h.name]
+    assert grains["osfinger"] == {"bookworm": "Debian-12", "trixie": "Debian-13"}[h.suite], grains
     t0 = time.monotonic()
     ret = master.salt("state.apply", "mosquitto", "sync_mods=all", tgt=h.name)[h.name]
     first = time.monotonic() - t0
@@ -102,4 +106,5 @@ def test_master_first_apply_rerun_and_masterless_rerun(release):
     salt_release.copy_formula(h, pillar_text(h.name))
     ret = salt_release.salt_call_local(h, version, "state.apply", "mosquitto", "sync_mods=all")
     assert changed(ret) == {}, changed(ret)
-    print(f"\nsalt {version}: first apply from its master {first:.1f} s; rerun and masterless rerun: no changes")
+    print(f"\nsalt {version} on {grains['osfinger']} (Python {grains['pythonversion'][:3]}): first apply from its "
+          f"master {first:.1f} s; rerun and masterless rerun: no changes")

@@ -153,6 +153,13 @@ def test_mixed_fleet_converges_and_bridges(fleet, applied):
         assert version.startswith(VERSIONS[suite] + "-"), (host, version)
         for unit in ("mosquitto", "mosquitto-exporter", "firewalld"):
             assert h.run(["systemctl", "is-active", unit]).stdout.strip() == "active", (host, unit)
+    # From 2.0.16 the broker warns on stderr (the journal) about a password
+    # or ACL file others can read, or that its own user does not own.
+    for host in (HUB, SPOKE13):
+        assert "mosquitto version 2.0.21" in fleet[host].path(LOG).read_text()
+        warned = [x for x in fleet[host].journal("mosquitto", 400).splitlines() if "Warning: File" in x]
+        print(f"\n{host} file warnings: {warned}")
+        assert not any("world readable" in x for x in warned), warned
     q2 = "topic q2/# both 2"
     assert q2 in fleet[SPOKE13].path("/etc/mosquitto/bridges.d/cluster.conf").read_text()
     assert q2 not in fleet[SPOKE12].path("/etc/mosquitto/bridges.d/cluster.conf").read_text()

@@ -2,8 +2,9 @@
 suite: a salt-master of that release on this machine and its minion (and
 salt-call) on a test host, both from PyPI wheels built here once.
 
-Only for bookworm hosts: their Python (3.11) is this machine's, so one set
-of wheels serves the master here and the minion there (CACHE_DIR/wheels-*).
+The master runs on this machine's Python 3.11 (bookworm's); a minion
+gets wheels for its host's Python (fleet.ensure_wheels: bookworm's built
+here, trixie's 3.13 ones in a throwaway overlay), cached in CACHE_DIR.
 
     master = ReleaseMaster(lab, "3006.29").start()   # 198.18.0.1, own ports
     install_on_host(host, "3006.29")                 # /opt/salt-3006.29
@@ -26,18 +27,19 @@ from test.support import fleet as fleetmod
 
 EXTRAS = ("cryptography", "paho-mqtt", "prometheus-client")
 
-# The releases test/hosts/test_salt_versions.py runs, besides the suite's
-# own (fleet.SALT_REQUIREMENTS): FORMULA's minimum_version is the oldest
-# line here (test/unit/test_release.py), README's matrix names each.
-TESTED = ("3006.29", "3007.16")
+# The releases test/hosts/test_salt_versions.py runs (its minion on a host
+# of that Debian release), besides the suite's own (fleet.SALT_REQUIREMENTS):
+# FORMULA's minimum_version is the oldest line here
+# (test/unit/test_release.py), README's matrix names each.
+TESTED = {"3006.29": "bookworm", "3007.16": "trixie"}
 
 
 def requirements(version):
     return (f"salt=={version}", *EXTRAS)
 
 
-def wheels(version):
-    return fleetmod.ensure_wheels(requirements=requirements(version), suite="bookworm")
+def wheels(version, suite="bookworm"):
+    return fleetmod.ensure_wheels(requirements=requirements(version), suite=suite)
 
 
 def local_venv(version):
@@ -126,7 +128,7 @@ class ReleaseMaster:
 def install_on_host(host, version):
     """/opt/salt-<version> on the host from this machine's wheels (the
     host has no network: the wheels are copied into its root)."""
-    whl = wheels(version)
+    whl = wheels(version, host.suite)
     inside = f"/var/tmp/wheels-salt-{version}"
     shutil.copytree(whl, host.path(inside), dirs_exist_ok=True)
     venv = f"/opt/salt-{version}"
