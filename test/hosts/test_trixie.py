@@ -208,6 +208,10 @@ def test_qos2_bridge_topic_is_refused_on_2_0_11_only(fleet, applied, fleet_pilla
     assert fleet[SPOKE12].path("/etc/mosquitto/bridges.d/cluster.conf").read_text() == conf
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "measured on 2.0.21 (2026-12-06): 256 of 600 delivered, 344 lost, 0 duplicates; not yet "
+    "known whether the bridge or the offline QoS 2 session across hub restarts loses them: "
+    "see README, What mosquitto 2.0.21 does"))
 def test_qos2_stream_across_two_hub_restarts_arrives_exactly_once(fleet, applied):
     """QoS 2 from a client on the trixie spoke, over its QoS 2 bridge line,
     to a persistent QoS 2 subscriber on the hub, the hub restarted twice
