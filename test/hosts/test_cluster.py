@@ -15,15 +15,29 @@ import pathlib
 import re
 import secrets
 import subprocess
-import sys
-import threading
 import time
 import urllib.request
 
 import pytest
 
 from scripts.saltlocal import changed
-from test.support.cluster import HOSTS, HUB, KEEPALIVE, PASSWORD, SPOKE_A, SPOKE_B, pillar_sls, start_fleet
+from test.support.cluster import (
+    HOSTS,
+    HUB,
+    KEEPALIVE,
+    PASSWORD,
+    SPOKE_A,
+    SPOKE_B,
+    Lines,
+    finish,
+    main_pid,
+    metrics,
+    pillar_sls,
+    pub_lines,
+    start_fleet,
+    sub,
+    wait_for,
+)
 from test.support.prometheus import running_prometheus
 
 pytestmark = pytest.mark.hosts
@@ -46,78 +60,14 @@ def applied(fleet, tmp_path_factory):
     return {"rets": rets, "ca": ca, "first_apply_s": round(duration, 1)}
 
 
-def metrics(fleet, host):
-    """host's exporter /metrics, scraped from the client namespace."""
-    out = fleet.client.run(["curl", "-sf", f"http://{fleet[host].ip}:9234/metrics"], check=False)
-    values = {}
-    for line in out.stdout.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            values[series] = float(value)
-    return values
-
-
 def state_series(spoke):
     return f'broker_connection_state{{connection="{spoke}.cluster"}}'
-
-
-def wait_for(predicate, what, timeout=90, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = predicate()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
 
 
 def wait_bridges_up(fleet, timeout=120):
     """Both spokes' bridges connected, as the hub sees them (retained state 1)."""
     wait_for(lambda: all(metrics(fleet, HUB).get(state_series(s)) == 1 for s in (SPOKE_A, SPOKE_B)),
              "bridge state 1 on the hub", timeout)
-
-
-TOOL_ENV = {"MQTT_USER": "alice", "MQTT_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO),
-            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-
-
-def sub(fleet, ca, host, topic, count, client_id=None, timeout=120, stamp=False):
-    """A QoS 1 subscriber in the client netns on host:8883 (test/support/
-    mqtt_tool.py); a client id makes the session persistent. Returns once
-    the broker granted the subscription."""
-    args = [sys.executable, "-m", "test.support.mqtt_tool", "sub", host, str(ca), topic, str(count), str(timeout)]
-    proc = fleet.client.popen(args + ([client_id] if client_id else []), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, cwd=REPO, env=dict(TOOL_ENV, MQTT_STAMP="1" if stamp else "0"))
-    line = proc.stderr.readline()  # mqtt_tool gives up after `timeout` itself
-    assert line.strip() == "SUBSCRIBED", (line, proc.stderr.read() if proc.poll() is not None else "")
-    return proc
-
-
-def pub_lines(fleet, ca, host, topic, lines):
-    """Publish each line as one QoS 1 message, each acknowledged."""
-    fleet.client.run([sys.executable, "-m", "test.support.mqtt_tool", "pub", host, str(ca), topic],
-                     input="\n".join(lines) + "\n", cwd=REPO, env=TOOL_ENV, timeout=180)
-
-
-class Lines:
-    """A subprocess's stdout lines, read by a thread (no blocking reads)."""
-
-    def __init__(self, proc):
-        self.lines, self.proc = [], proc
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def find(self, pattern):
-        return next((m for m in map(re.compile(pattern).match, list(self.lines)) if m), None)
-
-
-def finish(proc, timeout=180):
-    out, err = proc.communicate(timeout=timeout)
-    return out.splitlines(), err
 
 
 def bridge_down_for(rules_text, hold):
@@ -226,10 +176,6 @@ def test_hub_outage_with_spoke_restart_loses_nothing(fleet, applied, source, des
     proc = sub(fleet, applied["ca"], dest, f"{topic}/#", n, client_id=client_id, timeout=120)
     got, err = finish(proc)
     assert sorted(set(got)) == sorted(f"{topic}/x m{i}" for i in range(n)), (len(got), err)
-
-
-def main_pid(host):
-    return int(host.run(["systemctl", "show", "-p", "MainPID", "--value", "mosquitto"]).stdout.strip())
 
 
 def test_spoke_killed_holding_a_bridge_backlog_loses_nothing(fleet, applied):

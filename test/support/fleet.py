@@ -2,12 +2,15 @@
 
 What it builds (all of it is torn down again; see "Leftovers"):
 
-* a Debian 12 base root, built once with ``debootstrap --variant=minbase``
-  and cached outside the repository (``CACHE_DIR``, default
+* a base root per Debian release (``SUITES``: bookworm, the default, and
+  trixie), each built once with ``debootstrap --variant=minbase`` and
+  cached outside the repository (``CACHE_DIR``, default
   ``/var/cache/mosquitto-formula``). It is as bare as an operator's minbase
   host: only what the harness needs (``BASE_PACKAGES``: systemd, dbus,
   iproute2, python3 with salt in a venv at ``/opt/salt`` from wheels built
-  on this machine, same Python 3.11 ABI). No procps (so no ``/bin/kill``,
+  once: on this machine for bookworm (same Python 3.11 ABI), inside a
+  throwaway overlay over the trixie root for trixie's Python 3.13, where
+  the compiler timelib needs is installed, never in the base). No procps (so no ``/bin/kill``,
   ``ps``, ``sysctl``), no curl. Every package the formula installs
   (``FORMULA_PACKAGES``, with their dependencies and recommends) is NOT
   installed but downloaded into the base's apt cache beside the apt lists:
@@ -15,8 +18,8 @@ What it builds (all of it is torn down again; see "Leftovers"):
   install them for real, offline, as on a host with a local mirror. A stamp
   file holds a hash of everything the build depends on (``base_key``); a
   missing or stale base is rebuilt in a temp dir that is renamed into place
-  only when complete. ``python -m test.support.fleet build-base`` builds it
-  ahead of a run.
+  only when complete. ``python -m test.support.fleet build-base [--suite trixie]``
+  builds one ahead of a run.
 * a Linux bridge ``mqtbr0`` holding 198.18.0.1/24 (the only range used),
   a client network namespace ``mqtcli0`` at 198.18.0.100 on it, with
   ``/etc/netns/mqtcli0/hosts`` so the hosts' names resolve there.
@@ -36,6 +39,8 @@ API::
 
     lab = Lab().setup()                  # lock, stale cleanup, base, bridge, netns
     fleet = Fleet(lab, ["mqtt1.test", "mqtt2.test"], master=salt_master)
+    Fleet(lab, ["a.test", "b.test"], master=m, suites={"a.test": "trixie"})
+                                         # Debian 13 beside 12 (default suite=)
     fleet.start()                        # boot all in parallel, wait for minions
     h = fleet["mqtt1.test"]              # or fleet.hosts[...]; iterate: for h in fleet
     h.ip                                 # "198.18.0.11"
@@ -108,6 +113,10 @@ CACHE_DIR = pathlib.Path(os.environ.get("MQTT_FLEET_CACHE", "/var/cache/mosquitt
 RUN_DIR = pathlib.Path(os.environ.get("MQTT_FLEET_RUN_DIR", "/var/tmp/mosquitto-formula-fleet"))
 LOCK_FILE = pathlib.Path("/run/lock/mosquitto-formula-fleet.lock")
 
+# Debian releases a host can boot: suite -> the Python its python3 is (the
+# salt venv's wheels must match its ABI). bookworm is the default; hosts of
+# different suites boot side by side (one cached base root per suite).
+SUITES = {"bookworm": (3, 11), "trixie": (3, 13)}
 SUITE = "bookworm"
 MIRROR = os.environ.get("MQTT_FLEET_MIRROR", "http://deb.debian.org/debian")
 
@@ -319,10 +328,17 @@ def _mounts_under(path):
 # ---------------------------------------------------------------- base root
 
 
-def base_key():
+def _suite(suite):
+    suite = suite or SUITE
+    if suite not in SUITES:
+        raise FleetError(f"unknown suite {suite!r}: one of {sorted(SUITES)}")
+    return suite
+
+
+def base_key(suite=None):
     """Hash of everything the base root is built from."""
     recipe = {
-        "suite": SUITE,
+        "suite": _suite(suite),
         "mirror": MIRROR,
         "packages": sorted(BASE_PACKAGES),
         "formula_packages": sorted(FORMULA_PACKAGES),
@@ -335,23 +351,30 @@ def base_key():
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
-def base_dir():
+def base_dir(suite=None):
     # Keyed by the recipe: checkouts with different recipes (branches,
     # worktrees) each keep their own base instead of rebuilding in turn,
     # and a rebuild never touches a base that a running lab overlays.
-    return CACHE_DIR / f"{SUITE}-base-{base_key()[:12]}"
+    suite = _suite(suite)
+    return CACHE_DIR / f"{suite}-base-{base_key(suite)[:12]}"
 
 
-def base_is_fresh():
-    stamp = base_dir() / ".mqtt-fleet-stamp"
-    return stamp.is_file() and stamp.read_text().strip() == base_key()
+def base_is_fresh(suite=None):
+    stamp = base_dir(suite) / ".mqtt-fleet-stamp"
+    return stamp.is_file() and stamp.read_text().strip() == base_key(suite)
 
 
-def ensure_wheels(timings=None):
-    """Wheels for salt and friends, built on this machine once (cached)."""
-    key = hashlib.sha256(
-        json.dumps([SALT_REQUIREMENTS, sys.version_info[:2]]).encode()
-    ).hexdigest()[:16]
+def ensure_wheels(timings=None, requirements=SALT_REQUIREMENTS, suite=None, root=None):
+    """Wheels for ``requirements`` and the Python of ``suite``, built once (cached).
+
+    Built on this machine when its Python is the suite's (bookworm: 3.11);
+    otherwise (trixie: 3.13) inside a throwaway overlay over ``root``, a
+    debootstrapped root of that suite (the base itself by default), where
+    the compilers some sdists need (timelib) are installed: the base root
+    never gets them, so its hosts stay as bare as bookworm's.
+    """
+    python = SUITES[_suite(suite)]
+    key = hashlib.sha256(json.dumps([list(requirements), list(python)]).encode()).hexdigest()[:16]
     wheels = CACHE_DIR / f"wheels-{key}"
     if (wheels / ".complete").is_file():
         return wheels
@@ -359,10 +382,13 @@ def ensure_wheels(timings=None):
     tmp = CACHE_DIR / f"wheels-{key}.tmp"
     _rmtree(tmp)
     tmp.mkdir(parents=True)
-    log.info("building wheels for %s into %s", SALT_REQUIREMENTS, tmp)
-    _sh([sys.executable, "-m", "pip", "wheel", "--quiet", "-w", str(tmp), *SALT_REQUIREMENTS],
-        timeout=1800)
-    (tmp / ".complete").write_text(" ".join(SALT_REQUIREMENTS) + "\n")
+    log.info("building wheels for %s (Python %s.%s) into %s", requirements, *python, tmp)
+    if python == tuple(sys.version_info[:2]):
+        _sh([sys.executable, "-m", "pip", "wheel", "--quiet", "-w", str(tmp), *requirements],
+            timeout=1800)
+    else:
+        _build_wheels_in_root(root or base_dir(suite), requirements, tmp)
+    (tmp / ".complete").write_text(" ".join(requirements) + "\n")
     _rmtree(wheels)
     tmp.rename(wheels)
     if timings is not None:
@@ -370,31 +396,63 @@ def ensure_wheels(timings=None):
     return wheels
 
 
-def ensure_base(timings=None):
-    """Return the cached base root, building it first when missing or stale.
+# This machine's CA bundle: pip inside a build root reaches the index with it.
+CA_BUNDLE = pathlib.Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
+
+
+def _build_wheels_in_root(root, requirements, out):
+    """pip wheel inside an overlay over ``root`` (with network), into ``out``."""
+    builder = pathlib.Path(str(out) + ".builder")
+    _rmtree(builder)
+    merged, upper, work = builder / "root", builder / "upper", builder / "work"
+    for d in (merged, upper, work):
+        d.mkdir(parents=True)
+    _sh(["mount", "-t", "overlay", "overlay", "-o",
+         f"lowerdir={root},upperdir={upper},workdir={work}", str(merged)])
+    script = " && ".join([
+        "apt-get install --yes --quiet --no-install-recommends gcc python3-dev",
+        "/usr/bin/python3 -m venv /tmp/wheel-builder",
+        "/tmp/wheel-builder/bin/pip install --quiet --cert /mnt/ca.crt --upgrade pip wheel",
+        "/tmp/wheel-builder/bin/pip wheel --quiet --cert /mnt/ca.crt -w /mnt/wheels "
+        + " ".join(shlex.quote(r) for r in requirements),
+    ])
+    try:
+        _sh(["systemd-nspawn", "--quiet", "-D", str(merged), "-M", "mqtt-fleet-wheels",
+             "--register=no", "--keep-unit", "--resolv-conf=copy-host",
+             "--timezone=off", "--link-journal=no", "--console=pipe",
+             f"--bind-ro={CA_BUNDLE}:/mnt/ca.crt", f"--bind={out}:/mnt/wheels",
+             "/bin/sh", "-c", script], stdin=subprocess.DEVNULL, timeout=1800)
+    finally:
+        _rmtree(builder)
+
+
+def ensure_base(timings=None, suite=None):
+    """Return the cached base root of ``suite``, building it first when
+    missing or stale.
 
     Serialised by a lock of its own; safe while no lab uses an older base
-    (a lab holds LOCK_FILE, and ``Lab.setup`` calls this under it).
+    (a lab holds LOCK_FILE, and ``Lab.setup`` / ``Fleet`` call this under it).
     """
+    suite = _suite(suite)
     timings = {} if timings is None else timings
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with _flock(CACHE_DIR / ".build.lock", 3600, "base build lock"):
-        if base_is_fresh():
-            return base_dir()
+        if base_is_fresh(suite):
+            return base_dir(suite)
         started = time.monotonic()
-        wheels = ensure_wheels(timings)
-        tmp = base_dir().with_name(base_dir().name + ".tmp")
+        tmp = base_dir(suite).with_name(base_dir(suite).name + ".tmp")
         _rmtree(tmp)  # a half-built root from a crashed build
-        log.info("debootstrap %s into %s", SUITE, tmp)
+        log.info("debootstrap %s into %s", suite, tmp)
         t0 = time.monotonic()
         _sh(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
-             SUITE, str(tmp), MIRROR], timeout=1800)
+             suite, str(tmp), MIRROR], timeout=1800)
         timings["debootstrap_s"] = round(time.monotonic() - t0, 1)
+        wheels = ensure_wheels(timings, suite=suite, root=tmp)
         t0 = time.monotonic()
         _customize_base(tmp, wheels)
         timings["base_customize_s"] = round(time.monotonic() - t0, 1)
-        (tmp / ".mqtt-fleet-stamp").write_text(base_key() + "\n")
-        old = base_dir()
+        (tmp / ".mqtt-fleet-stamp").write_text(base_key(suite) + "\n")
+        old = base_dir(suite)
         if old.exists():
             trash = old.with_name(old.name + ".old")
             _rmtree(trash)
@@ -880,10 +938,11 @@ sys.exit(1)
 class Host:
     """One systemd host: an overlay over the base root, booted by nspawn."""
 
-    def __init__(self, fleet, name, ip):
+    def __init__(self, fleet, name, ip, suite=None):
         self.fleet = fleet
         self.name = name
         self.ip = ip
+        self.suite = _suite(suite)  # the Debian release it boots (its base root)
         self.machine = name.replace(".", "-")[:64]
         self.cgroup_leaf = f"{fleet.lab.bridge}-{self.machine}"
         self.cgroups = []
@@ -896,7 +955,7 @@ class Host:
         self.timings = {}
 
     def __repr__(self):
-        return f"<Host {self.name} {self.ip} pid1={self.leader}>"
+        return f"<Host {self.name} {self.suite} {self.ip} pid1={self.leader}>"
 
     @property
     def pid(self):
@@ -913,7 +972,7 @@ class Host:
 
     def _prepare(self, minion_config=None):
         t0 = time.monotonic()
-        base = base_dir()
+        base = base_dir(self.suite)
         self.dir.mkdir(parents=True)
         self.root.mkdir()
         upper, work = self.dir / "upper", self.dir / "work"
@@ -1101,10 +1160,13 @@ class Fleet:
     """A set of hosts on the lab's bridge, with minions of one salt master.
 
     ``master`` is a salt-factories ``SaltMaster`` (or None for hosts
-    without salt). Host names must be unique within the lab.
+    without salt). Host names must be unique within the lab. Hosts boot
+    ``suite`` (default bookworm); ``suites`` maps single host names to
+    another release, so one fleet mixes Debian 12 and 13 hosts.
     """
 
-    def __init__(self, lab, names, master=None, minion_overrides=None):
+    def __init__(self, lab, names, master=None, minion_overrides=None, suite=None,
+                 suites=None):
         if len(set(names)) != len(names):
             raise FleetError(f"duplicate host names: {names}")
         taken = {h.name for h in lab.all_hosts()}
@@ -1118,8 +1180,18 @@ class Fleet:
         self.timings = {}
         self._torn_down = False
         lab.fleets.append(self)
+        suites = dict(suites or {})
+        unknown = set(suites) - set(names)
+        if unknown:
+            raise FleetError(f"suites for hosts not in the fleet: {sorted(unknown)}")
         for name in names:
-            self.hosts[name] = Host(self, name, lab.allocate_ip())
+            self.hosts[name] = Host(self, name, lab.allocate_ip(), suites.get(name, suite))
+        # bases other than the lab's default one are built (or found) here,
+        # under the lab's lock like the default one in Lab.setup
+        for wanted in sorted({h.suite for h in self.hosts.values()}):
+            t0 = time.monotonic()
+            ensure_base(self.timings, suite=wanted)
+            self.timings[f"ensure_base_{wanted}_s"] = round(time.monotonic() - t0, 1)
 
     def __getitem__(self, name):
         return self.hosts[name]
@@ -1376,15 +1448,17 @@ def _main(argv=None):
 
     parser = argparse.ArgumentParser(prog="python -m test.support.fleet")
     parser.add_argument("action", choices=["build-base", "cleanup", "status"])
+    parser.add_argument("--suite", default=SUITE, choices=sorted(SUITES))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.action == "build-base":
         timings = {}
-        print(ensure_base(timings), timings)
+        print(ensure_base(timings, suite=args.suite), timings)
     elif args.action == "cleanup":
         print("removed:", Lab().cleanup() or "nothing")
     else:
-        print("base:", base_dir(), "fresh" if base_is_fresh() else "missing or stale")
+        for suite in SUITES:
+            print("base:", base_dir(suite), "fresh" if base_is_fresh(suite) else "missing or stale")
         print("nspawn under", RUN_DIR, _nspawn_pids_under(str(RUN_DIR)))
         print("bridge", BRIDGE, _link_exists(BRIDGE), "netns", CLIENT_NS,
               pathlib.Path(f"/run/netns/{CLIENT_NS}").exists())

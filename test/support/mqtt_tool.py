@@ -5,8 +5,9 @@ the integration suite removes and reinstalls).
     python -m test.support.mqtt_tool pub HOST CAFILE TOPIC < lines
     python -m test.support.mqtt_tool sub HOST CAFILE FILTER COUNT TIMEOUT [CLIENT_ID]
 
-User and password come from MQTT_USER / MQTT_PASSWORD. QoS 1 both ways.
-With MQTT_STAMP=1, ``sub`` puts the wall-clock time of arrival (epoch
+User and password come from MQTT_USER / MQTT_PASSWORD. QoS 1 both ways
+(MQTT_QOS=2: QoS 2 both ways; MQTT_SHOW_QOS=1: ``sub`` puts "q<qos> ", the
+QoS a message arrived with, before each line). With MQTT_STAMP=1, ``sub`` puts the wall-clock time of arrival (epoch
 seconds, ms) before each line: "<time> <topic> <payload>".
 ``sub`` prints "SUBSCRIBED" on stderr once the broker granted the
 subscription, then "<topic> <payload>" per message on stdout; it exits
@@ -22,6 +23,7 @@ import time
 import paho.mqtt.client as mqtt
 
 PORT = int(os.environ.get("MQTT_PORT", "8883"))
+QOS = int(os.environ.get("MQTT_QOS", "1"))
 
 
 def client(host, cafile, client_id="", clean=True):
@@ -36,7 +38,7 @@ def pub(host, cafile, topic):
     c = client(host, cafile)
     c.connect(host, PORT)
     c.loop_start()
-    infos = [c.publish(topic, line.rstrip("\n"), qos=1) for line in sys.stdin if line.strip()]
+    infos = [c.publish(topic, line.rstrip("\n"), qos=QOS) for line in sys.stdin if line.strip()]
     for info in infos:
         info.wait_for_publish(60)
         if not info.is_published():
@@ -55,7 +57,7 @@ def sub(host, cafile, topic, count, timeout, client_id=""):
             sys.stderr.write(f"CONNACK {reason}\n")
             done.set()
             return
-        cl.subscribe(topic, qos=1)
+        cl.subscribe(topic, qos=QOS)
 
     def on_subscribe(*_):
         sys.stderr.write("SUBSCRIBED\n")
@@ -66,6 +68,8 @@ def sub(host, cafile, topic, count, timeout, client_id=""):
     def on_message(_c, _u, msg):
         got.append(f"{msg.topic} {msg.payload.decode()}")
         stamp = f"{time.time():.3f} " if os.environ.get("MQTT_STAMP") == "1" else ""
+        if os.environ.get("MQTT_SHOW_QOS") == "1":
+            stamp += f"q{msg.qos} "
         sys.stdout.write(stamp + got[-1] + "\n")
         sys.stdout.flush()
         if len(got) >= count:
