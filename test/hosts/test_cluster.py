@@ -1,4 +1,6 @@
-"""A bridged hub-and-spoke cluster on three systemd hosts, from one pillar.
+"""A bridged hub-and-spoke cluster on three systemd hosts, from one pillar,
+across Debian releases: the hub and spoke-a on Debian 13 (trixie, mosquitto
+2.0.21), spoke-b on Debian 12 (bookworm, 2.0.11), firewalld on all three.
 
 hub.test keeps the fleet CA and is the cluster hub; spoke-a.test and
 spoke-b.test get their certificates signed by it and bridge to it over TLS
@@ -6,25 +8,36 @@ by name (mine: the hub's domain and port). Each spoke generates its bridge
 password; only the $7$ hash travels (mine), and the hub accepts it. One
 `salt '*' state.apply mosquitto` on the three fresh hosts converges.
 
+What the formula gates on the broker's version runs here on the release
+that has it (README, "What mosquitto 2.0.21 does that 2.0.11 cannot"): a
+QoS 2 topic line (refused on the 2.0.11 spoke, naming the key and the
+version), the spoke's own state 0, max_connections counted by the broker;
+and on trixie the 10,000-client load, `kill -9` with a bridge backlog, the
+renewal job. The outage, partition and orchestrate tests cross releases.
+
 Tests run in file order on one module-scoped fleet. Short keepalive
 (10 s) and restart_timeout (2 s) keep the module quick; sys_interval 1 makes
 $SYS counters fresh every second.
 """
 import json
+import os
 import pathlib
 import re
 import secrets
 import subprocess
+import sys
 import time
 import urllib.request
 
 import pytest
 
 from scripts.saltlocal import changed
+from test.support import fleet as fleetmod
 from test.support.cluster import (
     HOSTS,
     HUB,
     KEEPALIVE,
+    MIXED,
     PASSWORD,
     SPOKE_A,
     SPOKE_B,
@@ -43,11 +56,15 @@ from test.support.prometheus import running_prometheus
 pytestmark = pytest.mark.hosts
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+PILLAR = {"firewall": True, "qos2": True}
+VERSIONS = {"trixie": "2.0.21", "bookworm": "2.0.11"}
+LOG = "/var/log/mosquitto/mosquitto.log"
+CA = "/etc/mosquitto/certs/ca.crt"
 
 
 @pytest.fixture(scope="module")
 def fleet(fleet_factory, fleet_pillar_dir):
-    return start_fleet(fleet_factory, fleet_pillar_dir)
+    return start_fleet(fleet_factory, fleet_pillar_dir, suites=MIXED, **PILLAR)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +98,23 @@ def bridge_down_for(rules_text, hold):
 
 # ------------------------------------------------------------------ converge
 
+def test_trixie_hosts_are_as_bare_as_bookworms(fleet):
+    """Before the apply: no procps, curl or compiler (the wheel build's gcc
+    stayed in its throwaway overlay), none of the formula's packages
+    installed, their .debs cached for the offline apply."""
+    for host in (HUB, SPOKE_A):
+        h = fleet[host]
+        assert h.run(["cat", "/etc/debian_version"]).stdout.startswith("13."), host
+        for tool in ("/bin/kill", "/usr/bin/ps", "/usr/sbin/sysctl", "/usr/bin/curl", "/usr/bin/gcc"):
+            assert not h.path(tool).exists(), (host, tool)
+        for pkg in ("procps", "curl", "gcc", "python3-dev",
+                    *(p for p in fleetmod.FORMULA_PACKAGES if p != "ca-certificates")):
+            status = h.run(["dpkg-query", "-W", "-f=${Status}", pkg], check=False).stdout
+            assert "install ok installed" not in status, (host, pkg, status)
+        for pkg in fleetmod.FORMULA_PACKAGES:
+            assert list(h.path("/var/cache/apt/archives").glob(f"{pkg}_*.deb")), (host, pkg)
+
+
 
 def test_one_command_converges_the_cluster(fleet, applied):
     rets = applied["rets"]
@@ -102,6 +136,44 @@ def test_one_command_converges_the_cluster(fleet, applied):
     asked = {h: rets[h].get("mosquitto_cluster_|-mosquitto-runtime-cluster-spoke-accepted_|-"
                             f"{HUB}_|-spoke_accepted", {}).get("comment") for h in (SPOKE_A, SPOKE_B)}
     print(f"first fleet apply: {applied['first_apply_s']} s; spokes: {asked}")
+
+
+def test_each_host_runs_its_releases_broker(fleet, applied):
+    """The Debian release, mosquitto version and units each host runs; the
+    QoS 2 line only where the broker has it; no file warning on 2.0.21."""
+    for host, suite in MIXED.items():
+        h = fleet[host]
+        release = {"trixie": "Debian-13", "bookworm": "Debian-12"}[suite]
+        assert fleet.salt("grains.get", "osfinger", tgt=host)[host] == release
+        version = h.run(["dpkg-query", "-W", "-f", "${Version}", "mosquitto"]).stdout
+        assert version.startswith(VERSIONS[suite] + "-"), (host, version)
+        for unit in ("mosquitto", "mosquitto-exporter", "firewalld"):
+            assert h.run(["systemctl", "is-active", unit]).stdout.strip() == "active", (host, unit)
+    # From 2.0.16 the broker warns on stderr (the journal) about a password
+    # or ACL file others can read, or that its own user does not own.
+    for host in (HUB, SPOKE_A):
+        assert "mosquitto version 2.0.21" in fleet[host].path(LOG).read_text()
+        warned = [x for x in fleet[host].journal("mosquitto", 400).splitlines() if "Warning: File" in x]
+        assert not any("world readable" in x for x in warned), warned
+    q2 = "topic q2/# both 2"
+    assert q2 in fleet[SPOKE_A].path("/etc/mosquitto/bridges.d/cluster.conf").read_text()
+    assert q2 not in fleet[SPOKE_B].path("/etc/mosquitto/bridges.d/cluster.conf").read_text()
+
+
+def test_firewall_has_exactly_mqtts_and_exporter_on_both_releases(fleet, applied):
+    for h in fleet:
+        for scope in ([], ["--permanent"]):
+            ports = h.run(["firewall-cmd", *scope, "--zone=public", "--list-ports"]).stdout.split()
+            services = h.run(["firewall-cmd", *scope, "--zone=public", "--list-services"]).stdout.split()
+            assert sorted(ports) == ["8883/tcp", "9234/tcp"], (h.name, scope, ports)
+            assert services == ["ssh"], (h.name, scope, services)
+    # From the client: the plain listener is filtered on trixie's firewalld
+    # 2.3 too, TLS and the exporter answer.
+    h = fleet[HUB]
+    assert fleet.client.tcp_open(h.ip, 8883) and fleet.client.tcp_open(h.ip, 9234)
+    assert not fleet.client.tcp_open(h.ip, 1883)
+    print("\nfirewalld:", {x.name: x.run(["firewall-cmd", "--version"]).stdout.strip() for x in fleet})
+
 
 
 def test_bridge_secret_stays_on_the_spoke(fleet, applied, fleet_master):
@@ -341,6 +413,172 @@ def test_a_hub_address_that_does_not_match_its_certificate_never_connects(fleet,
     wait_bridges_up(fleet)
 
 
+# ------------------------------------------------------------------ by release: QoS 2
+
+
+def test_qos2_bridge_topic_is_refused_on_2_0_11_only(fleet, applied, fleet_pillar_dir):
+    """The version gate, per minion: the same pillar line with QoS 2 is
+    refused on the bookworm spoke (naming the key and the version it
+    found), nothing there changes."""
+    (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls(**dict(PILLAR, qos2="everywhere")))
+    conf = fleet[SPOKE_B].path("/etc/mosquitto/bridges.d/cluster.conf").read_text()
+    try:
+        ret = fleet.salt("state.apply", "mosquitto", tgt=SPOKE_B, timeout=600)[SPOKE_B]
+    finally:
+        (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls(**PILLAR))
+    text = json.dumps(ret)
+    assert isinstance(ret, list), ret  # a render error, no state ran
+    assert "cluster:topics:1" in text and "QoS 2" in text and "2.0.11" in text, text
+    assert fleet[SPOKE_B].path("/etc/mosquitto/bridges.d/cluster.conf").read_text() == conf
+
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "measured on 2.0.21 (2026-12-06): 256 of 600 delivered, 344 lost, 0 duplicates; not yet "
+    "known whether the bridge or the offline QoS 2 session across hub restarts loses them: "
+    "see README, What mosquitto 2.0.21 does"))
+def test_qos2_stream_across_two_hub_restarts_arrives_exactly_once(fleet, applied):
+    """QoS 2 from a client on the trixie spoke, over its QoS 2 bridge line,
+    to a persistent QoS 2 subscriber on the hub, the hub restarted twice
+    mid-stream (2.0.11 lost 690-1,068 of 3,000 that way: BRIDGES.md).
+    Stays under max_queued_messages (1000) for the offline subscriber."""
+    wait_bridges_up(fleet)
+    ca, run, n, chunk = applied["ca"], secrets.token_hex(4), 600, 100
+    topic, client_id = f"q2/{run}", f"q2-{run}"
+    finish(sub(fleet, ca, HUB, f"{topic}/#", 0, client_id=client_id, timeout=30, qos=2))
+    for start in range(0, n, chunk):
+        pub_lines(fleet, ca, SPOKE_A, f"{topic}/x", [f"m{i}" for i in range(start, start + chunk)], qos=2)
+        if start // chunk in (1, 3):  # right behind the 2nd and 4th chunk
+            fleet[HUB].run("systemctl restart mosquitto")
+    wait_bridges_up(fleet)
+    proc = sub(fleet, ca, HUB, f"{topic}/#", n + 1, client_id=client_id, timeout=30, qos=2, show_qos=True)
+    got, err = finish(proc)
+    want = [f"q2 {topic}/x m{i}" for i in range(n)]
+    missing = sorted(set(want) - set(got))
+    dups = len(got) - len(set(got))
+    print(f"\nQoS 2 over the bridge, 2 hub restarts: {len(set(got) & set(want))} of {n} delivered, "
+          f"{len(missing)} lost, {dups} duplicates")
+    assert not missing, (missing[:5], err)
+    assert sorted(got) == sorted(want), (dups, sorted(set(got) - set(want))[:5])
+
+
+
+# ------------------------------------------------------------------ by release: state 0, limits, load
+
+
+def test_the_trixie_spoke_publishes_its_own_0_state(fleet, applied):
+    """The hub cut off (its link down): 2.0.21's spoke publishes state 0
+    for its own bridge; 2.0.11's may never do (#2467): printed, not
+    asserted."""
+    wait_bridges_up(fleet)
+    ca = applied["ca"]
+    watch = {s: Lines(sub(fleet, ca, s, f"$SYS/broker/connection/{s}.cluster/state", 100, timeout=120,
+                          stamp=True)) for s in (SPOKE_A, SPOKE_B)}
+    state = r"^([0-9.]+) \$SYS/broker/connection/\S+/state "
+    try:
+        wait_for(lambda: all(w.find(state + "1$") for w in watch.values()), "both spokes' own state 1", 30)
+        t_cut = time.time()
+        fleet[HUB].run("ip link set host0 down")
+        try:
+            zero = wait_for(lambda: watch[SPOKE_A].find(state + "0$"), "spoke-a's own state 0",
+                            timeout=3 * KEEPALIVE + 15)
+            time.sleep(5)
+            other = watch[SPOKE_B].find(state + "0$")
+            print(f"\nhub cut off: spoke-a (2.0.21) state 0 after {float(zero.group(1)) - t_cut:.1f} s; "
+                  f"spoke-b (2.0.11): " + (f"0 after {float(other.group(1)) - t_cut:.1f} s" if other
+                                           else f"no 0 in {time.time() - t_cut:.0f} s"))
+        finally:
+            fleet[HUB].run(f"ip link set host0 up && ip addr replace {fleet[HUB].ip}/24 dev host0", check=False)
+    finally:
+        for w in watch.values():
+            w.proc.kill()  # our own subscribers, by their Popen
+            w.proc.wait(timeout=30)
+    wait_bridges_up(fleet)
+
+
+
+def load_round(fleet, ca, host, tries, prefix, hold=3):
+    """test/support/mqtt_load.py from the client: tries clients, held hold
+    seconds, then all disconnected; returns its 'connected' event."""
+    env = dict(os.environ, MQTT_LOAD_PASSWORD=PASSWORD, PYTHONPATH=str(REPO))
+    res = fleet.client.run([sys.executable, "-m", "test.support.mqtt_load", "--host", host, "--port", "8883",
+                            "--cafile", str(ca), "--user", "alice", "--count", str(tries), "--hold", str(hold),
+                            "--prefix", prefix, "--deadline", "120"], env=env, cwd=REPO, timeout=240)
+    events = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    return next(e for e in events if e["event"] == "connected")
+
+
+
+def test_max_connections_is_enforced_by_2_0_21_itself(fleet, applied):
+    """max_connections 20 written by hand, the open-files limit left at the
+    formula's default (the host's hard limit, 20000: no cap near 20): two
+    rounds of 50 clients, the second after the first one's disconnects.
+    2.0.21 accepts exactly 20 both times, its own count no longer drifts
+    (#1460); 2.0.11's figures are printed beside it. The apply at the end
+    puts the formula's config back."""
+    limit, tries, ca = 20, 50, applied["ca"]
+    seen = {}
+    try:
+        for host in (SPOKE_A, SPOKE_B):
+            h = fleet[host]
+            h.run(["sed", "-i", f"s/^max_connections .*/max_connections {limit}/", "/etc/mosquitto/mosquitto.conf"])
+            h.run("systemctl restart mosquitto")
+            nofile = h.run(["cat", f"/proc/{main_pid(h)}/limits"]).stdout
+            soft = int(re.search(r"^Max open files\s+([0-9]+)\s", nofile, re.M).group(1))
+            assert soft > 10 * tries, nofile
+            seen[host] = [load_round(fleet, ca, host, tries, f"mc{n}") for n in range(2)]
+    finally:
+        rets = fleet.salt("state.apply", "mosquitto", tgt=f"{SPOKE_A},{SPOKE_B}", tgt_type="list",
+                          timeout=600, check=True)
+    print(f"\nmax_connections {limit}, open files {soft}, {tries} clients twice: accepted "
+          + ", ".join(f"{h} {[r['accepted'] for r in rounds]}" for h, rounds in seen.items()))
+    for r in seen[SPOKE_A]:
+        assert r["accepted"] == limit and r["closed"] == tries - limit, r
+        assert r["timeout"] == r["error"] == r["rejected"] == 0, r
+    for host in (SPOKE_A, SPOKE_B):  # the formula put its config back
+        assert changed(rets[host]), host
+        assert f"max_connections {limit}\n" not in fleet[host].path("/etc/mosquitto/mosquitto.conf").read_text()
+    wait_bridges_up(fleet)
+
+
+
+def test_ten_thousand_tls_clients_on_the_trixie_hub(fleet, applied):
+    """test_capacity.py's load on the 2.0.21 hub, with the cluster's pillar
+    (the formula's open-files default): 10,000 authenticated TLS clients
+    from the client namespace, all accepted and held 10 s, while the
+    bridges stay up and the exporter counts them."""
+    wait_bridges_up(fleet)
+    connected = load_round(fleet, applied["ca"], HUB, 10_000, "cap13", hold=10)
+    assert connected["accepted"] == 10_000 and connected["error"] == connected["timeout"] == 0, connected
+    wait_bridges_up(fleet)
+    print(f"\n10k TLS clients on the trixie hub: connected in {connected['seconds']} s ({connected['rate']}/s)")
+
+
+def test_renewal_job_renews_on_trixie_with_a_reload(fleet, applied):
+    """The daily schedule entry, run now on the trixie hub (the CA host):
+    a 10-day certificate is renewed, the broker reloads (same PID) and
+    serves it; the bridges stay up."""
+    h, cert = fleet[HUB], "/etc/mosquitto/certs/server.crt"
+    fleet.salt("mosquitto_ca.issue_cert", cert, "/etc/mosquitto/certs/server.key", f"ca_cert_path={CA}",
+               "ca_key_path=/etc/mosquitto/ca/ca.key", f"common_name={HUB}", "days_valid=10",
+               tgt=HUB, timeout=60, check=True)
+    h.run(["systemctl", "reload", "mosquitto"])
+    pid = main_pid(h)
+
+    def days_left():
+        return fleet.salt("mosquitto_ca.cert_info", cert, tgt=HUB, timeout=60, check=True)[HUB]["days_remaining"]
+    assert days_left() < 30
+    fleet.salt("schedule.run_job", "mosquitto-tls-renew", tgt=HUB, timeout=60, check=True)
+    wait_for(lambda: days_left() > 800, "the renewed certificate", timeout=180, interval=2)
+    assert main_pid(h) == pid
+    served = h.run(["sh", "-c", f"openssl s_client -connect 127.0.0.1:8883 -servername {HUB} "
+                               f"-CAfile {CA} </dev/null 2>/dev/null | openssl x509 -noout -enddate"]).stdout
+    on_disk = h.run(["openssl", "x509", "-noout", "-enddate", "-in", cert]).stdout
+    assert served.strip() == on_disk.strip() != ""
+    wait_bridges_up(fleet)
+
+
+
 # ------------------------------------------------------------------ reload, idempotence
 
 
@@ -350,7 +588,7 @@ def test_users_only_change_on_the_hub_keeps_bridges_connected(fleet, applied, fl
     before = {s: fleet[s].path(log).read_text().count("Connecting bridge") for s in (SPOKE_A, SPOKE_B)}
     hub_log = len(fleet[HUB].path(log).read_text())
     (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls(
-        f"    bob:\n      password: {json.dumps(PASSWORD + '-bob')}"))
+        f"    bob:\n      password: {json.dumps(PASSWORD + '-bob')}", **PILLAR))
     try:
         ret = fleet.salt("state.apply", "mosquitto", tgt=HUB, timeout=600, check=True)[HUB]
         assert "mosquitto-runtime-service-reloaded" in changed(ret)
@@ -361,7 +599,7 @@ def test_users_only_change_on_the_hub_keeps_bridges_connected(fleet, applied, fl
         assert "Reloading config" in fleet[HUB].path(log).read_text()[hub_log:]
         assert all(metrics(fleet, HUB).get(state_series(s)) == 1 for s in (SPOKE_A, SPOKE_B))
     finally:
-        (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls())
+        (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls(**PILLAR))
         fleet.salt("state.apply", "mosquitto", tgt=HUB, timeout=600, check=True)
 
 

@@ -1,11 +1,12 @@
 """The 3-host hub-and-spoke cluster of the hosts suite: its hosts, pillar
 and first start, shared by test/hosts/test_cluster.py and
 test/hosts/test_poisoned_mine.py (each builds its own module-scoped fleet
-from it), and the client-side helpers (subscribers, publishers, metrics)
-that test/hosts/test_trixie.py's mixed cluster uses too.
+from it), and the client-side helpers (subscribers, publishers, metrics).
 
 hub.test keeps the fleet CA and is the cluster hub; spoke-a.test and
-spoke-b.test bridge to it. Short keepalive (10 s) and restart_timeout (2 s)
+spoke-b.test bridge to it. test_cluster.py boots them mixed (MIXED: the hub
+and spoke-a on Debian 13, spoke-b on Debian 12), so what differs by release
+runs once, on one fleet. Short keepalive (10 s) and restart_timeout (2 s)
 keep the modules quick; sys_interval 1 makes $SYS counters fresh every
 second.
 """
@@ -20,12 +21,19 @@ import time
 
 HUB, SPOKE_A, SPOKE_B = "hub.test", "spoke-a.test", "spoke-b.test"
 HOSTS = [HUB, SPOKE_A, SPOKE_B]
+MIXED = {HUB: "trixie", SPOKE_A: "trixie", SPOKE_B: "bookworm"}
 PASSWORD = "cluster-" + secrets.token_urlsafe(12)
 KEEPALIVE = 10
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def pillar_sls(extra_users=""):
+def pillar_sls(extra_users="", firewall=False, qos2=False):
+    """The cluster pillar. firewall: firewalld managed on every host.
+    qos2: a QoS 2 topic line too, only where the broker has it (from 2.0.15:
+    chosen per minion by its release, in Jinja on the master); "everywhere":
+    on every host, the 2.0.11 ones too (where the formula must refuse it)."""
+    q2 = {False: "", "everywhere": "      - q2/# both 2\n",
+          True: "{%- if grains['oscodename'] != 'bookworm' %}\n      - q2/# both 2\n{%- endif %}\n"}[qos2]
     return f"""\
 mosquitto:
   domain: {{{{ grains['id'] }}}}
@@ -37,7 +45,8 @@ mosquitto:
         - 'read $SYS/broker/connection/#'
 {extra_users}
   firewall:
-    enabled: false
+    enabled: {"true" if firewall else "false"}
+    zone: public
   config:
     sys_interval: 1
   # `information` as well: the hub's reload shows as "Reloading config"
@@ -51,16 +60,17 @@ mosquitto:
     members: '*.test'
     topics:
       - fleet/# both 1
-    keepalive_interval: {KEEPALIVE}
+{q2}    keepalive_interval: {KEEPALIVE}
     restart_timeout: 2
 """
 
 
-def start_fleet(fleet_factory, fleet_pillar_dir):
-    """The three hosts under the session's master, with the cluster pillar."""
+def start_fleet(fleet_factory, fleet_pillar_dir, suites=None, **pillar):
+    """The three hosts under the session's master, with the cluster pillar
+    (pillar_sls's keywords); suites: Debian release per host (bookworm)."""
     (fleet_pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
-    (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls())
-    return fleet_factory(HOSTS)
+    (fleet_pillar_dir / "mosquitto.sls").write_text(pillar_sls(**pillar))
+    return fleet_factory(HOSTS, suites=suites)
 
 
 def metrics(fleet, host):
