@@ -141,7 +141,7 @@ _PATHS_MAY_BE_EMPTY = ("pid_file", "log_file", "include_dir", "sysv_limits_hook"
 _PATHS_KEYS = {
     "conf", "passwd", "acl", "run_dir", "pid_file", "log_file", "include_dir", "bridges_dir", "exporter",
     "exporter_secret", "exporter_env", "systemd_units", "renew_cron", "cluster_secret", "sysv_limits_hook",
-    "logrotate",
+    "logrotate", "firewall_record",
 }
 # provider: set by the map from the init grain (mosquitto_map.build).
 _SERVICE_KEYS = {"name", "user", "group", "exporter_name", "firewall_name", "cron_name", "sysv_provider", "provider"}
