@@ -378,6 +378,16 @@ def ensure_wheels(timings=None, requirements=SALT_REQUIREMENTS, suite=None, root
     wheels = CACHE_DIR / f"wheels-{key}"
     if (wheels / ".complete").is_file():
         return wheels
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    # Its own lock: scripts/test-all builds the caches in the background
+    # (test/support/prepare_hosts.py) while a suite may ask for the same.
+    with _flock(CACHE_DIR / f".wheels-{key}.lock", 3600, "wheel build lock"):
+        if (wheels / ".complete").is_file():
+            return wheels
+        return _build_wheels(timings, requirements, suite, root, python, wheels, key)
+
+
+def _build_wheels(timings, requirements, suite, root, python, wheels, key):
     started = time.monotonic()
     tmp = CACHE_DIR / f"wheels-{key}.tmp"
     _rmtree(tmp)

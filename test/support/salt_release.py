@@ -48,6 +48,13 @@ def local_venv(version):
     if (venv / ".complete").is_file():
         return venv
     whl = wheels(version)
+    with fleetmod._flock(fleetmod.CACHE_DIR / f".{venv.name}.lock", 1800, "salt venv lock"):
+        if not (venv / ".complete").is_file():
+            _make_venv(venv, version, whl)
+    return venv
+
+
+def _make_venv(venv, version, whl):
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin/pip"), "install", "--quiet", "--no-index", "--find-links", str(whl),
