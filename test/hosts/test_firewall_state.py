@@ -17,6 +17,7 @@ import pytest
 
 from test.support import fleet as fleetmod
 from test.support import foreign_pki as own_cert
+from test.support.zone import WANTED, openings, zone
 
 pytestmark = pytest.mark.hosts
 
@@ -44,15 +45,6 @@ def changed(ret):
     return {v["__id__"]: v for v in ret.values() if v.get("changes") or v.get("result") is None}
 
 
-def zone(h, name="public", permanent=False):
-    """(sorted ports, sorted services) as firewall-cmd reports them."""
-    scope = ["--permanent"] if permanent else []
-    ports = h.run(["firewall-cmd", *scope, f"--zone={name}", "--list-ports"]).stdout.split()
-    services = h.run(["firewall-cmd", *scope, f"--zone={name}", "--list-services"]).stdout.split()
-    return sorted(ports), sorted(services)
-
-
-WANTED = (["8883/tcp", "9234/tcp"], ["ssh"])
 
 
 def test_a_noop_apply_reads_the_zone_and_does_not_reload(host):
@@ -131,16 +123,6 @@ RECORD = "/var/lib/mosquitto-formula/firewall.json"
 CLEAN_STATE = "mosquitto-clean-configure-firewall-ports-absent"
 RULE = 'rule family="ipv4" source address="10.9.0.0/16" port port="5000" protocol="tcp" accept'
 SHARED = "pillar=" + json.dumps({"mosquitto": {"firewall": {"mode": "shared"}}})
-
-
-def rich_rules(h, permanent=False):
-    scope = ["--permanent"] if permanent else []
-    return [r for r in h.run(["firewall-cmd", *scope, "--zone=public", "--list-rich-rules"]).stdout.splitlines() if r]
-
-
-def openings(h, permanent=False):
-    """Everything the zone opens: (ports, services, rich rules)."""
-    return (*zone(h, permanent=permanent), rich_rules(h, permanent))
 
 
 def share_the_zone(h, ports=()):
