@@ -131,8 +131,11 @@ def test_one_command_converges_the_cluster(fleet, applied):
     passwd = fleet[HUB].path("/etc/mosquitto/passwd").read_text()
     assert "bridge.spoke-a.test:$7$" in passwd and "bridge.spoke-b.test:$7$" in passwd
     acl = fleet[HUB].path("/etc/mosquitto/acl").read_text()
-    assert ("user bridge.spoke-a.test\ntopic readwrite fleet/#\n"
-            "topic write $SYS/broker/connection/spoke-a.test.cluster/state") in acl
+    # The hub's topics (its pillar has the QoS 2 line: it runs 2.0.21) for
+    # each spoke's bridge user, whichever topics that spoke bridges.
+    for spoke in (SPOKE_A, SPOKE_B):
+        assert (f"user bridge.{spoke}\ntopic readwrite fleet/#\ntopic readwrite q2/#\n"
+                f"topic write $SYS/broker/connection/{spoke}.cluster/state") in acl
     wait_bridges_up(fleet)
     asked = {h: rets[h].get("mosquitto_cluster_|-mosquitto-runtime-cluster-spoke-accepted_|-"
                             f"{HUB}_|-spoke_accepted", {}).get("comment") for h in (SPOKE_A, SPOKE_B)}
