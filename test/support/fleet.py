@@ -446,7 +446,11 @@ def ensure_base(timings=None, suite=None):
     suite = _suite(suite)
     timings = {} if timings is None else timings
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with _flock(CACHE_DIR / ".build.lock", 3600, "base build lock"):
+    if base_is_fresh(suite):
+        return base_dir(suite)
+    # One lock per release: a suite waiting for bookworm's root must not
+    # wait for trixie's build (scripts/test-all builds both in the background).
+    with _flock(CACHE_DIR / f".build-{suite}.lock", 3600, f"{suite} base build lock"):
         if base_is_fresh(suite):
             return base_dir(suite)
         started = time.monotonic()
