@@ -155,16 +155,25 @@ def version_tuple(version):
     return tuple(int(g or 0) for g in m.groups()) if m else None
 
 
+def _specs(bridges):
+    return [b for b in bridges.values() if isinstance(b, dict)] if isinstance(bridges, dict) else []
+
+
+def carries_qos2(bridges, cluster):
+    """Whether a pillar bridge or the cluster has a QoS 2 topic line.
+    Takes pillar as given, before validation: anything malformed counts as
+    nothing here (validate reports it)."""
+    lines = [t for spec in _specs(bridges) + [cluster] for t in _list_at(spec, "topics")]
+    return any((parse_topic_line(line) or {}).get("qos") == "2" for line in lines if isinstance(line, str))
+
+
 def version_bound(bridges, cluster):
     """Whether any bridge line or option depends on the broker's version
     (only then is it worth asking the package manager or the image).
-    Takes pillar as given, before validation: anything malformed counts as
-    nothing here (validate reports it)."""
-    specs = [b for b in bridges.values() if isinstance(b, dict)] if isinstance(bridges, dict) else []
-    lines = [t for spec in specs + [cluster] for t in _list_at(spec, "topics")]
-    if any((parse_topic_line(line) or {}).get("qos") == "2" for line in lines if isinstance(line, str)):
+    Pillar as given, like carries_qos2."""
+    if carries_qos2(bridges, cluster):
         return True
-    return any(k in _BRIDGE_21 for b in specs if isinstance(b.get("options"), dict) for k in b["options"])
+    return any(k in _BRIDGE_21 for b in _specs(bridges) if isinstance(b.get("options"), dict) for k in b["options"])
 
 
 def _list_at(spec, key):

@@ -443,6 +443,13 @@ def _options(options):
     return out
 
 
+def _qos2_bridged(data):
+    """A QoS 2 topic line (its third word) on a pillar bridge or the cluster."""
+    lines = [t for b in data["bridges"].values() for t in b["topics"]]
+    lines += data["cluster"].get("topic_lines") or []
+    return any(t.split()[2:3] == ["2"] for t in lines)
+
+
 def expected_conf(data):
     """mosquitto.conf as sections (parse.sections), include_dir lines apart."""
     paths, pers, queue = data["paths"], data["persistence"], data["queue"]
@@ -463,6 +470,8 @@ def expected_conf(data):
     glob.append(("max_queued_messages", str(queue["max_queued_messages"])))
     if queue["persistent_client_expiration"]:
         glob.append(("persistent_client_expiration", queue["persistent_client_expiration"]))
+    if _qos2_bridged(data) and "max_inflight_messages" not in data["config"]:
+        glob.append(("max_inflight_messages", "0"))
     glob += [("max_keepalive", str(data["max_keepalive"])), ("per_listener_settings", "false"),
              ("allow_anonymous", "false"), ("password_file", paths["passwd"]), ("acl_file", paths["acl"])]
     glob += _options(data["config"])
