@@ -544,6 +544,7 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     # and is none of them itself (_utils/mosquitto_swarm_rules.py).
     swarm_names = {"is_dns_name": __utils__["mosquitto_names.is_dns_name"],
                    "is_cluster_minion_id": __utils__["mosquitto_names.is_cluster_minion_id"]}
+    _swarm_spokes(errors, data)
     deployer = __utils__["mosquitto_swarm_rules.swarm"](errors, data.get("swarm") or {}, data, swarm_names)
     data["cluster"] = _rules("cluster")(errors, data.get("cluster") or {}, minion_id, data, broker_version,
                                         _names(), masterless=_opts().get("file_client") == "local",
@@ -560,6 +561,31 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
 
     errors.raise_if_any()
     return data
+
+
+def _swarm_spokes(errors, data):
+    """swarm:spokes unset (None): the cluster's spokes this minion already
+    knows, from the Salt mine, as the hub of a host cluster knows them
+    (mosquitto_cluster.spokes: the minions matching cluster:members that
+    published a well-formed bridge identity). So a host cluster's pillar
+    plus swarm:enabled moves the whole cluster. Masterless there is no
+    mine to ask: the list must be given. An explicit list (also []) wins."""
+    swarm = data.get("swarm")
+    if not isinstance(swarm, dict) or swarm.get("spokes") is not None:
+        return
+    cluster = data.get("cluster") if isinstance(data.get("cluster"), dict) else {}
+    hub = cluster.get("hub") or ""
+    if swarm.get("enabled") is not True or not hub or not isinstance(hub, str):
+        swarm["spokes"] = []
+        return
+    if _opts().get("file_client") == "local" or "mosquitto_cluster.spokes" not in __salt__:
+        swarm["spokes"] = []
+        errors.add(["swarm", "spokes"], "not set, and without a Salt master (salt-call --local) there is no "
+                   "mine to learn the cluster's spokes from: list them")
+        return
+    members = cluster.get("members", "*")
+    known = __salt__["mosquitto_cluster.spokes"](members if isinstance(members, str) else "*", hub)
+    swarm["spokes"] = sorted(known)
 
 
 def _check_ports(errors, ports):
