@@ -458,3 +458,23 @@ def test_second_apply_and_test_mode_change_nothing(applied, master, engine):
         for minion in IDS:
             assert changed(rets[minion]) == {}, (args, minion, changed(rets[minion]))
     assert {m: attrs(engine, m)["Id"] for m in IDS} == ids
+
+
+# ------------------------------------------------------------------ one key to Swarm
+
+
+def test_swarm_enabled_alone_takes_the_clusters_spokes_from_the_mine(applied, master):
+    """The README's move to Swarm: this cluster's pillar plus
+    swarm:enabled (no swarm:spokes) on a minion of this master gives the
+    stack the hub and both spokes, learned from the spokes' mine entries
+    (the apply published them) as the hub learns its bridge users.
+    state.show_sls only renders: nothing is deployed or written."""
+    override = {"mosquitto": {"container": {"enabled": False},
+                              "swarm": {"enabled": True, "stack": "mqmove", "dir": f"{etc(HUB)}/swarm"}}}
+    rets, res = salt(master, "state.show_sls", "mosquitto.swarm.stack", f"pillar={json.dumps(override)}", tgt=HUB)
+    states = rets.get(HUB)
+    assert isinstance(states, dict) and "mosquitto-swarm-stack-deployed" in states, (res.stdout[-3000:], res.stderr)
+    args = states["mosquitto-swarm-stack-deployed"]["mosquitto_swarm"]
+    brokers = next(arg["brokers"] for arg in args if isinstance(arg, dict) and "brokers" in arg)
+    assert {b["name"]: b["role"] for b in brokers.values()} == {HUB: "hub", SPOKE_A: "spoke", SPOKE_B: "spoke"}
+    assert not pathlib.Path(f"{etc(HUB)}/swarm").exists()
