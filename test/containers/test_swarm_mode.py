@@ -187,7 +187,9 @@ def test_exporter_services_scrape_their_brokers_hardened(deployed, swarm):
         # over TLS (the plain listener stays on the broker's loopback).
         assert "MQTT_PASS" not in env and env["MQTT_PASS_FILE"] == "/run/secrets/exporter-password"
         assert env["BROKER_ENDPOINT"] == f"ssl://{broker}:8883"
-        assert spec["TaskTemplate"]["Networks"][0]["Target"] == f"{sw.STACK}_net"
+        net = spec["TaskTemplate"]["Networks"]
+        assert net == [{"Target": sw.inspect(swarm, f"{sw.STACK}_net", "network")["Id"],
+                        "Aliases": [f"{sw.LABELS[broker]}-exporter"]}]
         assert spec["EndpointSpec"]["Mode"] == "dnsrr" and not spec["EndpointSpec"].get("Ports")
         info = sw.inspect(swarm, sw.exporter_task(swarm, broker))
         status = dict(line.split(":", 1) for line in
