@@ -361,7 +361,21 @@ def test_broker_alone_deploys_serves_tls_and_cleans(salt_swarm, swarm, passwords
         rc, states, err = salt_swarm.apply()
         assert rc == 0 and not failed(states), (failed(states), err[-3000:])
         change = states[next(k for k in states if STATE_ID in k)]["changes"]
-        assert change["services"]["created"] == [service]
+        assert change["services"]["created"] == [service, f"{service}-exporter"]
+        # mosquitto.conf, ACL, the exporter program; passwd, key, cert, CA,
+        # the exporter's password.
+        assert len(stack_objects(swarm, "config", sw.SOLO_STACK)) == 3
+        assert len(stack_objects(swarm, "secret", sw.SOLO_STACK)) == 5
+        # swarm:exporter_image '' (the default): the exporter service and
+        # its own objects go; its user leaves the broker's password file
+        # and ACL, so the broker rolls to the new ones.
+        salt_swarm.write_pillar(sw.solo_pillar(passwords, exporter_image=""))
+        rc, states, err = salt_swarm.apply()
+        assert rc == 0 and not failed(states), (failed(states), err[-3000:])
+        change = states[next(k for k in states if STATE_ID in k)]["changes"]
+        assert change["services"] == {"removed": [f"{service}-exporter"], "updated": [service]}
+        assert sorted(n.split("_")[2] for n in change["configs"]["removed"]) == ["acl", "exporter"]
+        assert sorted(n.split("_")[2] for n in change["secrets"]["removed"]) == ["exppass", "passwd"]
         assert stack_objects(swarm, "service", sw.SOLO_STACK) == [service]
         assert len(stack_objects(swarm, "config", sw.SOLO_STACK)) == 2  # mosquitto.conf, ACL
         assert len(stack_objects(swarm, "secret", sw.SOLO_STACK)) == 4  # passwd, key, cert, CA

@@ -69,12 +69,13 @@ def spokes_pillar(passwords, **extra):
     return data
 
 
-def solo_pillar(passwords):
-    """The suite's pillar without a cluster: one broker named ``domain``;
-    exporter_image '' (the default): no exporter service."""
+def solo_pillar(passwords, exporter_image=EXPORTER_IMAGE):
+    """The suite's pillar without a cluster: one broker named ``domain``
+    (exporter_image '', the default: no exporter service)."""
     data = pillar(passwords, domain=SOLO)
     del data["mosquitto"]["cluster"]
-    data["mosquitto"]["swarm"].update(stack=SOLO_STACK, dir=SOLO_DIR, subnet=SOLO_SUBNET, exporter_image="")
+    data["mosquitto"]["swarm"].update(stack=SOLO_STACK, dir=SOLO_DIR, subnet=SOLO_SUBNET,
+                                      exporter_image=exporter_image)
     return data
 
 
