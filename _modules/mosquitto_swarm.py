@@ -8,7 +8,9 @@ The stack is the formula's own objects, each labelled with the stack's
 namespace as ``docker stack deploy`` labels them: one overlay network,
 per broker one service, one volume and its configs (mosquitto.conf, ACL)
 and secrets (password file, server key and certificate, CA certificate, a
-spoke's bridge file). Every object is named from its content
+spoke's bridge file); with ``swarm:exporter_image``, per broker an
+exporter service (the exporter program a config, its MQTT password a
+secret). Every object is named from its content
 (``_utils/mosquitto_swarm.py``), so :py:func:`plan` compares names and a
 service's spec label and never needs a secret's value back from the
 engine (it cannot give one). File contents are read from the manager's
