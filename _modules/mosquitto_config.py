@@ -547,6 +547,7 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     # and is none of them itself (_utils/mosquitto_swarm_rules.py).
     swarm_names = {"is_dns_name": __utils__["mosquitto_names.is_dns_name"],
                    "is_cluster_minion_id": __utils__["mosquitto_names.is_cluster_minion_id"]}
+    _swarm_spokes(errors, data)
     deployer = __utils__["mosquitto_swarm_rules.swarm"](errors, data.get("swarm") or {}, data, swarm_names)
     qos2_bridged = _rules("carries_qos2")(data["bridges"], data.get("cluster"))
     data["cluster"] = _rules("cluster")(errors, data.get("cluster") or {}, minion_id, data, broker_version,
@@ -559,6 +560,7 @@ def validate(data, nofile_hard_limit=None, minion_id=None, broker_version=None):
     _check_paths(errors, data.get("paths", {}))
     _check_service(errors, data.get("service", {}))
     _check_container(errors, data.get("container", {}), data)
+    _kubernetes_spokes(errors, data)
     __utils__["mosquitto_kubernetes_rules.check"](errors, data.get("kubernetes", {}), data,
                                                    __utils__["mosquitto_names.is_dns_name"])
 
@@ -579,6 +581,48 @@ def _max_inflight(data, qos2_bridged):
     if not qos2_bridged or "max_inflight_messages" in (data.get("config") or {}):
         return None
     return 0
+
+
+def _known_spokes(errors, data, mode, what):
+    """The cluster's spokes this minion already knows, from the Salt mine,
+    as the hub of a host cluster knows them (mosquitto_cluster.spokes: the
+    minions matching cluster:members that published a well-formed bridge
+    identity), for ``mode``:spokes left unset (None) while ``mode`` is on:
+    so a host cluster's pillar plus ``<mode>:enabled`` moves the whole
+    cluster. None when not asked (mode off, no cluster, a value set).
+    Masterless there is no mine to ask: refused, naming the key."""
+    settings = data.get(mode)
+    if not isinstance(settings, dict) or settings.get("spokes") is not None or settings.get("enabled") is not True:
+        return None
+    cluster = data.get("cluster") if isinstance(data.get("cluster"), dict) else {}
+    hub = cluster.get("hub") or ""
+    if not hub or not isinstance(hub, str):
+        return None
+    if _opts().get("file_client") == "local" or "mosquitto_cluster.spokes" not in __salt__:
+        errors.add([mode, "spokes"], "not set, and without a Salt master (salt-call --local) there is no "
+                   f"mine to learn the cluster's spokes from: set {what}")
+        return None
+    members = cluster.get("members", "*")
+    return sorted(__salt__["mosquitto_cluster.spokes"](members if isinstance(members, str) else "*", hub))
+
+
+def _swarm_spokes(errors, data):
+    """swarm:spokes unset: the spokes the mine knows (_known_spokes); an
+    explicit list (also []) wins."""
+    known = _known_spokes(errors, data, "swarm", "their names")
+    if isinstance(data.get("swarm"), dict) and data["swarm"].get("spokes") is None:
+        data["swarm"]["spokes"] = known or []
+
+
+def _kubernetes_spokes(errors, data):
+    """kubernetes:spokes unset: as many spoke replicas as the mine knows
+    spokes (_known_spokes); an explicit count wins."""
+    known = _known_spokes(errors, data, "kubernetes", "the number of spoke replicas")
+    if known is not None and not known:
+        errors.add(["kubernetes", "spokes"], "not set, and the Salt mine knows no spoke of this cluster "
+                   "(none matching cluster:members published its bridge identity): set the number of replicas")
+    elif known:
+        data["kubernetes"]["spokes"] = len(known)
 
 
 def _check_ports(errors, ports):

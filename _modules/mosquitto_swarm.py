@@ -8,7 +8,9 @@ The stack is the formula's own objects, each labelled with the stack's
 namespace as ``docker stack deploy`` labels them: one overlay network,
 per broker one service, one volume and its configs (mosquitto.conf, ACL)
 and secrets (password file, server key and certificate, CA certificate, a
-spoke's bridge file). Every object is named from its content
+spoke's bridge file); with ``swarm:exporter_image``, per broker an
+exporter service (the exporter program a config, its MQTT password a
+secret). Every object is named from its content
 (``_utils/mosquitto_swarm.py``), so :py:func:`plan` compares names and a
 service's spec label and never needs a secret's value back from the
 engine (it cannot give one). File contents are read from the manager's
@@ -124,6 +126,16 @@ def _desired(stack, brokers, settings, pending=None):
         spec = _u("service_spec")(stack, broker_label, broker, {t: n for t, (n, _) in conf.items()},
                                   {t: n for t, (n, _) in secs.items()}, settings)
         services.append(spec)
+    # Each broker's exporter after every broker (it logs in to its broker).
+    for broker_label, broker in brokers.items():
+        if not broker.get("exporter"):
+            continue
+        conf = _objects(stack, broker_label, broker["exporter"]["configs"], missing, pending or {})
+        secs = _objects(stack, broker_label, broker["exporter"]["secrets"], missing, pending or {})
+        configs.update({name: content for name, content in conf.values()})
+        secrets.update({name: content for name, content in secs.values()})
+        services.append(_u("exporter_spec")(stack, broker_label, broker, {t: n for t, (n, _) in conf.items()},
+                                            {t: n for t, (n, _) in secs.items()}, settings))
     return {"configs": configs, "secrets": secrets, "services": services, "missing": missing}
 
 
@@ -253,7 +265,8 @@ def deploy(stack, brokers, settings, subnet="", wait=120):
         path}, secrets: {target: path}, publish}}
     settings
         image, uid, gid, nofile, healthcheck, data_dir, mqtt_port,
-        mqtts_port, update_delay, restart_delay
+        mqtts_port, update_delay, restart_delay; with exporters:
+        exporter_image, exporter_user, exporter_port, max_connections
 
     CLI Example:
 
@@ -423,3 +436,17 @@ def acl_users(data, broker):
         salt-call mosquitto_swarm.acl_users '{...}' '{"role": "hub"}'
     """
     return _u("acl_users")(data, broker)
+
+
+def exporter_on(data):
+    """
+    Whether each broker of the validated map ``data`` gets an exporter
+    service (exporter:enabled and swarm:exporter_image not '').
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call mosquitto_swarm.exporter_on '{...}'
+    """
+    return _u("exporter_on")(data)

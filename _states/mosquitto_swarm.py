@@ -62,7 +62,8 @@ def stack_deployed(name, brokers, settings, subnet="", wait=120):
         if __opts__["test"]:
             # The files states before this one only said what they would
             # write: their planned contents name the new objects.
-            paths = [p for b in brokers.values() for p in (*b["configs"].values(), *b["secrets"].values())]
+            parts = list(brokers.values()) + [b["exporter"] for b in brokers.values() if b.get("exporter")]
+            paths = [p for b in parts for p in (*b["configs"].values(), *b["secrets"].values())]
             pending = __utils__["mosquitto_swarm.pending_contents"](globals().get("__running__") or {}, paths)
             planned = __salt__["mosquitto_swarm.plan"](name, brokers, settings, pending=pending)
             changes = planned["changes"]

@@ -95,7 +95,10 @@ def check(errors, settings, data, is_dns_name):
     for key in ("uid", "gid"):
         if errors.integer(path + [key], settings.get(key), 0, 2**31 - 2) and settings[key] == 0:
             errors.add(path + [key], "must not be 0: the pod runs as non-root (restricted)")
-    errors.integer(path + ["spokes"], settings.get("spokes"), 1, 100)
+    # None: not set and not learned (kubernetes off, no cluster; or refused
+    # already by mosquitto_config, naming the key).
+    if settings.get("spokes") is not None:
+        errors.integer(path + ["spokes"], settings.get("spokes"), 1, 100)
     if not _QUANTITY.match(str(settings.get("storage"))):
         errors.add(path + ["storage"], f"is not a Kubernetes quantity like 1Gi: {settings.get('storage')!r}")
     storage_class = settings.get("storage_class", "")

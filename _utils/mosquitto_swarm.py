@@ -32,6 +32,12 @@ SECRET_FILES = {"passwd": ("passwd", "passwd"), "server.crt": ("cert", "server.c
                 "server.key": ("key", "server.key")}
 CA_TARGET = "ca.crt"
 BRIDGE_TARGET = "cluster.conf"
+# The exporter's service (swarm:exporter_image): the formula's exporter
+# program as a config, its MQTT password as a secret, and the broker's
+# certificates (public; it serves their expiry and verifies the broker's
+# name with the CA).
+EXPORTER_PROGRAM = "/opt/mosquitto-exporter/mosquitto_exporter.py"
+EXPORTER_PASSWORD = "exporter-password"
 _NS = 1_000_000_000
 
 
@@ -67,11 +73,28 @@ def brokers(data):
     return spokes + [{"name": hub, "label": label(hub), "role": "hub"}]
 
 
+def exporter_on(data):
+    """Whether each broker gets an exporter service: exporter:enabled and
+    an image to run it in (swarm:exporter_image; '' = none)."""
+    return bool(data["exporter"]["enabled"] and data["swarm"].get("exporter_image"))
+
+
+def _exporter_files(data, base, name):
+    swarm = data["swarm"]
+    return {
+        "configs": {EXPORTER_PROGRAM: f"{swarm['dir'].rstrip('/')}/mosquitto_exporter.py"},
+        "secrets": {EXPORTER_PASSWORD: f"{base}/exporter.secret", CA_TARGET: data["tls"]["ca_cert"],
+                    "server.crt": f"{base}/server.crt"},
+        "publish": int((swarm.get("exporter_publish") or {}).get(name, 0)),
+    }
+
+
 def layout(data):
     """Each broker with its files on the manager (``<swarm:dir>/<label>/``)
     and where its task reads them: {label: {name, role, dir, configs:
-    {target: path}, secrets: {target: path}, publish}}. Paths only, never
-    contents: this is a state argument."""
+    {target: path}, secrets: {target: path}, publish, exporter}}
+    (exporter: its service's configs, secrets and publish, or None). Paths
+    only, never contents: this is a state argument."""
     swarm = data["swarm"]
     out = {}
     for broker in brokers(data):
@@ -85,6 +108,7 @@ def layout(data):
             "configs": {target: f"{base}/{name}" for target, (_, name) in CONFIG_FILES.items()},
             "secrets": secrets,
             "publish": int((swarm.get("publish") or {}).get(broker["name"], 0)),
+            "exporter": _exporter_files(data, base, broker["name"]) if exporter_on(data) else None,
         }
     return out
 
@@ -112,8 +136,11 @@ def broker_settings(data, name, nofile):
 def acl_users(data, broker):
     """user -> ACL rules on ``broker`` (a layout entry): the pillar's users
     and, on the hub, each spoke's bridge user (the cluster topics from the
-    hub's side and its own connection state). No exporter in a task."""
+    hub's side and its own connection state), and the exporter's user
+    when the broker has an exporter service."""
     users = {name: spec["acl"] for name, spec in data["users"].items()}
+    if exporter_on(data):
+        users[data["exporter"]["user"]] = ["read $SYS/#"]
     if broker["role"] == "hub":
         cluster = data["cluster"]
         for spoke in data["swarm"]["spokes"]:
@@ -137,7 +164,8 @@ def kind_of(target):
         return CONFIG_FILES[target][0]
     if target in SECRET_FILES:
         return SECRET_FILES[target][0]
-    return {CA_TARGET: "ca", BRIDGE_TARGET: "bridge"}[target]
+    return {CA_TARGET: "ca", BRIDGE_TARGET: "bridge", EXPORTER_PROGRAM: "exporter",
+            EXPORTER_PASSWORD: "exppass"}[target]
 
 
 def service_name(stack, broker_label):
@@ -220,6 +248,71 @@ def service_spec(stack, broker_label, broker, configs, secrets, settings):
     }
     # On the service (compared on the next run) and on its tasks (which
     # task runs the wanted spec while a service rolls).
+    spec_digest = digest(spec)
+    spec["Labels"] = dict(labels, **{SPEC_LABEL: spec_digest})
+    container["Labels"][SPEC_LABEL] = spec_digest
+    return spec
+
+
+def exporter_service_name(stack, broker_label):
+    return f"{service_name(stack, broker_label)}-exporter"
+
+
+def exporter_spec(stack, broker_label, broker, configs, secrets, settings):
+    """The ServiceSpec of broker ``broker``'s exporter: the formula's
+    exporter program in ``settings["exporter_image"]``, logged in to its
+    broker by name over TLS (verified with the stack's CA: the plain
+    listener stays on the broker task's loopback), its password a secret
+    file (never in the environment). Non-root, read-only root (a tmpfs
+    /tmp), no capabilities, on the stack's network; /metrics published
+    on the node only when swarm:exporter_publish names the broker."""
+    exporter = broker["exporter"]
+    name = exporter_service_name(stack, broker_label)
+    labels = {NAMESPACE: stack, BROKER_LABEL: broker["name"]}
+    env = {
+        "BROKER_ENDPOINT": f"ssl://{broker['name']}:{settings['mqtts_port']}",
+        "MQTT_CAFILE": f"{SECRETS}/{CA_TARGET}",
+        "MQTT_USER": settings["exporter_user"],
+        "MQTT_PASS_FILE": f"{SECRETS}/{EXPORTER_PASSWORD}",
+        "MQTT_CLIENT_ID": f"mosquitto-exporter-{broker_label}",
+        "SERVER_CERT_FILE": f"{SECRETS}/server.crt",
+        "CA_CERT_FILE": f"{SECRETS}/{CA_TARGET}",
+        "BIND_ADDRESS": f"0.0.0.0:{settings['exporter_port']}",
+        "MAX_CONNECTIONS": str(settings["max_connections"]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    container = {
+        "Image": settings["exporter_image"],
+        "Command": ["python3", EXPORTER_PROGRAM],
+        "Env": [f"{key}={value}" for key, value in sorted(env.items())],
+        "User": f"{settings['uid']}:{settings['gid']}",
+        "Hostname": f"{broker_label}-exporter",
+        "Labels": {NAMESPACE: stack},
+        "ReadOnly": True,
+        "CapabilityDrop": ["ALL"],
+        "Mounts": [{"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 16 << 20}}],
+        "StopGracePeriod": 10 * _NS,
+        "Configs": _file_refs(settings, configs, "config", 0o444),
+        "Secrets": _file_refs(settings, secrets, "secret", 0o400),
+    }
+    ports = []
+    if exporter.get("publish"):
+        ports = [{"Protocol": "tcp", "TargetPort": settings["exporter_port"],
+                  "PublishedPort": exporter["publish"], "PublishMode": "host"}]
+    spec = {
+        "Name": name,
+        "Labels": labels,
+        "TaskTemplate": {
+            "ContainerSpec": container,
+            "RestartPolicy": {"Condition": "on-failure", "Delay": settings["restart_delay"] * _NS,
+                              "MaxAttempts": 0},
+            "Networks": [{"Target": network_name(stack), "Aliases": [f"{broker_label}-exporter"]}],
+        },
+        "Mode": {"Replicated": {"Replicas": 1}},
+        "UpdateConfig": {"Parallelism": 1, "Order": "stop-first", "Delay": settings["update_delay"] * _NS,
+                         "FailureAction": "rollback"},
+        "EndpointSpec": {"Mode": "dnsrr", "Ports": ports},
+    }
     spec_digest = digest(spec)
     spec["Labels"] = dict(labels, **{SPEC_LABEL: spec_digest})
     container["Labels"][SPEC_LABEL] = spec_digest

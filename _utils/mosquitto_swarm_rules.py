@@ -15,11 +15,13 @@ import re
 
 __virtualname__ = "mosquitto_swarm_rules"
 
-KEYS = {"enabled", "stack", "spokes", "subnet", "publish", "dir", "wait", "update_delay", "restart_delay"}
+KEYS = {"enabled", "stack", "spokes", "subnet", "publish", "dir", "wait", "update_delay", "restart_delay",
+        "exporter_image", "exporter_publish"}
 # The stack name prefixes services, the network, configs, secrets and
 # volumes; Docker caps config and secret names at 64 characters, and a
 # name is <stack>_<broker label>_<kind>_<hash>.
 _STACK = re.compile(r"^[a-z][a-z0-9-]{0,19}\Z")
+_IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")
 _NUMBERS = (("wait", "integer", 10, 3600), ("update_delay", "integer", 0, 3600),
             ("restart_delay", "integer", 0, 3600))
 
@@ -45,7 +47,8 @@ def swarm(errors, settings, data, names):
     errors.table(path, settings, _NUMBERS)
     _subnet(errors, path + ["subnet"], settings.get("subnet", ""))
     brokers = _brokers(errors, path, settings, data, names)
-    _publish(errors, path + ["publish"], settings.get("publish", {}), brokers)
+    ports = _publish(errors, path + ["publish"], settings.get("publish", {}), brokers)
+    _exporter(errors, path, settings, data, brokers, ports)
     if enabled is True:
         _leaves_alone(errors, data)
     return enabled is True
@@ -89,15 +92,32 @@ def _spoke(errors, path, spoke, members, seen, names):
         errors.add(path, f"{spoke!r} does not match cluster:members {members!r}: the hub would refuse it")
 
 
-def _publish(errors, path, publish, brokers):
+def _publish(errors, path, publish, brokers, ports=None):
+    """port -> what publishes it (one node, one port), ``ports`` included."""
+    ports = dict(ports or {})
     if not errors.mapping(path, publish, brokers):
-        return
-    ports = {}
+        return ports
     for name, port in publish.items():
         if errors.integer(path + [name], port, 1, 65535):
             if port in ports:
                 errors.add(path + [name], f"port {port} is also {ports[port]}'s (one node, one port)")
             ports[port] = name
+    return ports
+
+
+def _exporter(errors, path, settings, data, brokers, ports):
+    """swarm:exporter_image ('' = no exporter services) and the node ports
+    their /metrics are published on."""
+    image = settings.get("exporter_image", "")
+    if image != "" and errors.text(path + ["exporter_image"], image) and not _IMAGE_REF.match(image):
+        errors.add(path + ["exporter_image"], f"is not an image reference: {image!r}")
+    publish = settings.get("exporter_publish", {})
+    exporter = data.get("exporter") if isinstance(data.get("exporter"), dict) else {}
+    if publish and (image == "" or exporter.get("enabled") is False):
+        errors.add(path + ["exporter_publish"], "publishes exporter services that are not deployed: "
+                   "set swarm:exporter_image (and exporter:enabled)")
+        return
+    _publish(errors, path + ["exporter_publish"], publish, brokers, ports)
 
 
 def _leaves_alone(errors, data):

@@ -66,6 +66,23 @@ mosquitto-swarm-files-ca-present:
 {%-     do users.update({name: {field ~ '_pillar': 'mosquitto:users:' ~ name ~ ':' ~ field} }) %}
 {%-   endfor %}
 
+{%-   if salt['mosquitto_swarm.exporter_on'](mosquitto) %}
+
+{#- The exporter program the exporter services run (a swarm config). #}
+mosquitto-swarm-files-exporter-program-managed:
+  file.managed:
+    - name: {{ sw.dir }}/mosquitto_exporter.py
+    - source: {{ salt['mosquitto_tofs.files_switch'](
+                  ['mosquitto_exporter.py'],
+                  lookup='mosquitto-build-exporter-program-file-managed',
+                  tplroot=tplroot, saltenv=saltenv) | json }}
+    - user: root
+    - group: root
+    - mode: '0600'
+    - require:
+      - file: mosquitto-swarm-files-dirs-managed
+{%-   endif %}
+
 {%-   for label, broker in layout | dictsort %}
 {%-     set id = 'mosquitto-swarm-files-' ~ label %}
 
@@ -88,6 +105,23 @@ mosquitto-swarm-files-ca-present:
       - mosquitto_ca: mosquitto-swarm-files-ca-present
 
 {%-     set broker_users = users.copy() %}
+{%-     if broker.exporter %}
+{#-       The exporter service's MQTT password, generated here; its user
+          on this broker (configure/users.sls does the same on a host). #}
+
+{{ id }}-exporter-secret-present:
+  mosquitto_passwd.secret_present:
+    - name: {{ broker.exporter.secrets['exporter-password'] }}
+    - user: root
+    - group: root
+    - mode: '0600'
+    - require:
+      - file: mosquitto-swarm-files-dirs-managed
+    - require_in:
+      - mosquitto_passwd: {{ id }}-passwd-managed
+{%-       do broker_users.update({mosquitto.exporter.user: {
+            'password_file': broker.exporter.secrets['exporter-password'], 'generate_password': True} }) %}
+{%-     endif %}
 {%-     if broker.role == 'hub' %}
 {#-       Each spoke's bridge user, from the password the manager generated
           for that spoke (read while the state runs). #}

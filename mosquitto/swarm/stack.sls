@@ -37,6 +37,10 @@ mosquitto-swarm-stack-deployed:
         mqtts_port: {{ mosquitto.ports.mqtts }}
         update_delay: {{ sw.update_delay }}
         restart_delay: {{ sw.restart_delay }}
+        exporter_image: {{ sw.exporter_image | json }}
+        exporter_user: {{ mosquitto.exporter.user | json }}
+        exporter_port: {{ mosquitto.ports.exporter }}
+        max_connections: {{ [mosquitto.listeners.mqtts.max_connections | int, ct.nofile - 64] | min }}
     - subnet: {{ sw.subnet | json }}
     - wait: {{ sw.wait }}
     - require:

@@ -41,6 +41,7 @@ import threading
 import time
 
 import pytest
+import yaml
 from saltfactories.daemons.minion import SaltMinion
 
 from scripts.saltlocal import changed
@@ -458,3 +459,36 @@ def test_second_apply_and_test_mode_change_nothing(applied, master, engine):
         for minion in IDS:
             assert changed(rets[minion]) == {}, (args, minion, changed(rets[minion]))
     assert {m: attrs(engine, m)["Id"] for m in IDS} == ids
+
+
+# ------------------------------------------------------------------ one key to Swarm
+
+
+def test_swarm_or_kubernetes_enabled_alone_takes_the_clusters_spokes_from_the_mine(applied, master):
+    """The README's move to Swarm: this cluster's pillar plus
+    swarm:enabled (no swarm:spokes) on a minion of this master gives the
+    stack the hub and both spokes, learned from the spokes' mine entries
+    (the apply published them) as the hub learns its bridge users.
+    state.show_sls only renders: nothing is deployed or written."""
+    override = {"mosquitto": {"container": {"enabled": False},
+                              "swarm": {"enabled": True, "stack": "mqmove", "dir": f"{etc(HUB)}/swarm"}}}
+    rets, res = salt(master, "state.show_sls", "mosquitto.swarm.stack", f"pillar={json.dumps(override)}", tgt=HUB)
+    states = rets.get(HUB)
+    assert isinstance(states, dict) and "mosquitto-swarm-stack-deployed" in states, (res.stdout[-3000:], res.stderr)
+    args = states["mosquitto-swarm-stack-deployed"]["mosquitto_swarm"]
+    brokers = next(arg["brokers"] for arg in args if isinstance(arg, dict) and "brokers" in arg)
+    assert {b["name"]: b["role"] for b in brokers.values()} == {HUB: "hub", SPOKE_A: "spoke", SPOKE_B: "spoke"}
+    assert not pathlib.Path(f"{etc(HUB)}/swarm").exists()
+    # Kubernetes likewise: kubernetes:spokes unset is one spoke replica
+    # per spoke the mine knows.
+    k8s_dir = f"{etc(HUB)}/k8s"
+    override = {"mosquitto": {"container": {"enabled": False},
+                              "kubernetes": {"enabled": True, "dir": k8s_dir, "image": "local/mosquitto:2.0.11"}}}
+    rets, res = salt(master, "state.show_sls", "mosquitto.kubernetes", f"pillar={json.dumps(override)}", tgt=HUB)
+    states = rets.get(HUB)
+    sid = "mosquitto-kubernetes-manifest-spoke.yaml-file-managed"
+    assert isinstance(states, dict) and sid in states, (res.stdout[-3000:], res.stderr)
+    contents = next(a["contents"] for a in states[sid]["file"] if isinstance(a, dict) and "contents" in a)
+    sets = [d for d in yaml.safe_load_all(contents) if d and d["kind"] == "StatefulSet"]
+    assert [d["spec"]["replicas"] for d in sets] == [2]
+    assert not pathlib.Path(k8s_dir).exists()

@@ -25,14 +25,13 @@ import pytest
 from test.containers import engine as eng
 from test.support import kubepod
 from test.support import kubernetes as k8s
-from test.support.container import IMAGE, wait_for
+from test.support.container import EXPORTER_IMAGE, IMAGE, wait_for
 from test.support.modules import load_util
 from test.support.mqtt import Client
 
 pytestmark = pytest.mark.containers
 
 connect_packet = load_util("mosquitto_mqtt").connect_packet
-EXPORTER_IMAGE = "local/mosquitto-exporter:1883"
 # Not the other modules' 198.19.0.0/24 and .128/26 networks: all may exist.
 NETWORK, SUBNET, GATEWAY = "mqk8s-net", "198.19.0.192/27", "198.19.0.193"
 PODS = {("mosquitto-hub", 0): "198.19.0.194", ("mosquitto-spoke", 0): "198.19.0.195",

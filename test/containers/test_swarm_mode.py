@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 from scripts.saltlocal import changed, failed
+from test.containers import engine as eng
 from test.containers.engine import DOCKER
 from test.support import swarm as sw
 from test.support.container import engine_salt
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.containers
 
 HUB, SPOKE1, SPOKE2 = sw.HUB, sw.SPOKE1, sw.SPOKE2
 BROKERS = (HUB, SPOKE1, SPOKE2)
+EXPORTERS = tuple(sw.exporter_service(b) for b in BROKERS)
 STATE_ID = "mosquitto-swarm-stack-deployed"
 
 
@@ -37,7 +39,10 @@ def passwords():
 
 
 @pytest.fixture(scope="module")
-def swarm(engine):
+def swarm(engine, tmp_path_factory):
+    # The exporter services' image (the Kubernetes pods' one: built once
+    # per engine, cached after).
+    eng.build_exporter_image(engine, sw.EXPORTER_IMAGE, sw.IMAGE, tmp_path_factory.mktemp("swarm-exporter"))
     sw.remove_host_leftovers()
     sw.init(engine)
     try:
@@ -53,7 +58,7 @@ def swarm(engine):
 def salt_swarm(tmp_path_factory, passwords, swarm):
     # cache_jobs: the minion keeps every return in its job cache, which the
     # secrets test then greps.
-    return engine_salt(tmp_path_factory.mktemp("salt-swarm"), sw.pillar(passwords), swarm, cache_jobs=True)
+    return engine_salt(tmp_path_factory.mktemp("salt-swarm"), sw.spokes_pillar(passwords), swarm, cache_jobs=True)
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +102,16 @@ def persistent_sub(engine, broker, password, client_id, topic=None, count=None, 
 
 def test_first_apply_deploys_the_stack(deployed, swarm):
     change = deployed[next(k for k in deployed if STATE_ID in k)]["changes"]
-    services = [sw.service(b) for b in BROKERS]
+    services = [sw.service(b) for b in BROKERS] + list(EXPORTERS)
     assert sorted(change["services"]["created"]) == sorted(services)
     assert change["network"]["created"] == [f"{sw.STACK}_net"]
     assert stack_objects(swarm, "service") == sorted(services)
-    # Per broker: mosquitto.conf and ACL as configs; password file, key,
-    # certificate and CA (and a spoke's bridge file) as secrets.
+    # Per broker: mosquitto.conf, ACL and the exporter program as configs;
+    # password file, key, certificate and CA (and a spoke's bridge file)
+    # and the exporter's MQTT password as secrets.
     configs, secret_names = stack_objects(swarm, "config"), stack_objects(swarm, "secret")
-    assert len(configs) == 6 and len(secret_names) == 3 * 4 + 2
+    assert len(configs) == 3 * 3 and len(secret_names) == 3 * 5 + 2
+    assert len([n for n in secret_names if "_exppass_" in n]) == 3
     assert all(n.startswith(f"{sw.STACK}_spoke") for n in secret_names if "_bridge_" in n)
     net = sw.inspect(swarm, f"{sw.STACK}_net", "network")
     assert net["Driver"] == "overlay" and net["IPAM"]["Config"][0]["Subnet"] == sw.SUBNET
@@ -169,6 +176,48 @@ def test_qos1_exactly_once_across_the_clusters_bridges(deployed, swarm, password
                               count=1, wait=3) == [], broker
 
 
+def test_exporter_services_scrape_their_brokers_hardened(deployed, swarm):
+    for broker in BROKERS:
+        spec = sw.inspect(swarm, sw.exporter_service(broker), "service")["Spec"]
+        ctr = spec["TaskTemplate"]["ContainerSpec"]
+        assert ctr["User"] == "1883:1883" and ctr["ReadOnly"] is True and ctr["CapabilityDrop"] == ["ALL"]
+        assert ctr["Image"].startswith(sw.EXPORTER_IMAGE)
+        env = dict(e.split("=", 1) for e in ctr["Env"])
+        # Its password is a secret file; it logs in to its broker by name
+        # over TLS (the plain listener stays on the broker's loopback).
+        assert "MQTT_PASS" not in env and env["MQTT_PASS_FILE"] == "/run/secrets/exporter-password"
+        assert env["BROKER_ENDPOINT"] == f"ssl://{broker}:8883"
+        net = spec["TaskTemplate"]["Networks"]
+        assert net == [{"Target": sw.inspect(swarm, f"{sw.STACK}_net", "network")["Id"],
+                        "Aliases": [f"{sw.LABELS[broker]}-exporter"]}]
+        assert spec["EndpointSpec"]["Mode"] == "dnsrr" and not spec["EndpointSpec"].get("Ports")
+        info = sw.inspect(swarm, sw.exporter_task(swarm, broker))
+        status = dict(line.split(":", 1) for line in
+                      pathlib.Path(f"/proc/{info['State']['Pid']}/status").read_text().splitlines())
+        assert status["Uid"].split() == ["1883"] * 4 and status["CapEff"].strip() == "0000000000000000"
+    # Each exporter, scraped over the stack's network from another
+    # exporter's task, serves its own broker's $SYS series.
+    for broker, other in ((HUB, SPOKE1), (SPOKE1, HUB), (SPOKE2, HUB)):
+        text = wait_for(lambda b=broker, o=other: _connected(sw.scrape(swarm, o, b)), 60, 1)
+        assert text, f"{sw.exporter_service(broker)} never served its broker's series"
+        read_ok = [line for line in text.splitlines() if line.startswith("mosquitto_certificate_read_ok{")]
+        assert len(read_ok) == 2 and all(line.endswith(" 1.0") for line in read_ok), read_ok
+    # The hub's exporter sees both spokes' bridges (its broker's $SYS).
+    hub = wait_for(lambda: _bridges_in(sw.scrape(swarm, SPOKE1, HUB)), 60, 1)
+    assert hub, "the hub's exporter does not show both bridges up"
+    code = swarm.docker("exec", sw.exporter_task(swarm, HUB), "touch", "/x", check=False)
+    assert code.returncode != 0 and "Read-only file system" in code.stderr
+
+
+def _connected(text):
+    return text if "mosquitto_exporter_connected 1.0" in text and "broker_uptime" in text else None
+
+
+def _bridges_in(text):
+    want = [f'broker_connection_state{{connection="{s}.cluster"}} 1.0' for s in (SPOKE1, SPOKE2)]
+    return text if all(line in text for line in want) else None
+
+
 # ------------------------------------------------------------------ idempotent
 
 
@@ -185,9 +234,10 @@ def test_no_secret_in_output_cache_services_or_logs(salt_swarm, deployed, swarm,
     files = pathlib.Path(sw.SWARM_DIR)
     keys = [p.read_text() for p in files.glob("*/server.key")]
     bridge = [p.read_text().strip() for p in files.glob("*/bridge.secret")]
+    exporter = [p.read_text().strip() for p in files.glob("*/exporter.secret")]
     hashes = [line.split(":", 1)[1] for p in files.glob("*/passwd") for line in p.read_text().splitlines()]
-    needles = [*passwords.values(), *bridge, *hashes, *(k.splitlines()[1] for k in keys)]
-    assert len(bridge) == 2 and len(keys) == 3 and all(needles)
+    needles = [*passwords.values(), *bridge, *exporter, *hashes, *(k.splitlines()[1] for k in keys)]
+    assert len(bridge) == 2 and len(exporter) == 3 and len(keys) == 3 and all(needles)
     shown = [salt_swarm.call(fun, "mosquitto")[1] for fun in ("state.show_sls", "state.show_lowstate")]
     texts = {"apply return": json.dumps(deployed), "show_sls/show_lowstate": json.dumps(shown)}
     # (Salt puts the cachedir under root_dir: <dir>/root/<dir>/cache.)
@@ -196,9 +246,9 @@ def test_no_secret_in_output_cache_services_or_logs(salt_swarm, deployed, swarm,
     for path in pathlib.Path(salt_swarm.dir).rglob("*"):
         if path.is_file() and path.parent.name != "pillar":
             texts[str(path)] = path.read_text(errors="replace")
-    for broker in BROKERS:
-        texts[f"inspect {broker}"] = swarm.docker("service", "inspect", sw.service(broker)).stdout
-        texts[f"logs {broker}"] = swarm.docker("service", "logs", sw.service(broker), timeout=60).stdout
+    for service in [sw.service(b) for b in BROKERS] + list(EXPORTERS):
+        texts[f"inspect {service}"] = swarm.docker("service", "inspect", service).stdout
+        texts[f"logs {service}"] = swarm.docker("service", "logs", service, timeout=60).stdout
     for name in stack_objects(swarm, "config"):
         texts[f"config {name}"] = swarm.docker("config", "inspect", name).stdout
     for where, text in texts.items():
@@ -219,7 +269,7 @@ def test_config_change_rolls_the_services_and_queued_messages_survive(salt_swarm
     for broker in (HUB, SPOKE2):
         assert persistent_sub(swarm, broker, passwords["alice"], f"roll-{broker}", "local/roll/#") == []
         pub(swarm, broker, passwords["alice"], "local/roll/q", [f"{broker}-{i}" for i in range(20)])
-    salt_swarm.write_pillar(sw.pillar(passwords, config={"sys_interval": 2}))
+    salt_swarm.write_pillar(sw.spokes_pillar(passwords, config={"sys_interval": 2}))
     try:
         rc, planned, err = salt_swarm.apply(test=True)
         assert rc == 0, err
@@ -244,7 +294,7 @@ def test_config_change_rolls_the_services_and_queued_messages_survive(salt_swarm
             assert sorted(line.split(" ", 1)[1] for line in got) == sorted(f"{broker}-{i}" for i in range(20))
         assert changed(salt_swarm.apply(test=True)[1]) == {}
     finally:
-        salt_swarm.write_pillar(sw.pillar(passwords))
+        salt_swarm.write_pillar(sw.spokes_pillar(passwords))
 
 
 def test_killed_task_is_replaced(deployed, swarm, passwords):
@@ -259,15 +309,21 @@ def test_killed_task_is_replaced(deployed, swarm, passwords):
 
 def test_bad_swarm_pillar_is_refused_naming_the_key(salt_swarm, deployed, swarm, passwords):
     before = stack_objects(swarm, "service"), stack_objects(swarm, "config")
-    bad = sw.pillar(passwords)
+    bad = sw.spokes_pillar(passwords)
     bad["mosquitto"]["swarm"]["spokes"] = [SPOKE1, "rogue.example.org"]
     salt_swarm.write_pillar(bad)
     try:
         rc, out, err = salt_swarm.apply()
         assert rc != 0
         assert "mosquitto:swarm:spokes:1" in json.dumps(out) + err
-    finally:
+        # The host cluster's pillar plus swarm:enabled alone: masterless
+        # there is no mine to learn the spokes from, so the list is asked for.
         salt_swarm.write_pillar(sw.pillar(passwords))
+        rc, out, err = salt_swarm.apply()
+        assert rc != 0
+        assert "mosquitto:swarm:spokes: not set" in json.dumps(out) + err
+    finally:
+        salt_swarm.write_pillar(sw.spokes_pillar(passwords))
     assert (stack_objects(swarm, "service"), stack_objects(swarm, "config")) == before
 
 
@@ -305,7 +361,21 @@ def test_broker_alone_deploys_serves_tls_and_cleans(salt_swarm, swarm, passwords
         rc, states, err = salt_swarm.apply()
         assert rc == 0 and not failed(states), (failed(states), err[-3000:])
         change = states[next(k for k in states if STATE_ID in k)]["changes"]
-        assert change["services"]["created"] == [service]
+        assert change["services"]["created"] == [service, f"{service}-exporter"]
+        # mosquitto.conf, ACL, the exporter program; passwd, key, cert, CA,
+        # the exporter's password.
+        assert len(stack_objects(swarm, "config", sw.SOLO_STACK)) == 3
+        assert len(stack_objects(swarm, "secret", sw.SOLO_STACK)) == 5
+        # swarm:exporter_image '' (the default): the exporter service and
+        # its own objects go; its user leaves the broker's password file
+        # and ACL, so the broker rolls to the new ones.
+        salt_swarm.write_pillar(sw.solo_pillar(passwords, exporter_image=""))
+        rc, states, err = salt_swarm.apply()
+        assert rc == 0 and not failed(states), (failed(states), err[-3000:])
+        change = states[next(k for k in states if STATE_ID in k)]["changes"]
+        assert change["services"] == {"removed": [f"{service}-exporter"], "updated": [service]}
+        assert sorted(n.split("_")[2] for n in change["configs"]["removed"]) == ["acl", "exporter"]
+        assert sorted(n.split("_")[2] for n in change["secrets"]["removed"]) == ["exppass", "passwd"]
         assert stack_objects(swarm, "service", sw.SOLO_STACK) == [service]
         assert len(stack_objects(swarm, "config", sw.SOLO_STACK)) == 2  # mosquitto.conf, ACL
         assert len(stack_objects(swarm, "secret", sw.SOLO_STACK)) == 4  # passwd, key, cert, CA
@@ -332,4 +402,4 @@ def test_broker_alone_deploys_serves_tls_and_cleans(salt_swarm, swarm, passwords
     finally:
         if stack_objects(swarm, "service", sw.SOLO_STACK):
             salt_swarm.apply("mosquitto.clean")
-        salt_swarm.write_pillar(sw.pillar(passwords))
+        salt_swarm.write_pillar(sw.spokes_pillar(passwords))

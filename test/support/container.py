@@ -19,6 +19,10 @@ PORTS = {"mqtt": 11883, "mqtts": 18883, "exporter": 19234}
 # second one with another uid for the broker.
 IMAGE = "local/mosquitto:1883"
 OTHER_IMAGE = "local/mosquitto:2883"
+# The broker image plus python3, paho-mqtt and prometheus-client
+# (engine.build_exporter_image): the exporter's image in Kubernetes pods
+# and swarm services.
+EXPORTER_IMAGE = "local/mosquitto-exporter:1883"
 # Everything on the host that only this suite's pillar names.
 EXPORTER_SERVICE = "mosquitto-ctr-exporter"
 HOST_LEFTOVERS = [ETC, DATA, f"/etc/init.d/{EXPORTER_SERVICE}", f"/etc/default/{EXPORTER_SERVICE}",

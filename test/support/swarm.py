@@ -16,9 +16,12 @@ import os
 import shutil
 import subprocess
 
+from test.support.container import EXPORTER_IMAGE
 from test.support.localhost import wait_for
 
 STACK = "mqswarm"
+# The exporters' /metrics port on the stack's network (ports:exporter).
+METRICS_PORT = 9234
 HUB, SPOKE1, SPOKE2 = "hub.swarm.test", "spoke1.swarm.test", "spoke2.swarm.test"
 LABELS = {HUB: "hub-swarm-test", SPOKE1: "spoke1-swarm-test", SPOKE2: "spoke2-swarm-test"}
 ETC = "/etc/mosquitto-swarm"
@@ -49,21 +52,30 @@ def pillar(passwords, **extra):
                     "keepalive_interval": 10, "restart_timeout": [1, 5]},
         "container": {"image": IMAGE, "uid": 1883, "gid": 1883, "nofile": 16384,
                       "healthcheck": {"interval": 1, "timeout": 5, "retries": 3, "start_period": 5}},
-        "swarm": {"enabled": True, "stack": STACK, "spokes": [SPOKE1, SPOKE2], "subnet": SUBNET,
-                  "dir": SWARM_DIR, "wait": 120,
-                  "update_delay": 1, "restart_delay": 1},
+        # No swarm:spokes: masterless, no mine to learn them from (README);
+        # the swarm tests name them (spokes_pillar).
+        "swarm": {"enabled": True, "stack": STACK, "subnet": SUBNET, "exporter_image": EXPORTER_IMAGE,
+                  "dir": SWARM_DIR, "wait": 120, "update_delay": 1, "restart_delay": 1},
     }}
     for key, value in extra.items():
         data["mosquitto"][key] = value
     return data
 
 
-def solo_pillar(passwords):
-    """The suite's pillar without a cluster: one broker named ``domain``."""
+def spokes_pillar(passwords, **extra):
+    """The host cluster's pillar plus swarm:enabled, and the spokes named."""
+    data = pillar(passwords, **extra)
+    data["mosquitto"]["swarm"]["spokes"] = [SPOKE1, SPOKE2]
+    return data
+
+
+def solo_pillar(passwords, exporter_image=EXPORTER_IMAGE):
+    """The suite's pillar without a cluster: one broker named ``domain``
+    (exporter_image '', the default: no exporter service)."""
     data = pillar(passwords, domain=SOLO)
     del data["mosquitto"]["cluster"]
-    data["mosquitto"]["swarm"].update(stack=SOLO_STACK, dir=SOLO_DIR, subnet=SOLO_SUBNET)
-    del data["mosquitto"]["swarm"]["spokes"]
+    data["mosquitto"]["swarm"].update(stack=SOLO_STACK, dir=SOLO_DIR, subnet=SOLO_SUBNET,
+                                      exporter_image=exporter_image)
     return data
 
 
@@ -110,6 +122,34 @@ def remove_host_leftovers():
 
 def service(broker):
     return f"{STACK}_{LABELS[broker]}"
+
+
+def exporter_service(broker):
+    return f"{STACK}_{LABELS[broker]}-exporter"
+
+
+def exporter_task(engine, broker, timeout=90):
+    """The running task container of ``broker``'s exporter service."""
+    name = exporter_service(broker)
+
+    def running():
+        out = engine.docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}",
+                            "--filter", "status=running", check=False).stdout.split()
+        return out[0] if len(out) == 1 else None
+    cid = wait_for(running, timeout, 0.5)
+    assert cid, engine.docker("service", "ps", "--no-trunc", name, check=False).stdout
+    return cid
+
+
+def scrape(engine, from_broker, broker):
+    """``broker``'s exporter's /metrics, fetched over the stack's network
+    from inside ``from_broker``'s exporter task (its image has python3), by
+    the exporter's alias on the network; '' when it does not answer."""
+    url = f"http://{LABELS[broker]}-exporter:{METRICS_PORT}/metrics"
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
+    proc = engine.docker("exec", exporter_task(engine, from_broker), "python3", "-c", code,
+                         check=False, timeout=60)
+    return proc.stdout if proc.returncode == 0 else ""
 
 
 def task_container(engine, broker):

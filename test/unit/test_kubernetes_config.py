@@ -22,8 +22,9 @@ def test_kubernetes_defaults_are_valid_and_off():
 
 def test_cluster_rendered_for_kubernetes_needs_no_master_and_no_role():
     cluster = {"hub": "mqtt1.example.com", "topics": ["fleet/# both 2"]}
-    out = cfg.validate(settings(cluster=cluster, **kubernetes(image="eclipse-mosquitto:2.0.18")),
+    out = cfg.validate(settings(cluster=cluster, **kubernetes(image="eclipse-mosquitto:2.0.18", spokes=2)),
                        minion_id="render-host", broker_version={"version": "2.0.18", "where": "image"})
+    assert out["kubernetes"]["spokes"] == 2
     assert out["cluster"]["role"] is None and out["cluster"]["topic_lines"] == ["fleet/# both 2"]
     assert out["cluster"]["acl"] == ["readwrite fleet/#"]
     # The same pillar on hosts: this minion would be a spoke the hub's
@@ -31,6 +32,39 @@ def test_cluster_rendered_for_kubernetes_needs_no_master_and_no_role():
     with pytest.raises(CommandExecutionError, match="mosquitto:cluster:members"):
         cfg.validate(settings(cluster=dict(cluster, members="mqtt*")), minion_id="render-host",
                      broker_version={"version": "2.0.18", "where": "installed"})
+
+
+def test_unset_spokes_are_as_many_as_the_mine_knows_masterless_refused(monkeypatch):
+    """kubernetes:spokes unset: one replica per spoke of the host cluster
+    the Salt mine knows (mine.get of the real mosquitto_cluster module);
+    masterless, or with none known, refused naming the key."""
+    from test.support.config import passwd
+    from test.support.modules import load, utils
+    cluster_mod = load("_modules", "mosquitto_cluster")
+    spoke = utils()["mosquitto_names.mine_name"]("cluster_spoke")
+    hashed = passwd.hash_password("spoke-secret")
+    entries = {m: {"username": f"bridge.{m}", "clientid": f"{m}.cluster", "password_hash": hashed}
+               for m in ("mqtt2", "mqtt3", "mqtt4", "other9")}
+
+    def get(tgt, fun, tgt_type="glob"):
+        import fnmatch
+        return {m: e for m, e in entries.items() if fnmatch.fnmatch(m, tgt)} if fun == spoke else {}
+    monkeypatch.setattr(cluster_mod, "__salt__", {"mine.get": get}, raising=False)
+    monkeypatch.setattr(cluster_mod, "__utils__", utils(), raising=False)
+    monkeypatch.setattr(cluster_mod, "__opts__", {"id": "render-host"}, raising=False)
+    monkeypatch.setitem(cfg.__salt__, "mosquitto_cluster.spokes", cluster_mod.spokes)
+    cluster = {"hub": "mqtt1", "members": "mqtt*", "topics": ["fleet/# both 1"]}
+    out = cfg.validate(settings(cluster=cluster, **kubernetes()), minion_id="render-host")
+    assert out["kubernetes"]["spokes"] == 3
+    # An explicit count wins.
+    out = cfg.validate(settings(cluster=cluster, **kubernetes(spokes=5)), minion_id="render-host")
+    assert out["kubernetes"]["spokes"] == 5
+    entries.clear()
+    assert "mosquitto:kubernetes:spokes: not set, and the Salt mine knows no spoke" in \
+        error_of(cluster=cluster, **kubernetes())
+    monkeypatch.setattr(cfg, "__opts__", {"file_client": "local"}, raising=False)
+    text = error_of(cluster=cluster, **kubernetes())
+    assert "mosquitto:kubernetes:spokes: not set, and without a Salt master" in text, text
 
 
 def test_broker_version_is_the_kubernetes_images_tag():

@@ -142,6 +142,7 @@ COVERAGE = {
     "swarm:enabled": (SWARM, "test_first_apply_deploys_the_stack"),
     "swarm:stack": (SWARM, "test_first_apply_deploys_the_stack"),
     "swarm:spokes": (SWARM, "test_qos1_exactly_once_across_the_clusters_bridges"),
+    "swarm:exporter_image": (SWARM, "test_exporter_services_scrape_their_brokers_hardened"),
     "swarm:subnet": (SWARM, "test_first_apply_deploys_the_stack"),
     "swarm:dir": (SWARM, "test_clean_removes_the_stack_and_the_managers_files"),
     "swarm:wait": (SWARM, "test_config_change_rolls_the_services_and_queued_messages_survive"),
@@ -150,6 +151,8 @@ COVERAGE = {
     # A host-mode port publish listens on every address of the node: its
     # spec is checked, not bound on this machine.
     "swarm:publish": ("test/unit/test_swarm_config.py", "test_publish_gives_the_tls_port_in_host_mode"),
+    "swarm:exporter_publish": ("test/unit/test_swarm_config.py",
+                               "test_exporter_publish_gives_metrics_in_host_mode_and_no_image_no_exporter"),
     # Opt-ins that give up a guarantee (#20): refused without them; with them
     # a real broker listens plain off loopback / loads Debian's dynsec plugin.
     "listeners:mqtt:allow_remote_plain": ("test/functional/test_guarantee_opt_ins.py",

@@ -159,3 +159,128 @@ def test_test_mode_names_the_objects_a_changed_file_would_give(tmp_path):
     assert pending == {str(conf): new.encode(), str(passwd): None}
     name = utils()["mosquitto_swarm.object_name"]
     assert name("s", "hub", "passwd", None) == "s_hub_passwd_pending"
+
+
+# ------------------------------------------------------------------ spokes from the mine
+
+
+@pytest.fixture
+def master_mine(monkeypatch):
+    """The Salt mine as a master hands it to the manager (mine.get of the
+    real mosquitto_cluster module, the function a host hub lists its
+    spokes with): minion id -> mosquitto_cluster_spoke entry."""
+    from test.support.config import cfg, passwd
+    from test.support.modules import load
+    cluster = load("_modules", "mosquitto_cluster")
+    entries = {}
+
+    def get(tgt, fun, tgt_type="glob"):
+        import fnmatch
+        return {m: e for m, e in entries.items() if fnmatch.fnmatch(m, tgt)} if fun == MINE_SPOKE else {}
+    monkeypatch.setattr(cluster, "__salt__", {"mine.get": get}, raising=False)
+    monkeypatch.setattr(cluster, "__utils__", utils(), raising=False)
+    monkeypatch.setattr(cluster, "__opts__", {"id": "manager"}, raising=False)
+    monkeypatch.setitem(cfg.__salt__, "mosquitto_cluster.spokes", cluster.spokes)
+    hashed = passwd.hash_password("spoke-secret")
+    for minion in ("mqtt3", "mqtt2", "other9"):
+        entries[minion] = {"username": f"bridge.{minion}", "clientid": f"{minion}.cluster", "password_hash": hashed}
+    # A malformed entry is skipped, as the host hub skips it.
+    entries["mqtt4"] = {"username": "bridge.mqtt2", "clientid": "mqtt4.cluster", "password_hash": hashed}
+    return entries
+
+
+MINE_SPOKE = utils()["mosquitto_names.mine_name"]("cluster_spoke")
+
+
+def test_spokes_default_to_the_cluster_spokes_the_mine_knows(master_mine):
+    # A host cluster's pillar plus swarm:enabled: one key moves the cluster.
+    data = swarm_map(cluster=dict(CLUSTER, members="mqtt*"), swarm={"enabled": True})
+    assert data["swarm"]["spokes"] == ["mqtt2", "mqtt3"]
+    layout = utils()["mosquitto_swarm.layout"](data)
+    assert {b["name"]: b["role"] for b in layout.values()} == {"mqtt1": "hub", "mqtt2": "spoke", "mqtt3": "spoke"}
+    assert set(layout["mqtt2"]["secrets"]) >= {"cluster.conf"}
+    services = [utils()["mosquitto_swarm.service_spec"]("mosquitto", label, broker, {}, {}, SPEC_SETTINGS)["Name"]
+                for label, broker in layout.items()]
+    assert sorted(services) == ["mosquitto_mqtt1", "mosquitto_mqtt2", "mosquitto_mqtt3"]
+    acl = utils()["mosquitto_swarm.acl_users"](data, layout["mqtt1"])
+    assert {"bridge.mqtt2", "bridge.mqtt3"} <= set(acl) and "bridge.other9" not in acl
+    # An explicit list wins, [] too (the hub alone).
+    assert swarm_map(cluster=CLUSTER, swarm={"enabled": True, "spokes": ["other9"]})["swarm"]["spokes"] == ["other9"]
+    assert swarm_map(cluster=CLUSTER, swarm={"enabled": True, "spokes": []})["swarm"]["spokes"] == []
+    # Swarm mode off or no cluster: nothing asked of the mine.
+    master_mine.clear()
+    assert swarm_map(cluster=CLUSTER)["swarm"]["spokes"] == []
+
+
+def test_masterless_without_spokes_is_refused_naming_the_key(monkeypatch):
+    from test.support.config import cfg
+    monkeypatch.setattr(cfg, "__opts__", {"file_client": "local"}, raising=False)
+    text = error_of(cluster=CLUSTER, swarm={"enabled": True})
+    assert "mosquitto:swarm:spokes" in text and "mine" in text, text
+    # The broker alone needs no spokes.
+    assert swarm_map(swarm={"enabled": True})["swarm"]["spokes"] == []
+
+
+# ------------------------------------------------------------------ the exporter service
+
+SPEC_SETTINGS = {"image": "eclipse-mosquitto:2.0.18", "uid": 1883, "gid": 1883, "nofile": 4096,
+                 "healthcheck": {"interval": 30, "timeout": 5, "retries": 3, "start_period": 10},
+                 "data_dir": "/mosquitto/data/", "mqtt_port": 1883, "mqtts_port": 8883,
+                 "update_delay": 5, "restart_delay": 5, "exporter_image": "local/exporter:1",
+                 "exporter_user": "mosquitto-exporter", "exporter_port": 9234, "max_connections": 4032}
+
+
+def exporter_layout(**swarm):
+    data = swarm_map(cluster=dict(CLUSTER, members="mqtt*"),
+                     swarm=dict(SWARM, exporter_image="local/exporter:1", **swarm))
+    return data, utils()["mosquitto_swarm.layout"](data)
+
+
+def test_exporter_service_per_broker_hardened_password_a_secret():
+    data, layout = exporter_layout()
+    hub = layout["mqtt1"]
+    assert hub["exporter"]["secrets"] == {"exporter-password": "/etc/mosquitto/swarm/mqtt1/exporter.secret",
+                                          "ca.crt": data["tls"]["ca_cert"],
+                                          "server.crt": "/etc/mosquitto/swarm/mqtt1/server.crt"}
+    assert hub["exporter"]["publish"] == 0
+    # Its user may read $SYS on its broker.
+    assert utils()["mosquitto_swarm.acl_users"](data, hub)["mosquitto-exporter"] == ["read $SYS/#"]
+    spec = utils()["mosquitto_swarm.exporter_spec"](
+        "mosquitto", "mqtt1", hub, {"/opt/mosquitto-exporter/mosquitto_exporter.py": "mosquitto_mqtt1_exporter_x"},
+        {"exporter-password": "mosquitto_mqtt1_exppass_x"}, SPEC_SETTINGS)
+    ctr = spec["TaskTemplate"]["ContainerSpec"]
+    assert spec["Name"] == "mosquitto_mqtt1-exporter"
+    assert (ctr["User"], ctr["ReadOnly"], ctr["CapabilityDrop"]) == ("1883:1883", True, ["ALL"])
+    env = dict(e.split("=", 1) for e in ctr["Env"])
+    assert env["BROKER_ENDPOINT"] == "ssl://mqtt1:8883" and env["MQTT_CAFILE"] == "/run/secrets/ca.crt"
+    assert env["MQTT_PASS_FILE"] == "/run/secrets/exporter-password" and "MQTT_PASS" not in env
+    assert ctr["Secrets"] == [{"File": {"Name": "exporter-password", "UID": "1883", "GID": "1883", "Mode": 0o400},
+                               "SecretName": "mosquitto_mqtt1_exppass_x"}]
+    assert ctr["Mounts"] == [{"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 16 << 20}}]
+    assert spec["EndpointSpec"] == {"Mode": "dnsrr", "Ports": []}
+    assert spec["TaskTemplate"]["Networks"][0]["Target"] == "mosquitto_net"
+
+
+def test_exporter_publish_gives_metrics_in_host_mode_and_no_image_no_exporter():
+    _, layout = exporter_layout(exporter_publish={"mqtt2": 19234})
+    spec = utils()["mosquitto_swarm.exporter_spec"]("mosquitto", "mqtt2", layout["mqtt2"], {}, {}, SPEC_SETTINGS)
+    assert spec["EndpointSpec"]["Ports"] == [{"Protocol": "tcp", "TargetPort": 9234, "PublishedPort": 19234,
+                                              "PublishMode": "host"}]
+    # '' (the default) and exporter:enabled false: no exporter service.
+    data = swarm_map(cluster=CLUSTER, swarm=SWARM)
+    assert all(b["exporter"] is None for b in utils()["mosquitto_swarm.layout"](data).values())
+    data = swarm_map(cluster=CLUSTER, swarm=dict(SWARM, exporter_image="x:1"), exporter={"enabled": False})
+    assert all(b["exporter"] is None for b in utils()["mosquitto_swarm.layout"](data).values())
+    assert "mosquitto-exporter" not in utils()["mosquitto_swarm.acl_users"](data, {"role": "hub"})
+
+
+@pytest.mark.parametrize("swarm,key", [
+    (dict(SWARM, exporter_image="bad image"), "mosquitto:swarm:exporter_image"),
+    (dict(SWARM, exporter_publish={"mqtt2": 19234}), "mosquitto:swarm:exporter_publish"),
+    (dict(SWARM, exporter_image="x:1", exporter_publish={"nobody": 19234}), "mosquitto:swarm:exporter_publish:nobody"),
+    (dict(SWARM, exporter_image="x:1", publish={"mqtt1": 19234}, exporter_publish={"mqtt2": 19234}),
+     "mosquitto:swarm:exporter_publish:mqtt2"),
+], ids=["image", "publish-without-image", "publish-unknown", "publish-same-port"])
+def test_exporter_keys_refused_naming_the_key(swarm, key):
+    text = error_of(cluster=dict(CLUSTER, members="mqtt*"), swarm=swarm)
+    assert key in text, text
