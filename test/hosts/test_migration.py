@@ -269,7 +269,8 @@ def test_second_apply_changes_nothing(host, migrated):
     fleet, h, _ = host
     pid = h.run(["systemctl", "show", "--property=MainPID", "--value", "mosquitto"]).stdout
     assert changed(apply(fleet, h)) == {}
-    assert h.run(["systemctl", "show", "--property=MainPID", "--value", "mosquitto"]).stdout == pid
+    now = h.run(["systemctl", "show", "--property=MainPID", "--value", "mosquitto"]).stdout
+    assert now == pid, (pid, now, h.journal("mosquitto", 60), h.path("/var/log/mosquitto/mosquitto.log").read_text()[-3000:])
     digest = hashlib.sha256(h.path("/etc/mosquitto/ca/ca.key").read_bytes()).hexdigest()
     assert changed(apply(fleet, h, "test=True")) == {}
     assert hashlib.sha256(h.path("/etc/mosquitto/ca/ca.key").read_bytes()).hexdigest() == digest
