@@ -31,6 +31,7 @@ import pytest
 pytestmark = pytest.mark.hosts
 
 HOST = "mosquittodemo.sensorberg.com"   # the playbook's domain, resolved by the client
+LOG = "/var/log/mosquitto/mosquitto.log"
 CERTS = "/etc/mosquitto/certs"
 SUBJECT = "/C=DE/ST=Germany/L=Berlin/O=Sensorberg GmBH/OU=DevOps/CN=mosquittodemo.sensorberg.com"
 PASSPHRASE = "ca-" + secrets.token_urlsafe(12)
@@ -270,7 +271,7 @@ def test_second_apply_changes_nothing(host, migrated):
     pid = h.run(["systemctl", "show", "--property=MainPID", "--value", "mosquitto"]).stdout
     assert changed(apply(fleet, h)) == {}
     now = h.run(["systemctl", "show", "--property=MainPID", "--value", "mosquitto"]).stdout
-    assert now == pid, (pid, now, h.journal("mosquitto", 60), h.path("/var/log/mosquitto/mosquitto.log").read_text()[-3000:])
+    assert now == pid, (pid, now, h.journal("mosquitto", 60), h.path(LOG).read_text()[-3000:])
     digest = hashlib.sha256(h.path("/etc/mosquitto/ca/ca.key").read_bytes()).hexdigest()
     assert changed(apply(fleet, h, "test=True")) == {}
     assert hashlib.sha256(h.path("/etc/mosquitto/ca/ca.key").read_bytes()).hexdigest() == digest
