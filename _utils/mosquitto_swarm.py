@@ -180,6 +180,14 @@ def network_name(stack):
     return f"{stack}_net"
 
 
+def _published(target, published):
+    """A port published on the node itself (host mode: the ingress mesh
+    needs IPVS, README "Orchestrators"); none when not asked."""
+    if not published:
+        return []
+    return [{"Protocol": "tcp", "TargetPort": target, "PublishedPort": published, "PublishMode": "host"}]
+
+
 def _healthcheck(settings):
     """Alive = the plain listener answers an MQTT CONNECT: an anonymous one
     is refused "not authorised", which mosquitto_sub reports as exit code 5
@@ -226,10 +234,7 @@ def service_spec(stack, broker_label, broker, configs, secrets, settings):
         "Configs": _file_refs(settings, configs, "config", 0o440),
         "Secrets": _file_refs(settings, secrets, "secret", 0o400),
     }
-    ports = []
-    if broker.get("publish"):
-        ports = [{"Protocol": "tcp", "TargetPort": settings["mqtts_port"],
-                  "PublishedPort": broker["publish"], "PublishMode": "host"}]
+    ports = _published(settings["mqtts_port"], broker.get("publish"))
     roll = {"Parallelism": 1, "Order": "stop-first", "Delay": settings["update_delay"] * _NS,
             "Monitor": 5 * _NS, "FailureAction": "rollback"}
     spec = {
@@ -295,10 +300,7 @@ def exporter_spec(stack, broker_label, broker, configs, secrets, settings):
         "Configs": _file_refs(settings, configs, "config", 0o444),
         "Secrets": _file_refs(settings, secrets, "secret", 0o400),
     }
-    ports = []
-    if exporter.get("publish"):
-        ports = [{"Protocol": "tcp", "TargetPort": settings["exporter_port"],
-                  "PublishedPort": exporter["publish"], "PublishMode": "host"}]
+    ports = _published(settings["exporter_port"], exporter.get("publish"))
     spec = {
         "Name": name,
         "Labels": labels,
