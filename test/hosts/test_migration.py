@@ -273,7 +273,7 @@ def test_second_apply_changes_nothing(host, migrated):
     unit's journal over the apply: systemd logs "Stopping" or "Reloading").
 
     Not asserted: that the broker's PID stays. Debian 12's mosquitto 2.0.11
-    has been seen (1 run in 3) to segfault a few seconds after the playbook's
+    has been seen (3 of 7 runs) to segfault a few seconds after the playbook's
     persistent client disconnects from its queued messages with "Protocol
     error" (the test before this one), on the next connection; systemd's
     Restart=on-failure starts it again. That crash is the broker's, not the
