@@ -293,8 +293,7 @@ def reloaded(name, ports=None, services=None, mode="exclusive"):
 
 def _runtime_added(ret, name, runtime, wanted):
     """Shared mode: add the wanted ports and services missing at runtime."""
-    add = {key: [x for x in wanted[key] if x not in runtime[key]] for key in OWN}
-    add = {k: v for k, v in add.items() if v}
+    add, _ = _plan(runtime, wanted, "shared", {})
     if not add:
         ret["comment"] = f"Running zone {name} opens {_shown(_items(wanted, SHOWN[:2]))} (shared)"
         return ret
