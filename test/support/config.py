@@ -8,6 +8,7 @@ mosquitto_passwd as ``__salt__``, empty ``__opts__``) and takes them back
 after, so nothing one test sets reaches another. A test that needs more
 (``__opts__``, pkg.* functions) adds it with ``monkeypatch``.
 """
+import fnmatch
 import pathlib
 
 import pytest
@@ -55,3 +56,29 @@ def installed(version):
 def validate(minion="mqtt2", version="2.0.11", **pillar):
     """validate as a cluster member ``minion`` with broker ``version`` installed."""
     return cfg.validate(settings(**pillar), minion_id=minion, broker_version=installed(version))
+
+
+# The Salt mine entry a spoke publishes (mosquitto_cluster_spoke).
+MINE_SPOKE = utils()["mosquitto_names.mine_name"]("cluster_spoke")
+
+
+def master_mine(monkeypatch, minion_id):
+    """The Salt mine as a master hands it to ``minion_id``: ``cfg`` gets the
+    real mosquitto_cluster.spokes (the function a host hub lists its spokes
+    with), whose mine.get reads the dict returned here (minion id -> its
+    spoke entry, see spoke_entry); fill it, or clear it, in the test."""
+    cluster = load("_modules", "mosquitto_cluster")
+    entries = {}
+
+    def get(tgt, fun, tgt_type="glob"):
+        return {m: e for m, e in entries.items() if fnmatch.fnmatch(m, tgt)} if fun == MINE_SPOKE else {}
+    monkeypatch.setattr(cluster, "__salt__", {"mine.get": get}, raising=False)
+    monkeypatch.setattr(cluster, "__utils__", utils(), raising=False)
+    monkeypatch.setattr(cluster, "__opts__", {"id": minion_id}, raising=False)
+    monkeypatch.setitem(cfg.__salt__, "mosquitto_cluster.spokes", cluster.spokes)
+    return entries
+
+
+def spoke_entry(minion, password_hash):
+    """A well-formed spoke entry of ``minion``, as the spoke publishes it."""
+    return {"username": f"bridge.{minion}", "clientid": f"{minion}.cluster", "password_hash": password_hash}

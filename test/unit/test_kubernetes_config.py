@@ -38,21 +38,10 @@ def test_unset_spokes_are_as_many_as_the_mine_knows_masterless_refused(monkeypat
     """kubernetes:spokes unset: one replica per spoke of the host cluster
     the Salt mine knows (mine.get of the real mosquitto_cluster module);
     masterless, or with none known, refused naming the key."""
-    from test.support.config import passwd
-    from test.support.modules import load, utils
-    cluster_mod = load("_modules", "mosquitto_cluster")
-    spoke = utils()["mosquitto_names.mine_name"]("cluster_spoke")
+    from test.support.config import master_mine, passwd, spoke_entry
+    entries = master_mine(monkeypatch, "render-host")
     hashed = passwd.hash_password("spoke-secret")
-    entries = {m: {"username": f"bridge.{m}", "clientid": f"{m}.cluster", "password_hash": hashed}
-               for m in ("mqtt2", "mqtt3", "mqtt4", "other9")}
-
-    def get(tgt, fun, tgt_type="glob"):
-        import fnmatch
-        return {m: e for m, e in entries.items() if fnmatch.fnmatch(m, tgt)} if fun == spoke else {}
-    monkeypatch.setattr(cluster_mod, "__salt__", {"mine.get": get}, raising=False)
-    monkeypatch.setattr(cluster_mod, "__utils__", utils(), raising=False)
-    monkeypatch.setattr(cluster_mod, "__opts__", {"id": "render-host"}, raising=False)
-    monkeypatch.setitem(cfg.__salt__, "mosquitto_cluster.spokes", cluster_mod.spokes)
+    entries.update({m: spoke_entry(m, hashed) for m in ("mqtt2", "mqtt3", "mqtt4", "other9")})
     cluster = {"hub": "mqtt1", "members": "mqtt*", "topics": ["fleet/# both 1"]}
     out = cfg.validate(settings(cluster=cluster, **kubernetes()), minion_id="render-host")
     assert out["kubernetes"]["spokes"] == 3

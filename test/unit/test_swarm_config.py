@@ -5,8 +5,9 @@ swarm runs in test/containers/test_swarm_mode.py."""
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from test.support.config import CLUSTER, settings, validate
+from test.support.config import CLUSTER, passwd, settings, spoke_entry, validate
 from test.support.config import configure_loader_modules as configure_loader_modules  # a fixture
+from test.support.config import master_mine as mine_of
 from test.support.modules import utils
 
 SPOKES = ["mqtt2", "mqtt3"]
@@ -169,27 +170,13 @@ def master_mine(monkeypatch):
     """The Salt mine as a master hands it to the manager (mine.get of the
     real mosquitto_cluster module, the function a host hub lists its
     spokes with): minion id -> mosquitto_cluster_spoke entry."""
-    from test.support.config import cfg, passwd
-    from test.support.modules import load
-    cluster = load("_modules", "mosquitto_cluster")
-    entries = {}
-
-    def get(tgt, fun, tgt_type="glob"):
-        import fnmatch
-        return {m: e for m, e in entries.items() if fnmatch.fnmatch(m, tgt)} if fun == MINE_SPOKE else {}
-    monkeypatch.setattr(cluster, "__salt__", {"mine.get": get}, raising=False)
-    monkeypatch.setattr(cluster, "__utils__", utils(), raising=False)
-    monkeypatch.setattr(cluster, "__opts__", {"id": "manager"}, raising=False)
-    monkeypatch.setitem(cfg.__salt__, "mosquitto_cluster.spokes", cluster.spokes)
+    entries = mine_of(monkeypatch, "manager")
     hashed = passwd.hash_password("spoke-secret")
     for minion in ("mqtt3", "mqtt2", "other9"):
-        entries[minion] = {"username": f"bridge.{minion}", "clientid": f"{minion}.cluster", "password_hash": hashed}
+        entries[minion] = spoke_entry(minion, hashed)
     # A malformed entry is skipped, as the host hub skips it.
     entries["mqtt4"] = {"username": "bridge.mqtt2", "clientid": "mqtt4.cluster", "password_hash": hashed}
     return entries
-
-
-MINE_SPOKE = utils()["mosquitto_names.mine_name"]("cluster_spoke")
 
 
 def test_spokes_default_to_the_cluster_spokes_the_mine_knows(master_mine):
