@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import pytest
@@ -47,6 +46,7 @@ from saltfactories.daemons.minion import SaltMinion
 from scripts.saltlocal import changed
 from test.containers import engine as eng
 from test.support import fleet as fleetmod
+from test.support.parallel import each
 
 pytestmark = pytest.mark.containers
 
@@ -217,25 +217,6 @@ def master(salt_factories, network, workdir):
         yield daemon
 
 
-def _each(fun, items):
-    """fun(item) for every item at once (daemons start and stop in
-    seconds each, mostly waiting); the first error is raised."""
-    errors = []
-
-    def run(item):
-        try:
-            fun(item)
-        except BaseException as exc:  # re-raised below, in this thread
-            errors.append(exc)
-    threads = [threading.Thread(target=run, args=(item,)) for item in items]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-
-
 @pytest.fixture(scope="module")
 def minions(master, engine, workdir):
     factory = minion_class(workdir / "hosts")
@@ -244,11 +225,11 @@ def minions(master, engine, workdir):
                                          overrides={"docker.url": engine.url}) for minion in IDS]
     try:
         t0 = time.monotonic()
-        _each(lambda daemon: daemon.start(start_timeout=120), daemons)
+        each(lambda daemon: daemon.start(start_timeout=120), daemons)
         print(f"three minions started in {time.monotonic() - t0:.1f} s")
         yield daemons
     finally:
-        _each(lambda daemon: daemon.terminate(), daemons)
+        each(lambda daemon: daemon.terminate(), daemons)
         master.salt_key_cli().run("-y", "-d", "ctr-*")
 
 

@@ -16,7 +16,6 @@ Releases: the newest of each line that installs from the index here
 """
 import json
 import secrets
-import threading
 import time
 
 import pytest
@@ -24,6 +23,7 @@ import pytest
 from scripts.saltlocal import changed
 from test.support import fleet as fleetmod
 from test.support import salt_release
+from test.support.parallel import each
 
 pytestmark = pytest.mark.hosts
 
@@ -48,19 +48,7 @@ def hosts(fleet_lab):
     try:
         t0 = time.monotonic()
         fleet.start()
-        errors = []
-
-        def install(h):
-            try:
-                salt_release.install_on_host(h, RELEASES[h.name])
-            except Exception as exc:  # reported below
-                errors.append(exc)
-        threads = [threading.Thread(target=install, args=(h,)) for h in fleet]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors, errors
+        each(lambda h: salt_release.install_on_host(h, RELEASES[h.name]), list(fleet))
         print(f"\nsalt release hosts booted and installed in {time.monotonic() - t0:.1f} s")
         yield fleet
     finally:
