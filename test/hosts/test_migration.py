@@ -268,32 +268,67 @@ def test_messages_queued_before_the_migration_are_delivered(host, migrated, queu
     assert got.stdout.split() == QUEUED, (got.stdout, got.stderr)
 
 
+def broker_journal(h, since):
+    return h.run(["journalctl", "--no-pager", "-o", "short-iso", "-u", "mosquitto", "--since", f"@{since}"],
+                 check=False).stdout
+
+
+def broker_settled(h, quiet=3.0):
+    """Active with one MainPID for `quiet` seconds (systemd's restart after a
+    crash takes a moment; a PID that still changes is not settled)."""
+    pid, since = None, time.monotonic()
+    deadline = since + 60
+    while time.monotonic() < deadline:
+        show = dict(line.split("=", 1) for line in
+                    h.run(["systemctl", "show", "--property=ActiveState,MainPID", "mosquitto"]).stdout.split())
+        now = show.get("MainPID") if show.get("ActiveState") == "active" else None
+        if now != pid:
+            pid, since = now, time.monotonic()
+        elif pid and time.monotonic() - since >= quiet:
+            return pid
+        time.sleep(0.2)
+    raise AssertionError(h.journal("mosquitto", 40))
+
+
 def test_second_apply_changes_nothing(host, migrated):
     """No change, and the broker neither restarted nor reloaded by it (its
     unit's journal over the apply: systemd logs "Stopping" or "Reloading").
 
-    Not asserted: that the broker's PID stays. Debian 12's mosquitto 2.0.11
-    has been seen (3 of 7 runs) to segfault a few seconds after the playbook's
+    Debian 12's mosquitto 2.0.11 has been seen (3 of 7 runs, and once in CI
+    during this very apply) to segfault a few seconds after the playbook's
     persistent client disconnects from its queued messages with "Protocol
-    error" (the test before this one), on the next connection; systemd's
+    error" (the test before this one), on a following connection; systemd's
     Restart=on-failure starts it again. That crash is the broker's, not the
-    apply's: it is reported as a warning with the journal, and README's
-    migration section names it."""
-    fleet, h, _ = host
+    apply's. So one client connects first and the broker is left to settle;
+    should it still crash during the apply (SEGV in the unit's journal), the
+    only changes allowed are the service's running states starting the
+    stopped broker, reported as a warning with the journal and the broker's log, and
+    one more apply must change nothing. README's migration section names it."""
+    fleet, h, ca = host
     since = h.run(["date", "+%s"]).stdout.strip()
-    assert changed(apply(fleet, h)) == {}
-    journal = h.run(["journalctl", "--no-pager", "-o", "short-iso", "-u", "mosquitto", "--since", f"@{since}"],
-                    check=False).stdout
-    assert "Stopping mosquitto" not in journal and "Reloading mosquitto" not in journal, journal
-    if "status=11/SEGV" in journal:
-        warnings.warn(f"mosquitto crashed during the second apply (not caused by it):\n{journal}\n"
+    original_commands_work(fleet, h, ca, NEW_USER, NEW_PASSWORD)   # the following connection, before the apply
+    broker_settled(h)
+    if "status=11/SEGV" in (early := broker_journal(h, since)):
+        warnings.warn(f"mosquitto crashed before the second apply:\n{early}\n"
                       f"broker log:\n{h.path(LOG).read_text()[-2000:]}", stacklevel=1)
-    for _ in range(150):  # after such a crash, systemd's restart takes a moment
-        if h.run(["systemctl", "is-active", "mosquitto"], check=False).stdout.strip() == "active":
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(h.journal("mosquitto", 40))
+    since = h.run(["date", "+%s"]).stdout.strip()
+    ret = apply(fleet, h)
+    states = changed(ret)
+    journal = broker_journal(h, since)
+    assert "Stopping mosquitto" not in journal and "Reloading mosquitto" not in journal, journal
+    if states and "status=11/SEGV" in journal:
+        starts = {v["__id__"] for k, v in ret.items()
+                  if k.startswith("mosquitto_service_|-") and k.endswith("_|-running")
+                  and v.get("changes", {}) in ({}, {"mosquitto": True})}
+        assert set(states) <= starts, (states, journal)
+        warnings.warn(f"mosquitto crashed during the second apply (not caused by it), which started it:\n"
+                      f"{states}\n{journal}\nbroker log:\n{h.path(LOG).read_text()[-2000:]}", stacklevel=1)
+        broker_settled(h)
+        since = h.run(["date", "+%s"]).stdout.strip()
+        states = changed(apply(fleet, h))
+        journal = broker_journal(h, since)
+    assert states == {}, journal
+    broker_settled(h)
     digest = hashlib.sha256(h.path("/etc/mosquitto/ca/ca.key").read_bytes()).hexdigest()
     assert changed(apply(fleet, h, "test=True")) == {}
     assert hashlib.sha256(h.path("/etc/mosquitto/ca/ca.key").read_bytes()).hexdigest() == digest
