@@ -19,7 +19,8 @@ old ca.crt still verifies the broker by name, every old user logs in with
 the old password, the queued messages arrive, the README's own command
 lines work, and a second apply changes nothing.
 
-Tests run in file order on one module host.
+Tests run in file order on one host per Debian release (bookworm, then
+trixie), each torn down before the next.
 """
 import hashlib
 import json
@@ -112,18 +113,22 @@ def minion_back(fleet, h):
     raise AssertionError(f"{h.name}: the minion did not answer after its restart")
 
 
-@pytest.fixture(scope="module")
-def host(fleet_factory, fleet_pillar_dir, tmp_path_factory):
+# Each Debian release the formula runs on, with its own mosquitto (2.0.11,
+# 2.0.21), OpenSSL (3.0, 3.5) and firewalld (1.3, 2.3): one host at a time
+# under the playbook's one domain name.
+@pytest.fixture(scope="module", params=["bookworm", "trixie"])
+def host(request, fleet_factory, fleet_pillar_dir, tmp_path_factory):
     (fleet_pillar_dir / "top.sls").write_text("base:\n  '*':\n    - mosquitto\n")
     (fleet_pillar_dir / "mosquitto.sls").write_text(PILLAR)
-    fleet = fleet_factory([HOST])
+    fleet = fleet_factory([HOST], suites={HOST: request.param})
     h = fleet[HOST]
     build_playbook_host(h)
     minion_back(fleet, h)
     # What a client of the playbook's broker holds: its ca.crt, nothing else.
     ca = tmp_path_factory.mktemp("client") / "ca.crt"
     ca.write_bytes(h.path(f"{CERTS}/ca.crt").read_bytes())
-    return fleet, h, str(ca)
+    yield fleet, h, str(ca)
+    fleet.teardown()   # now, not with the module: the next release's host takes the same name
 
 
 def client_args(h, ca, user, password, by="name"):
