@@ -662,6 +662,19 @@ def set_credentials(client, user, password, context):
         client.tls_set_context(context)
 
 
+# How soon the main thread runs a signal handler when the signal landed on
+# another thread (see main).
+SIGNAL_POLL = 0.5
+
+
+class _ShutDown(Exception):
+    """SIGTERM or SIGINT, raised in the main thread by its handler."""
+
+
+def _shut_down(signum, frame):
+    raise _ShutDown(signum)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -705,11 +718,24 @@ def main(argv=None):
             crashed.append(True)
             stop.set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     worker = threading.Thread(target=mqtt_thread, name="mqtt", daemon=True)
     worker.start()
-    stop.wait()
+    # The kernel may deliver SIGTERM to any thread; CPython then runs the
+    # handler in the main thread at its next bytecode, which an untimed
+    # stop.wait() never reaches (the exporter ignored SIGTERM). Hence the
+    # timed wait. The handler raises instead of calling stop.set(): run
+    # between two bytecodes of Event.wait, stop.set() would block on the
+    # lock its own thread holds there.
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _shut_down)
+        while not stop.wait(SIGNAL_POLL):
+            pass
+    except _ShutDown:
+        pass
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a second one mid-shutdown is no error
+        signal.signal(signum, signal.SIG_IGN)
+    stop.set()
 
     LOG.info("shutting down")
     client.disconnect()
