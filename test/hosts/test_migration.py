@@ -273,11 +273,6 @@ def test_messages_queued_before_the_migration_are_delivered(host, migrated, queu
     assert got.stdout.split() == QUEUED, (got.stdout, got.stderr)
 
 
-def broker_journal(h, since):
-    return h.run(["journalctl", "--no-pager", "-o", "short-iso", "-u", "mosquitto", "--since", f"@{since}"],
-                 check=False).stdout
-
-
 def broker_settled(h, quiet=3.0):
     """Active with one MainPID for `quiet` seconds (systemd's restart after a
     crash takes a moment; a PID that still changes is not settled)."""
@@ -313,13 +308,13 @@ def test_second_apply_changes_nothing(host, migrated):
     since = h.run(["date", "+%s"]).stdout.strip()
     original_commands_work(fleet, h, ca, NEW_USER, NEW_PASSWORD)   # the following connection, before the apply
     broker_settled(h)
-    if "status=11/SEGV" in (early := broker_journal(h, since)):
+    if "status=11/SEGV" in (early := h.journal("mosquitto", lines=None, since=since)):
         warnings.warn(f"mosquitto crashed before the second apply:\n{early}\n"
                       f"broker log:\n{h.path(LOG).read_text()[-2000:]}", stacklevel=1)
     since = h.run(["date", "+%s"]).stdout.strip()
     ret = apply(fleet, h)
     states = changed(ret)
-    journal = broker_journal(h, since)
+    journal = h.journal("mosquitto", lines=None, since=since)
     assert "Stopping mosquitto" not in journal and "Reloading mosquitto" not in journal, journal
     if states and "status=11/SEGV" in journal:
         starts = {v["__id__"] for k, v in ret.items()
@@ -331,7 +326,7 @@ def test_second_apply_changes_nothing(host, migrated):
         broker_settled(h)
         since = h.run(["date", "+%s"]).stdout.strip()
         states = changed(apply(fleet, h))
-        journal = broker_journal(h, since)
+        journal = h.journal("mosquitto", lines=None, since=since)
     assert states == {}, journal
     broker_settled(h)
     digest = hashlib.sha256(h.path("/etc/mosquitto/ca/ca.key").read_bytes()).hexdigest()

@@ -1153,10 +1153,16 @@ class Host:
                 raise CommandFailed(self.name, res) from None
             return None
 
-    def journal(self, unit=None, lines=200):
-        args = ["journalctl", "--no-pager", "-n", str(lines)]
+    def journal(self, unit=None, lines=200, since=None):
+        """The journal's last ``lines`` (None: all), of ``unit``, from
+        ``since`` (seconds since the epoch, as the host's ``date +%s``)."""
+        args = ["journalctl", "--no-pager", "-o", "short-iso"]
+        if lines is not None:
+            args += ["-n", str(lines)]
         if unit:
             args += ["-u", unit]
+        if since is not None:
+            args += ["--since", f"@{since}"]
         return self.run(args, check=False).stdout
 
     def console_tail(self, lines=40):
